@@ -1,0 +1,759 @@
+"""`hemoedge bench cpu`: onnxruntime CPU latency, cold start, memory, FLOPs and efficiency.
+
+    run(CpuBenchConfig(art=..., threads=(1, 2))) -> Results
+
+For every model x precision in the artifact and every intra-op thread count:
+  cpu.<role>.latency_ms.{mean,p50,p90,p99}  session.run only; variant "det=P" / "est=P"
+  cpu.<role>.cold_start_ms                  InferenceSession() + first run, fresh session
+                                            each time, in this (already warm) process
+  cpu.<role>.peak_rss_bytes                 peak RSS (VmHWM) of a fresh child process that
+                                            loads only this model and runs it (interpreter
+                                            + numpy + onnxruntime + model)
+  cpu.<role>.peak_rss_delta_bytes           the same minus the child's RSS just before the
+                                            session was created (what the model adds)
+  flops.<role>.gflop                        2 x multiply-accumulates of Conv/ConvTranspose/
+                                            Gemm/MatMul (and their quantised forms) + bias adds
+  cpu.<role>.gflops_per_s, cpu.<role>.efficiency   flops / p50, and that / the ISA peak
+For every pairing det=P,est=Q and thread count, on real synthetic frames:
+  cpu.frame_ms.{mean,p50,p90,p99}           letterbox + detector + decode/NMS + best-nail
+                                            crop + estimator preprocessing + estimator
+  cpu.frame.nail_found_rate                 share of timed frames where the detector found
+                                            a nail (otherwise the ground-truth box, or the
+                                            centre, is cropped so the estimator still runs)
+  cpu.frame.<stage>_ms.p50                  the median of each stage of that frame time:
+                                            letterbox, detector, decode (+NMS, best nail),
+                                            est_preprocess (crop + resize_crop), estimator
+
+Sessions: CPUExecutionProvider, intra_op_num_threads=t, inter_op_num_threads=1,
+ORT_SEQUENTIAL, graph optimisation ORT_ENABLE_ALL (all recorded in results.env).
+
+Peak FLOP/s (results.env["cpu_peak"]): cores x GHz x FMA units x fp32 SIMD lanes x 2, with
+lanes from /proc/cpuinfo flags (avx512f 16, avx2+fma 8, avx 8 without FMA, else 4), FMA
+units assumed 2 for AVX-512/AVX2 server parts (1 for AVX/SSE; override with
+CpuBenchConfig.fma_units), and the frequency from, in order: cpufreq cpuinfo_max_freq,
+lscpu "CPU max MHz", the "@ x.xxGHz" in the model name, /proc/cpuinfo "cpu MHz". int8
+models are compared with the int8 peak: 4x fp32 with avx512_vnni/avx_vnni (VPDPBUSD does 4
+u8*s8 MACs per 32-bit lane), 2x without; AMX is not counted. fp16 models are compared with
+the fp32 peak (onnxruntime's x86 CPU kernels compute them in fp32).
+
+FLOPs are counted here from the ONNX graph with onnx shape inference and a short per-op
+table (_MAC_OPS) rather than onnx-tool at run time: onnx-tool also counts element-wise ops
+as "MACs", which are not what FMA units execute; tests/bench/test_cpu.py checks that the
+two agree exactly on every Conv/Gemm/MatMul node when onnx-tool is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hemoedge.artifact import ROLES, Artifact
+from hemoedge.bench.stats import Summary, Timer, summarize
+from hemoedge.errors import BenchError, HemoedgeError
+from hemoedge.report.results import Results, variant_name
+
+log = logging.getLogger(__name__)
+
+GRAPH_OPT = "ORT_ENABLE_ALL"
+QUICK_WARMUP, QUICK_RUNS = 3, 20
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+             "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8",
+             "amx_bf16")
+SHORT = {"detector": "det", "estimator": "est"}
+
+
+@dataclass(frozen=True)
+class CpuBenchConfig:
+    # what to measure
+    art: Path | None = None  # artifact folder (every model x precision, every pairing)
+    model: Path | None = None  # any .onnx file, benchmarked with random inputs
+    threads: tuple[int, ...] = (1, 2)  # intra-op thread counts swept
+    data: Path | None = None  # Yakimov-layout folder for real frames (None: synthesise 8)
+    frames: int = 8  # distinct frames / inputs cycled through
+    # timing
+    warmup: int = 20  # untimed runs before each measurement
+    runs: int = 200  # timed runs per model x precision x threads (and per pairing)
+    cold_starts: int = 5  # fresh sessions timed for cold_start_ms
+    memory: bool = True  # peak RSS in a child process per model x precision x threads
+    # machine
+    fma_units: int | None = None  # FMA units per core for the peak (None: guess from ISA)
+    # bookkeeping
+    shard: tuple[int, int] | None = None  # (i, n): run only units i-1, i-1+n, ... (1-based i)
+    seed: int = 0  # random inputs and bootstrap
+    progress: bool = True  # rich progress bar
+    command: str = ""  # the command line, recorded in results.commands
+
+    def __post_init__(self) -> None:
+        if self.art is None and self.model is None:
+            raise BenchError("bench cpu needs an artifact folder (ART) or --model FILE.onnx")
+        if not self.threads or any(t < 1 for t in self.threads):
+            raise BenchError(f"--threads needs positive integers, got {list(self.threads)}")
+        if self.runs < 1 or self.warmup < 0 or self.cold_starts < 1 or self.frames < 1:
+            raise BenchError(f"need runs >= 1, warmup >= 0, cold_starts >= 1, frames >= 1; got "
+                             f"runs={self.runs} warmup={self.warmup} "
+                             f"cold_starts={self.cold_starts} frames={self.frames}")
+        if self.shard is not None and not 1 <= self.shard[0] <= self.shard[1]:
+            raise BenchError(f"--shard i/n needs 1 <= i <= n, got {self.shard}")
+
+
+# ------------------------------------------------------------------------- the machine
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+@cache
+def machine() -> dict[str, Any]:
+    """CPU model, ISA flags of interest, usable cores and the peak-FLOP/s inputs."""
+    info = _read("/proc/cpuinfo")
+    name = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    flags_m = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
+    flags = set(flags_m.group(1).split()) if flags_m else set()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    ghz, source = _frequency(name.group(1) if name else "", info)
+    return {"cpu": name.group(1).strip() if name else platform.processor() or "unknown",
+            "isa": [f for f in ISA_FLAGS if f in flags], "cores": int(cores or 1),
+            "ghz": ghz, "ghz_source": source}
+
+
+def _frequency(model_name: str, cpuinfo: str) -> tuple[float, str]:
+    khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").strip()
+    if khz.isdigit():
+        return int(khz) / 1e6, "cpufreq cpuinfo_max_freq"
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        m = re.search(r"^CPU max MHz:\s*([\d.]+)", out, re.M)
+        if m:
+            return float(m.group(1)) / 1e3, "lscpu CPU max MHz"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    m = re.search(r"@\s*([\d.]+)\s*GHz", model_name)
+    if m:
+        return float(m.group(1)), "model name (nominal)"
+    m = re.search(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo, re.M)
+    if m:
+        return float(m.group(1)) / 1e3, "/proc/cpuinfo cpu MHz (current)"
+    raise BenchError("cannot find the CPU frequency (no cpufreq, lscpu max MHz, model-name "
+                     "GHz or cpuinfo MHz); set CpuBenchConfig.fma_units and run on Linux")
+
+
+def peak(fma_units: int | None = None) -> dict[str, Any]:
+    """Peak GFLOP/s per core (fp32 and int8) from the ISA, and how it was estimated."""
+    m = machine()
+    isa = set(m["isa"])
+    if "avx512f" in isa:
+        lanes, units = 16, 2
+    elif "avx2" in isa and "fma" in isa:
+        lanes, units = 8, 2
+    elif "avx" in isa:
+        lanes, units = 8, 1  # separate add and multiply ports: one "FMA" worth per cycle
+    else:
+        lanes, units = 4, 1
+    units = fma_units or units
+    per_core = m["ghz"] * units * lanes * 2
+    vnni = "avx512_vnni" in isa or "avx_vnni" in isa
+    int8_factor = 4 if vnni else 2
+    return {"gflops_per_core_fp32": per_core, "gflops_per_core_int8": per_core * int8_factor,
+            "ghz": m["ghz"], "ghz_source": m["ghz_source"], "fma_units": units,
+            "fp32_lanes": lanes, "int8_factor": int8_factor,
+            "formula": "cores x GHz x FMA units x fp32 lanes x 2 (x int8_factor for int8 "
+                       "models; 4 with VNNI, else 2; AMX not counted)"}
+
+
+def environment(cfg: CpuBenchConfig) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    m = machine()
+    return {"cpu": m["cpu"], "cpu_isa": m["isa"], "cores": m["cores"],
+            "python": platform.python_version(), "onnxruntime": ort.__version__,
+            "cpu_peak": peak(cfg.fma_units),
+            "ort_cpu": {"provider": "CPUExecutionProvider", "graph_optimization_level": GRAPH_OPT,
+                        "execution_mode": "ORT_SEQUENTIAL", "inter_op_num_threads": 1,
+                        "intra_op_num_threads": list(cfg.threads)}}
+
+
+# ------------------------------------------------------------------------- FLOPs
+
+# op -> (index of the weight input, index of the bias input or None)
+_MAC_OPS = {"Conv": (1, 2), "ConvInteger": (1, None), "QLinearConv": (3, 8),
+            "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (1, None),
+            "MatMulInteger": (1, None), "QLinearMatMul": (3, None)}
+
+
+@dataclass
+class FlopCount:
+    macs: int = 0  # multiply-accumulates of the _MAC_OPS nodes
+    adds: int = 0  # their bias additions
+    by_op: dict[str, int] = field(default_factory=dict)  # op -> macs + adds
+    by_node: dict[str, int] = field(default_factory=dict)  # node name -> macs + adds
+    unknown: list[str] = field(default_factory=list)  # _MAC_OPS nodes with unknown shapes
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs + self.adds
+
+    @property
+    def gflop(self) -> float:
+        return self.flops / 1e9
+
+
+def count_flops(path: str | Path) -> FlopCount:
+    """FLOPs of one inference, from the graph: onnx shape inference (dynamic dims set to 1)
+    then MACs per node: Conv prod(Y) x prod(W[1:]) (W is Cout, Cin/g, kh, kw); ConvTranspose
+    prod(X) x prod(W[1:]) (W is Cin, Cout/g, kh, kw); Gemm prod(Y) x K; MatMul prod(Y) x K.
+    FLOPs = 2 x MACs + one add per output element when a bias is given. Other ops: 0."""
+    import onnx
+
+    model = _load_onnx(path)
+    for vi in model.graph.input:
+        for d in vi.type.tensor_type.shape.dim:
+            if not d.HasField("dim_value"):
+                d.dim_value = 1
+    try:
+        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as e:  # onnx raises several types; the file already loaded fine
+        raise BenchError(f"{path}: ONNX shape inference failed ({e}); cannot count FLOPs") from e
+    g = model.graph
+    shapes: dict[str, tuple[int, ...]] = {i.name: tuple(i.dims) for i in g.initializer}
+    for vi in [*g.input, *g.value_info, *g.output]:
+        dims = vi.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") for d in dims):
+            shapes.setdefault(vi.name, tuple(d.dim_value for d in dims))
+    out = FlopCount()
+    for i, node in enumerate(g.node):
+        if node.op_type not in _MAC_OPS or node.domain not in ("", "ai.onnx"):
+            continue
+        w_i, b_i = _MAC_OPS[node.op_type]
+        w = shapes.get(node.input[w_i]) if len(node.input) > w_i else None
+        x = shapes.get(node.input[0])
+        y = shapes.get(node.output[0])
+        name = node.name or f"{node.op_type}_{i}"
+        if w is None or y is None or (node.op_type.startswith("ConvT") and x is None):
+            out.unknown.append(name)
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        n_out = int(np.prod(y))
+        if node.op_type == "ConvTranspose":
+            macs = int(np.prod(x)) * int(np.prod(w[1:]))  # every input pixel x (Cout/g) x k
+        elif "Conv" in node.op_type:
+            macs = n_out * int(np.prod(w[1:]))  # every output pixel x (Cin/g) x k
+        elif node.op_type == "Gemm":
+            macs = n_out * (w[1] if attrs.get("transB", 0) else w[0])
+        else:  # MatMul family: (..., M, K) @ (..., K, N), or (K,) for a vector B
+            macs = n_out * (w[-2] if len(w) > 1 else w[0])
+        bias = b_i is not None and len(node.input) > b_i and node.input[b_i] != ""
+        adds = n_out if bias else 0
+        out.macs += macs
+        out.adds += adds
+        out.by_op[node.op_type] = out.by_op.get(node.op_type, 0) + macs + adds
+        out.by_node[name] = macs + adds
+    if out.unknown:
+        log.warning("%s: %d MAC nodes with unknown shapes not counted: %s", path,
+                    len(out.unknown), ", ".join(out.unknown[:5]))
+    return out
+
+
+# ------------------------------------------------------------------------- sessions and inputs
+
+def _load_onnx(path: str | Path):
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"{path}: no such ONNX file")
+    try:
+        return onnx.load(str(path))
+    except Exception as e:  # protobuf DecodeError and friends
+        raise BenchError(f"{path}: not a valid ONNX model ({type(e).__name__}); "
+                         "expected a .onnx file saved by onnx / torch.onnx.export") from e
+
+
+def session(path: str | Path, threads: int):
+    """An onnxruntime CPU session with the benchmark's fixed options."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPT)
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail / InvalidProtobuf / ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BenchError(f"{path}: onnxruntime cannot load it ({first[:200]})") from e
+
+
+_NP = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+       "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8,
+       "tensor(int8)": np.int8, "tensor(bool)": np.bool_}
+
+
+def random_feeds(sess, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Inputs of each declared shape (dynamic dims = 1): floats uniform 0..1, ints 0."""
+    feeds = {}
+    for i in sess.get_inputs():
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in i.shape]
+        dtype = _NP.get(i.type)
+        if dtype is None:
+            raise BenchError(f"input {i.name!r} has type {i.type}; the harness makes only "
+                             f"{sorted(_NP)}")
+        if np.issubdtype(dtype, np.floating):
+            feeds[i.name] = rng.random(shape, dtype=np.float32).astype(dtype)
+        else:
+            feeds[i.name] = np.zeros(shape, dtype)
+    return feeds
+
+
+def _real_feeds(sess, arrays: list[np.ndarray]) -> list[dict[str, np.ndarray]] | None:
+    """The given (1, C, H, W) arrays as feeds when the model has one matching input."""
+    ins = sess.get_inputs()
+    if len(ins) != 1 or not arrays:
+        return None
+    i = ins[0]
+    want = [d if isinstance(d, int) and d > 0 else None for d in i.shape]
+    if len(want) != arrays[0].ndim or any(w not in (None, s) for w, s in
+                                          zip(want, arrays[0].shape, strict=True)):
+        return None
+    dtype = _NP.get(i.type, np.float32)
+    return [{i.name: a.astype(dtype)} for a in arrays]
+
+
+def _precision_of(path: Path) -> str:
+    """fp32 / fp16 / int8 from an artifact file name, else guessed from the graph."""
+    m = re.search(r"\.(fp32|fp16|int8)\.onnx$", path.name)
+    if m:
+        return m.group(1)
+    model = _load_onnx(path)
+    ops = {n.op_type for n in model.graph.node}
+    if ops & {"QuantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul"}:
+        return "int8"
+    if any(t.data_type == 10 for t in model.graph.initializer):  # TensorProto.FLOAT16
+        return "fp16"
+    return "fp32"
+
+
+# ------------------------------------------------------------------------- frames
+
+@dataclass
+class Frames:
+    images: list[np.ndarray]  # (H, W, 3) uint8 RGB camera-sized photos
+    nails: list[tuple[float, float, float, float] | None]  # ground-truth nail xyxy, if known
+    source: str
+
+
+def load_frames(data: Path | None, k: int, seed: int) -> Frames:
+    """Up to k photos (and their first nail box) from a Yakimov-layout folder; with no folder,
+    synthesise k patients into a temporary folder (hemoedge.data.synth, seeded)."""
+    from hemoedge.data import yakimov
+
+    if data is None:
+        from hemoedge.data.synth import synthesize
+
+        with tempfile.TemporaryDirectory(prefix="hemoedge-bench-") as tmp:
+            root = synthesize(Path(tmp) / "frames", patients=k, sessions=min(k, 2), seed=seed,
+                              progress=False)
+            fr = _frames_from(yakimov, root, k)
+        fr.source = f"synthetic, {k} patients, seed {seed}"
+        return fr
+    return _frames_from(yakimov, Path(data), k)
+
+
+def _frames_from(yakimov, root: Path, k: int) -> Frames:
+    ds = yakimov.load(root)
+    recs = ds.records[:k]
+    if not recs:
+        raise BenchError(f"{root}: no usable photos for the per-frame benchmark "
+                         "(expected metadata.csv + photo/*.jpg in the Yakimov layout)")
+    return Frames([yakimov.read_rgb(r.photo) for r in recs],
+                  [(r.nail_xyxy() or [None])[0] for r in recs], str(root))
+
+
+def _model_inputs(art: Artifact, frames: Frames) -> dict[str, list[np.ndarray]]:
+    """Real inputs per role: letterboxed frames for the detector, preprocessed ground-truth
+    nail crops (centre crop when there is no box) for the estimator."""
+    from hemoedge.preprocess import crop, letterbox, resize_crop
+
+    out: dict[str, list[np.ndarray]] = {}
+    if "detector" in art.models:
+        p = art.spec("detector").preprocess
+        out["detector"] = [letterbox(im, p)[0] for im in frames.images]
+    if "estimator" in art.models:
+        p = art.spec("estimator").preprocess
+        out["estimator"] = [resize_crop(crop(im, box or _centre(im)), p)
+                            for im, box in zip(frames.images, frames.nails, strict=True)]
+    return out
+
+
+def _centre(img: np.ndarray) -> tuple[float, float, float, float]:
+    h, w = img.shape[:2]
+    return (w * 0.4, h * 0.4, w * 0.6, h * 0.6)
+
+
+STAGES = ("letterbox", "detector", "decode", "est_preprocess", "estimator")
+
+
+class FramePath:
+    """The two-stage per-frame work, composed from hemoedge.preprocess: letterbox ->
+    detector -> decode + NMS + best nail -> crop + resize_crop -> estimator. When the
+    detector finds no nail the ground-truth box (or the centre) is cropped, so every timed
+    frame runs both models. Calling it returns whether the detector found a nail; the time
+    of each stage (STAGES) is appended to `stage_ns`."""
+
+    def __init__(self, art: Artifact, det: str, est: str, threads: int) -> None:
+        self.det_spec, self.est_spec = art.spec("detector"), art.spec("estimator")
+        self.det = session(art.path("detector", det), threads)
+        self.est = session(art.path("estimator", est), threads)
+        names = list(self.det_spec.class_names)
+        self.nail = names.index("nail") if "nail" in names else 0
+        self.det_in = self.det.get_inputs()[0].name
+        self.est_in = self.est.get_inputs()[0].name
+        self.det_dtype = _NP.get(self.det.get_inputs()[0].type, np.float32)
+        self.est_dtype = _NP.get(self.est.get_inputs()[0].type, np.float32)
+        self.stage_ns: dict[str, list[int]] = {k: [] for k in STAGES}
+
+    def __call__(self, img: np.ndarray, fallback: tuple[float, float, float, float]) -> bool:
+        from hemoedge.preprocess import crop, decode_detections, letterbox, resize_crop
+
+        t0 = time.perf_counter_ns()
+        x, geo = letterbox(img, self.det_spec.preprocess)
+        t1 = time.perf_counter_ns()
+        raw = self.det.run(None, {self.det_in: x.astype(self.det_dtype, copy=False)})[0]
+        t2 = time.perf_counter_ns()
+        nails = [d for d in decode_detections(np.asarray(raw, np.float32), geo)
+                 if d.cls == self.nail]
+        box = nails[0].box if nails else fallback  # sorted by score: nails[0] is the best
+        t3 = time.perf_counter_ns()
+        e = resize_crop(crop(img, box), self.est_spec.preprocess)
+        t4 = time.perf_counter_ns()
+        self.est.run(None, {self.est_in: e.astype(self.est_dtype, copy=False)})
+        t5 = time.perf_counter_ns()
+        for k, a, b in zip(STAGES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5), strict=True):
+            self.stage_ns[k].append(b - a)
+        return bool(nails)
+
+
+# ------------------------------------------------------------------------- work units
+
+@dataclass(frozen=True)
+class Unit:
+    kind: str  # "model" (one ONNX file at t threads) or "frame" (a pairing at t threads)
+    threads: int
+    role: str = ""  # detector | estimator | model role
+    precision: str = ""
+    path: Path | None = None
+    variant: str = ""
+    det: str = ""  # frame units: detector precision
+    est: str = ""  # frame units: estimator precision
+    first_thread: bool = False  # emits the thread-independent flops.<role>.gflop
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant} @{self.threads}t" + (" frame" if self.kind == "frame" else "")
+
+
+def units(cfg: CpuBenchConfig, art: Artifact | None) -> list[Unit]:
+    """Every unit in a fixed order (artifact models, --model, pairings), then the shard."""
+    out: list[Unit] = []
+    if art is not None:
+        for role in ROLES:
+            for p in art.precisions(role):
+                for k, t in enumerate(cfg.threads):
+                    out.append(Unit("model", t, role, p, art.path(role, p),
+                                    variant_name(**{SHORT[role]: p}), first_thread=k == 0))
+    if cfg.model is not None:
+        role = _role_of(cfg.model)
+        for k, t in enumerate(cfg.threads):
+            out.append(Unit("model", t, role, _precision_of(cfg.model), cfg.model,
+                            f"model={cfg.model.stem}", first_thread=k == 0))
+    if art is not None:
+        for d in art.precisions("detector"):
+            for e in art.precisions("estimator"):
+                for t in cfg.threads:
+                    out.append(Unit("frame", t, variant=variant_name(d, e), det=d, est=e))
+    if cfg.shard is not None:
+        i, n = cfg.shard
+        out = out[i - 1::n]
+    return out
+
+
+def _role_of(path: Path) -> str:
+    """The ModelSpec role from the file's metadata_props (hemoedge exports), else "model"."""
+    from hemoedge.spec import METADATA_KEY
+
+    for p in _load_onnx(path).metadata_props:
+        if p.key == METADATA_KEY:
+            try:
+                role = json.loads(p.value).get("role", "")
+            except json.JSONDecodeError:
+                role = ""
+            if role in ROLES:
+                return role
+    return "model"
+
+
+# ------------------------------------------------------------------------- measuring
+
+def _measure_model(u: Unit, cfg: CpuBenchConfig, arrays: list[np.ndarray] | None,
+                   res: Results, pk: dict[str, Any], flops: FlopCount,
+                   step: Callable[[], Any]) -> None:
+    prefix = f"cpu.{u.role}"
+    probe = session(u.path, u.threads)
+    inputs = _real_feeds(probe, arrays) if arrays else None
+    res.env.setdefault("cpu_inputs", {})[u.variant] = "real" if inputs else "random"
+    if not inputs:  # --model files, or a model whose input does not match its spec
+        inputs = [random_feeds(probe, np.random.default_rng([cfg.seed, k]))
+                  for k in range(cfg.frames)]
+    del probe
+    # cold start: a fresh session + its first run, cold_starts times
+    cold = []
+    for _ in range(cfg.cold_starts):
+        t = Timer()
+        with t:
+            sess = session(u.path, u.threads)
+            sess.run(None, inputs[0])
+        cold.append(t.ms[0])
+    s = summarize(cold, seed=cfg.seed)
+    res.add(f"{prefix}.cold_start_ms", u.variant, s.p50, unit="ms", better="lower", n=s.n,
+            ci95=list(s.ci95), threads=u.threads)
+    # steady-state latency, cycling through the inputs
+    it = iter(range(1 << 62))
+
+    def call() -> None:
+        sess.run(None, inputs[next(it) % len(inputs)])
+
+    lat = summarize(Timer.measure(call, cfg.runs, cfg.warmup, on_step=step), seed=cfg.seed)
+    lat.add_to(res, f"{prefix}.latency_ms", u.variant, threads=u.threads)
+    # FLOPs and efficiency against the ISA peak for this many cores
+    if u.first_thread:
+        res.add(f"flops.{u.role}.gflop", u.variant, flops.gflop, unit="GFLOP", better="none")
+    if flops.flops > 0:
+        _efficiency(res, prefix, u, lat, flops, pk)
+    if cfg.memory:
+        rss = _peak_rss(u.path, u.threads, min(cfg.runs, 20))
+        res.add(f"{prefix}.peak_rss_bytes", u.variant, rss["peak"], unit="bytes",
+                better="lower", n=1, threads=u.threads)
+        res.add(f"{prefix}.peak_rss_delta_bytes", u.variant, rss["peak"] - rss["before"],
+                unit="bytes", better="lower", n=1, threads=u.threads)
+
+
+def _efficiency(res: Results, prefix: str, u: Unit, lat: Summary, flops: FlopCount,
+                pk: dict[str, Any]) -> None:
+    cores = min(u.threads, machine()["cores"])
+    key = "gflops_per_core_int8" if u.precision == "int8" else "gflops_per_core_fp32"
+    peak_gflops = pk[key] * cores
+
+    def rate(ms: float) -> float:
+        return flops.gflop / (ms / 1e3)
+
+    ci = [rate(lat.ci95[1]), rate(lat.ci95[0])]  # a slower median gives a lower rate
+    res.add(f"{prefix}.gflops_per_s", u.variant, rate(lat.p50), unit="GFLOP/s",
+            better="higher", n=lat.n, ci95=ci, threads=u.threads)
+    res.add(f"{prefix}.efficiency", u.variant, rate(lat.p50) / peak_gflops, unit="fraction",
+            better="higher", n=lat.n, ci95=[c / peak_gflops for c in ci], threads=u.threads,
+            peak_gflops=round(peak_gflops, 1))
+
+
+def _measure_frame(u: Unit, cfg: CpuBenchConfig, art: Artifact, frames: Frames,
+                   res: Results, step: Callable[[], Any]) -> None:
+    fp = FramePath(art, u.det, u.est, u.threads)
+    fallbacks = [b or _centre(im) for im, b in zip(frames.images, frames.nails, strict=True)]
+    k = len(frames.images)
+    it = iter(range(1 << 62))
+    found: list[bool] = []
+
+    def call() -> None:
+        i = next(it) % k
+        found.append(fp(frames.images[i], fallbacks[i]))
+
+    s = summarize(Timer.measure(call, cfg.runs, cfg.warmup, on_step=step), seed=cfg.seed)
+    s.add_to(res, "cpu.frame_ms", u.variant, threads=u.threads)
+    timed = found[cfg.warmup:]
+    res.add("cpu.frame.nail_found_rate", u.variant, float(np.mean(timed)), unit="fraction",
+            better="higher", n=len(timed), threads=u.threads)
+    for stage, ns in fp.stage_ns.items():  # where the frame's time goes (p50 of each stage)
+        st = summarize(np.asarray(ns[cfg.warmup:], np.float64) / 1e6, seed=cfg.seed)
+        res.add(f"cpu.frame.{stage}_ms.p50", u.variant, st.p50, unit="ms", better="lower",
+                n=st.n, ci95=list(st.ci95), threads=u.threads)
+
+
+def _peak_rss(path: Path, threads: int, runs: int) -> dict[str, int]:
+    """Peak RSS of a fresh interpreter that loads only this model and runs it `runs` times."""
+    cmd = [sys.executable, "-m", "hemoedge.bench.cpu", "--rss-child", str(path), str(threads),
+           str(runs)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired as e:
+        raise BenchError(f"{path}: the peak-RSS child process timed out after 600 s") from e
+    if p.returncode != 0:
+        tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BenchError(f"{path}: the peak-RSS child process failed ({tail})")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _vm_kb(field_name: str) -> int:
+    m = re.search(rf"^{field_name}:\s*(\d+)\s*kB", _read("/proc/self/status"), re.M)
+    return int(m.group(1)) * 1024 if m else 0
+
+
+def _rss_child(argv: list[str]) -> int:
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across fork + exec, so a
+    # child would report the (larger) benchmarking parent's RSS at fork time.
+    path, threads, runs = argv[0], int(argv[1]), int(argv[2])
+    import onnxruntime  # noqa: F401  (counted in `before`, like numpy)
+
+    before = _vm_kb("VmRSS")
+    sess = session(path, threads)
+    feeds = random_feeds(sess, np.random.default_rng(0))
+    for _ in range(runs):
+        sess.run(None, feeds)
+    print(json.dumps({"peak": _vm_kb("VmHWM"), "before": before}))
+    return 0
+
+
+# ------------------------------------------------------------------------- entry points
+
+def run(cfg: CpuBenchConfig) -> Results:
+    """Measure every unit of this shard; return the new metrics, variants and environment."""
+    art = Artifact.load(cfg.art) if cfg.art is not None else None
+    if cfg.model is not None:
+        _load_onnx(cfg.model)  # fail on a bad file before any timing
+    work = units(cfg, art)
+    for path in sorted({u.path for u in work if u.path is not None}):
+        _load_onnx(path)
+    res = Results(env=environment(cfg))
+    if cfg.command:
+        res.commands.append(cfg.command)
+    pk = res.env["cpu_peak"]
+    need_frames = art is not None and any(u.kind == "frame" or u.role in ROLES for u in work)
+    frames = load_frames(cfg.data, cfg.frames, cfg.seed) if need_frames else None
+    if frames is not None:
+        res.env["cpu_frames"] = frames.source
+    real = _model_inputs(art, frames) if frames is not None else {}
+    flops_cache: dict[Path, FlopCount] = {}
+
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn)
+
+    total = sum(cfg.warmup + cfg.runs for _ in work)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), disable=not cfg.progress, transient=True) as bar:
+        task = bar.add_task("bench cpu", total=total)
+        for u in work:
+            bar.update(task, description=f"bench cpu {u.label}")
+            step = lambda: bar.advance(task)  # noqa: E731
+            if u.kind == "frame":
+                assert art is not None and frames is not None  # units() makes frames only then
+                res.variants.setdefault(u.variant, {}).update(
+                    detector=art.path("detector", u.det).name,
+                    estimator=art.path("estimator", u.est).name)
+                _measure_frame(u, cfg, art, frames, res, step)
+                continue
+            assert u.path is not None
+            res.variants.setdefault(u.variant, {})[
+                u.role if u.variant.startswith(("det=", "est=")) else "model"] = (
+                u.path.name if art is not None and u.path.parent == art.root else str(u.path))
+            if u.path not in flops_cache:
+                flops_cache[u.path] = count_flops(u.path)
+            arrays = real.get(u.role) if art is not None and u.path.parent == art.root else None
+            _measure_model(u, cfg, arrays, res, pk, flops_cache[u.path], step)
+            log.debug("done %s", u.label)
+    return res
+
+
+def _command(args: Any) -> str:
+    parts = ["hemoedge", "bench", "cpu"]
+    if getattr(args, "art", None):
+        parts.append(str(args.art))
+    parts += ["--threads", ",".join(str(t) for t in args.threads)]
+    if getattr(args, "model", None):
+        parts += ["--model", str(args.model)]
+    if getattr(args, "quick", False):
+        parts.append("--quick")
+    else:
+        parts += ["--runs", str(args.runs), "--warmup", str(args.warmup)]
+    if getattr(args, "shard", None):
+        parts += ["--shard", f"{args.shard[0]}/{args.shard[1]}"]
+    if getattr(args, "results", None):
+        parts += ["--results", str(args.results)]
+    return shlex.join(parts)
+
+
+def config_from_args(args: Any) -> CpuBenchConfig:
+    quick = bool(getattr(args, "quick", False))
+    data = getattr(args, "data", None) or os.environ.get("HEMOEDGE_DATA") or None
+    return CpuBenchConfig(
+        art=Path(args.art) if getattr(args, "art", None) else None,
+        model=Path(args.model) if getattr(args, "model", None) else None,
+        threads=tuple(args.threads), data=Path(data) if data else None,
+        warmup=QUICK_WARMUP if quick else args.warmup, runs=QUICK_RUNS if quick else args.runs,
+        cold_starts=2 if quick else 5, shard=getattr(args, "shard", None),
+        progress=sys.stderr.isatty(), command=_command(args))
+
+
+def results_path(args: Any) -> Path:
+    if getattr(args, "results", None):
+        return Path(args.results)
+    if getattr(args, "art", None):
+        return Path(args.art) / "results.json"
+    return Path(args.model).parent / "results.json"
+
+
+def cli(args: Any) -> int:
+    cfg = config_from_args(args)
+    new = run(cfg)
+    out = results_path(args)
+    res = Results.load_or_new(out)
+    res.env.update(new.env)  # this run's machine wins
+    for k, v in new.variants.items():
+        res.variants.setdefault(k, {}).update(v)
+    res.metrics.extend(new.metrics)
+    res.commands.extend(c for c in new.commands if c not in res.commands)
+    res.save(out)
+    _print_table(new)
+    print(f"{len(new.metrics)} metrics appended to {out}")
+    return 0
+
+
+def _print_table(res: Results) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table("metric", "variant", "threads", "p50 ms", "95 % CI", "p90 ms", "n")
+    for m in res.metrics:
+        if m.name.endswith(".p50"):
+            p90 = res.get(m.name[:-4] + ".p90", m.variant, **m.params)
+            ci = f"{m.ci95[0]:.2f}-{m.ci95[1]:.2f}" if m.ci95 else ""
+            t.add_row(m.name[:-4], m.variant, str(m.params.get("threads", "")),
+                      f"{m.value:.2f}", ci, f"{p90.value:.2f}" if p90 else "", str(m.n))
+    Console().print(t)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--rss-child":
+        try:
+            sys.exit(_rss_child(sys.argv[2:]))
+        except HemoedgeError as e:
+            print(f"hemoedge: error: {e}", file=sys.stderr)
+            sys.exit(2)
+    print("usage: hemoedge bench cpu ART (this module's own entry is internal)", file=sys.stderr)
+    sys.exit(2)

@@ -1,0 +1,207 @@
+"""Command line: argparse only. Each sub-command parses its arguments and hands them to the
+stage's `cli(args) -> int` (imported lazily, so `hemoedge --help` stays fast).
+
+Exit codes: 0 ok; 1 a verdict (gate/parity/accuracy failure); 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from hemoedge import __version__
+from hemoedge.errors import HemoedgeError
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _csv(text)]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from e
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(t) for t in text.split("/"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected --shard i/n (e.g. 1/3), got {text!r}") from e
+    if not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"--shard i/n needs 1 <= i <= n, got {text!r}")
+    return i, n
+
+
+def _handler(module: str, func: str = "cli"):
+    def call(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(module), func)(args)
+    return call
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hemoedge", description=(
+        "Edge-optimisation and benchmarking suite for an on-device fingernail Hb pipeline. "
+        "Not a medical device."))
+    p.add_argument("--version", action="version", version=f"hemoedge {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    # data ----------------------------------------------------------------------------
+    data = sub.add_parser("data", help="synthetic Yakimov-layout data and camera videos")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    s = dsub.add_parser("synth", help="write a synthetic set in the Yakimov layout")
+    s.add_argument("--out", required=True, help="output folder (metadata.csv, photo/)")
+    s.add_argument("--patients", type=int, default=250)
+    s.add_argument("--sessions", type=int, default=20, help="MEASUREMENT_DATE groups")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_handler("hemoedge.data.synth"))
+    s = dsub.add_parser("video", help="write a Y4M fake-camera video of a hand with a known Hb")
+    s.add_argument("--out", required=True, help="FILE.y4m")
+    s.add_argument("--hb", type=float, required=True, help="haemoglobin, g/dL")
+    s.add_argument("--frames", type=int, default=150, help="frames at 25 fps")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_handler("hemoedge.data.video"))
+    s = dsub.add_parser("check", help="load a Yakimov-layout folder and report what it holds")
+    s.add_argument("dir")
+    s.add_argument("--seed", type=int, default=0, help="split seed")
+    s.set_defaults(func=_handler("hemoedge.data.yakimov"))
+
+    # train ---------------------------------------------------------------------------
+    s = sub.add_parser("train", help="train the detector and the estimator (recipe)")
+    s.add_argument("--data", help="Yakimov-layout folder (default: synthesise one)")
+    s.add_argument("--out", default="runs/train", help="output folder for checkpoints")
+    s.add_argument("--recipe", default="default")
+    s.add_argument("--backbone", help="override the recipe's timm backbone")
+    s.add_argument("--only", choices=("detector", "estimator"), help="train one model only")
+    s.add_argument("--det-epochs", type=int, help="override the recipe's detector epochs")
+    s.add_argument("--est-epochs", type=int, help="override the recipe's estimator epochs")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_handler("hemoedge.models.train"))
+
+    # export / quantize / parity / eval --------------------------------------------
+    s = sub.add_parser("export", help="export detector and estimator to ONNX opset 13")
+    s.add_argument("--detector", help="ultralytics .pt, hemoedge checkpoint or .onnx "
+                   "(default: the embedded default)")
+    s.add_argument("--estimator", help="hemoedge/seed checkpoint (.pt/.pth) or .onnx "
+                   "(default: the embedded default)")
+    s.add_argument("--out", required=True, help="artifact folder")
+    s.add_argument("--simplifier", choices=("onnxslim", "onnxsim", "none"), default="onnxslim")
+    s.add_argument("--data", help="folder of real/synthetic photos for the simplifier check")
+    s.set_defaults(func=_handler("hemoedge.export.onnx_export"))
+
+    s = sub.add_parser("quantize", help="make fp16 / int8 variants in an artifact folder")
+    s.add_argument("art")
+    s.add_argument("--variants", type=_csv, default=["fp32", "fp16", "int8"])
+    s.add_argument("--calib", help="Yakimov-layout folder for calibration (default: synthetic)")
+    s.add_argument("--method", choices=("minmax", "percentile", "entropy"), default="minmax")
+    s.add_argument("--samples", type=int, default=64, help="calibration samples per model")
+    s.add_argument("--tolerance-hb", type=float, default=0.05,
+                   help="max allowed int8 estimator Hb MAE vs fp32 on val, g/dL")
+    s.set_defaults(func=_handler("hemoedge.quantize.run"))
+
+    s = sub.add_parser("parity", help="numerical parity of every ONNX file against PyTorch")
+    s.add_argument("art")
+    s.add_argument("--data", help="Yakimov-layout folder (default: synthetic test split)")
+    s.add_argument("--images", type=int, default=16, help="photos to compare on")
+    s.add_argument("--results", help="append metrics to this results.json")
+    s.set_defaults(func=_handler("hemoedge.export.parity"))
+
+    s = sub.add_parser("eval", help="task accuracy of every variant and pairing")
+    s.add_argument("art")
+    s.add_argument("--data", help="Yakimov-layout folder (default: synthetic test split)")
+    s.add_argument("--results", help="append metrics to this results.json")
+    s.set_defaults(func=_handler("hemoedge.bench.accuracy"))
+
+    # bench -----------------------------------------------------------------------------
+    bench = sub.add_parser("bench", help="latency benchmarks")
+    bsub = bench.add_subparsers(dest="bench_command", required=True)
+    s = bsub.add_parser("cpu", help="onnxruntime CPU latency")
+    s.add_argument("art", nargs="?")
+    s.add_argument("--threads", type=_ints, default=[1, 2])
+    s.add_argument("--model", help="benchmark any .onnx file with the same harness")
+    s.add_argument("--runs", type=int, default=200)
+    s.add_argument("--warmup", type=int, default=20)
+    s.add_argument("--quick", action="store_true", help="fewer runs (for tests)")
+    s.add_argument("--shard", type=_shard, help="i/n: run only this shard of the variants")
+    s.add_argument("--results", help="append metrics to this results.json")
+    s.set_defaults(func=_handler("hemoedge.bench.cpu"))
+    s = bsub.add_parser("web", help="onnxruntime-web WASM latency inside the PWA in Chromium")
+    s.add_argument("art")
+    s.add_argument("--threads", type=_ints, default=[1, 2])
+    s.add_argument("--capture", action="store_true", help="also run the 30-frame capture")
+    s.add_argument("--quick", action="store_true")
+    s.add_argument("--shard", type=_shard)
+    s.add_argument("--results", help="append metrics to this results.json")
+    s.set_defaults(func=_handler("hemoedge.bench.web"))
+
+    # report / choose / gate ------------------------------------------------------------
+    s = sub.add_parser("report", help="HTML + Markdown report from results.json")
+    s.add_argument("results", nargs="+", help="one or more results.json (shards are merged)")
+    s.add_argument("--html", help="output HTML (default: next to the first results.json)")
+    s.add_argument("--md", help="output Markdown summary")
+    s.set_defaults(func=_handler("hemoedge.report.html"))
+
+    s = sub.add_parser("choose", help="recommend the variant pairing to ship")
+    s.add_argument("results")
+    s.add_argument("--target", choices=("web", "cpu"), default="web")
+    s.add_argument("--max-frame-ms", type=float)
+    s.add_argument("--max-hb-mae-delta", type=float, default=0.05)
+    s.add_argument("--max-bytes", type=float)
+    s.set_defaults(func=_handler("hemoedge.report.choose"))
+
+    s = sub.add_parser("gate", help="CI gate: budgets + baseline -> pass/fail")
+    s.add_argument("results", nargs="+")
+    s.add_argument("--baseline", default="ci/baseline.json")
+    s.add_argument("--budgets", default="ci/budgets.toml")
+    s.add_argument("--update-baseline", action="store_true")
+    s.add_argument("--junit", help="write JUnit XML here")
+    s.add_argument("--md", help="write a Markdown summary here")
+    s.add_argument("--benchmark-json", help="write github-action-benchmark JSON here")
+    s.set_defaults(func=_handler("hemoedge.gate"))
+
+    # webapp --------------------------------------------------------------------------
+    web = sub.add_parser("webapp", help="build and serve the offline PWA")
+    wsub = web.add_subparsers(dest="webapp_command", required=True)
+    s = wsub.add_parser("build", help="build the PWA for one variant pairing")
+    s.add_argument("--art", default=None, help="artifact folder (default: export the embedded default)")
+    s.add_argument("--variant", default="det=int8,est=fp32", help="e.g. det=int8,est=fp32")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_handler("hemoedge.web.build"))
+    s = wsub.add_parser("serve", help="serve a built PWA with COOP/COEP (loopback)")
+    s.add_argument("dist")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8765)
+    s.set_defaults(func=_handler("hemoedge.web.serve"))
+
+    # run -------------------------------------------------------------------------------
+    s = sub.add_parser("run", help="every stage on the embedded default models")
+    s.add_argument("--out", default="runs/default")
+    s.add_argument("--quick", action="store_true", help="small data, few runs (CI)")
+    s.add_argument("--data", help="Yakimov-layout folder (default: synthesise 250 patients)")
+    s.set_defaults(func=_handler("hemoedge.pipeline_run"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from hemoedge import offline
+
+    offline.configure()
+    try:
+        return int(args.func(args) or 0)
+    except HemoedgeError as e:
+        print(f"hemoedge: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hemoedge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

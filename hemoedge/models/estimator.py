@@ -1,0 +1,91 @@
+"""Estimator: a timm backbone -> pooled features -> Ridge head folded into one Linear.
+
+Checkpoint format (the seed's, which hemoedge also writes): a torch file holding
+`backbone` (timm model name), `cnn_dim` (pooled feature size) and `model_state_dict` with
+`backbone.*` and `head.*` keys. hemoedge adds `input_size`, `task` and `ridge_alpha`.
+Loaded with torch.load(weights_only=True).
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from hemoedge.errors import CheckpointError
+
+DEFAULT = Path(__file__).parent / "default" / "estimator.pt"
+
+
+class Estimator(nn.Module):
+    """(N, 3, S, S) ImageNet-normalised crops -> (N, 1) Hb in g/dL (or a logit for
+    the classification task)."""
+
+    def __init__(self, backbone: str = "mobilenetv4_conv_small", cnn_dim: int | None = None):
+        super().__init__()
+        import timm
+
+        try:
+            self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0)
+        except RuntimeError as e:  # timm: "Unknown model"
+            raise CheckpointError(f"unknown timm backbone {backbone!r} ({e})") from e
+        self.backbone_name = backbone
+        # mobilenetv4: the pooled size is head_hidden_size (1280), not num_features (960)
+        dim = getattr(self.backbone, "head_hidden_size", None) or self.backbone.num_features
+        if cnn_dim is not None and cnn_dim != dim:
+            raise CheckpointError(f"{backbone}: checkpoint says cnn_dim={cnn_dim}, model has {dim}")
+        self.cnn_dim = int(dim)
+        self.head = nn.Linear(self.cnn_dim, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)  # (N, cnn_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))  # (N, 1)
+
+
+def save(model: Estimator, path: str | Path, input_size: int = 224, task: str = "regression",
+         half: bool = True, extra: dict | None = None) -> Path:
+    sd = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
+          for k, v in model.state_dict().items()}
+    ckpt = {"backbone": model.backbone_name, "cnn_dim": model.cnn_dim, "model_state_dict": sd,
+            "input_size": input_size, "task": task, **(extra or {})}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, path)
+    return path
+
+
+def load(path: str | Path | None = None) -> tuple[Estimator, dict]:
+    path = Path(path) if path else DEFAULT
+    if not path.is_file():
+        raise CheckpointError(f"{path}: estimator checkpoint not found")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: not a torch checkpoint (expected a .pt/.pth zip archive)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path}: holds Python objects, not plain weights; expected a dict "
+                              "with backbone, cnn_dim, model_state_dict") from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path}: corrupt torch checkpoint ({e})") from e
+    missing = [k for k in ("backbone", "cnn_dim", "model_state_dict")
+               if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: not an estimator checkpoint: missing {missing} "
+                              "(expected backbone, cnn_dim, model_state_dict)")
+    model = Estimator(ckpt["backbone"], int(ckpt["cnn_dim"]))
+    sd = ckpt["model_state_dict"]
+    bad = [k for k in sd if not k.startswith(("backbone.", "head."))]
+    if bad:
+        raise CheckpointError(f"{path}: unexpected keys {bad[:3]}; expected backbone.* and head.*")
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit {ckpt['backbone']} ({e})") from e
+    info = {"backbone": ckpt["backbone"], "cnn_dim": int(ckpt["cnn_dim"]),
+            "input_size": int(ckpt.get("input_size", 224)), "task": ckpt.get("task", "regression")}
+    return model.eval(), info

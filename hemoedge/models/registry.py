@@ -1,0 +1,67 @@
+"""Recipe registry: `@register("name")` on a function returning a Recipe, `create(name)`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from hemoedge.errors import HemoedgeError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    # detector: ultralytics YOLOv8 built from yaml, no hub weights
+    detector_yaml: str = "yolov8n.yaml"
+    det_size: int = 320  # input side, px
+    det_epochs: int = 40
+    det_batch: int = 16
+    # estimator: timm backbone -> pooled features -> Ridge head folded into one Linear
+    backbone: str = "mobilenetv4_conv_small"
+    est_size: int = 224  # input side, px
+    est_epochs: int = 12  # backbone fine-tuning on nail crops before freezing
+    est_batch: int = 32
+    est_lr: float = 2e-3  # AdamW
+    ridge_alphas: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
+    task: str = "regression"  # "regression" (Hb, Ridge) or "classification" (anaemic, logistic)
+
+    def __post_init__(self) -> None:
+        if self.task not in ("regression", "classification"):
+            raise HemoedgeError(f"recipe {self.name}: task must be regression or classification")
+        if self.det_size % 32 or self.est_size % 32:
+            raise HemoedgeError(f"recipe {self.name}: input sizes must be multiples of 32")
+
+
+_RECIPES: dict[str, Callable[[], Recipe]] = {}
+
+
+def register(name: str):
+    def deco(fn: Callable[[], Recipe]) -> Callable[[], Recipe]:
+        if name in _RECIPES:
+            raise ValueError(f"recipe {name!r} registered twice")
+        _RECIPES[name] = fn
+        return fn
+    return deco
+
+
+def names() -> list[str]:
+    return sorted(_RECIPES)
+
+
+def create(name: str, **overrides) -> Recipe:
+    if name not in _RECIPES:
+        raise HemoedgeError(f"unknown recipe {name!r}; valid recipes: {', '.join(names())}")
+    recipe = _RECIPES[name]()
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return replace(recipe, **overrides) if overrides else recipe
+
+
+@register("default")
+def _default() -> Recipe:
+    return Recipe(name="default")
+
+
+@register("tiny")
+def _tiny() -> Recipe:
+    """Seconds-scale recipe for tests: few epochs; same architectures."""
+    return Recipe(name="tiny", det_epochs=1, det_batch=4, est_epochs=1, est_batch=8)

@@ -1,0 +1,200 @@
+"""`hemoedge train`: train the recipe's detector and estimator on a Yakimov-layout set.
+
+Detector: ultralytics' own trainer on YOLO-format labels written from the set's train/val split.
+Estimator: the backbone first learns Hb on ground-truth nail crops (AdamW, Huber loss on
+standardised Hb), is then frozen, and a RidgeCV head is fit on its pooled features of the
+train split (alpha chosen by leave-one-out CV) and folded into the final Linear layer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hemoedge import offline
+from hemoedge.data import yakimov
+from hemoedge.errors import HemoedgeError
+from hemoedge.models import detector as det_mod
+from hemoedge.models import estimator as est_mod
+from hemoedge.models.registry import Recipe, create
+from hemoedge.preprocess import resize_crop
+from hemoedge.spec import estimator_spec
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------ detector
+
+
+def write_yolo_dataset(parts: dict[str, list[yakimov.Record]], out: Path) -> Path:
+    """images/{train,val}/ (symlinks) + labels/{train,val}/ + data.yaml; returns data.yaml."""
+    for split in ("train", "val"):
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for rec in parts[split]:
+            img = out / "images" / split / rec.photo.name
+            if not img.exists():
+                os.symlink(rec.photo.resolve(), img)
+            from PIL import Image
+
+            with Image.open(rec.photo) as im:
+                w, h = im.size
+            (out / "labels" / split / (rec.photo.stem + ".txt")).write_text(
+                "\n".join(yakimov.yolo_labels(rec, w, h)) + "\n")
+    data = out / "data.yaml"
+    data.write_text(json.dumps({"path": str(out.resolve()), "train": "images/train",
+                                "val": "images/val", "names": {0: "nail", 1: "skin"}}))
+    return data
+
+
+def train_detector(recipe: Recipe, parts, out: Path, seed: int = 0) -> tuple[Path, dict]:
+    offline.configure()
+    from ultralytics import YOLO
+
+    data = write_yolo_dataset(parts, out / "yolo-data")
+    model = YOLO(str(det_mod.YAML), task="detect")
+    model.train(data=str(data), imgsz=recipe.det_size, epochs=recipe.det_epochs,
+                batch=recipe.det_batch, device="cpu", workers=2, pretrained=False, amp=False,
+                plots=False, project=str((out / "ultralytics").resolve()), name="detector",
+                exist_ok=True, seed=seed, deterministic=True, verbose=False, patience=100)
+    best = out / "ultralytics" / "detector" / "weights" / "best.pt"
+    if not best.is_file():
+        raise HemoedgeError(f"ultralytics training wrote no {best}")
+    trained, _ = det_mod.load(best)
+    metrics = {k: float(v) for k, v in (model.trainer.metrics or {}).items()}
+    path = det_mod.save(trained, out / "detector.pt", imgsz=recipe.det_size,
+                        extra={"val_metrics": metrics})
+    return path, metrics
+
+
+# ------------------------------------------------------------------------------ estimator
+
+
+def crop_tensors(records: list[yakimov.Record], size: int) -> tuple[np.ndarray, np.ndarray,
+                                                                       np.ndarray]:
+    """Ground-truth nail crops -> (N, 3, S, S) float32 normalised, Hb (N,), patient index (N,)."""
+    spec = estimator_spec(size)
+    xs, ys, pids = [], [], []
+    for i, rec in enumerate(records):
+        for c in yakimov.nail_crops(rec):
+            xs.append(resize_crop(c, spec.preprocess)[0])
+            ys.append(rec.hb_gdl)
+            pids.append(i)
+    return np.stack(xs), np.asarray(ys, np.float32), np.asarray(pids)
+
+
+def train_estimator(recipe: Recipe, parts, out: Path, seed: int = 0) -> tuple[Path, dict]:
+    from sklearn.linear_model import RidgeCV
+
+    torch.manual_seed(seed)
+    x_tr, y_tr, _ = crop_tensors(parts["train"], recipe.est_size)
+    x_va, y_va, p_va = crop_tensors(parts["val"], recipe.est_size)
+    model = est_mod.Estimator(recipe.backbone)
+    mu, sd = float(y_tr.mean()), float(y_tr.std() + 1e-6)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.est_lr, weight_decay=0.05)
+    steps = max(1, len(x_tr) // recipe.est_batch) * recipe.est_epochs
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.est_lr, total_steps=steps,
+                                                pct_start=0.15)
+    xt, yt = torch.from_numpy(x_tr), torch.from_numpy((y_tr - mu) / sd)
+    gen = torch.Generator().manual_seed(seed)
+    from rich.progress import Progress
+
+    t0 = time.perf_counter()
+    with Progress(transient=True) as prog:
+        task = prog.add_task("estimator backbone", total=steps)
+        for _epoch in range(recipe.est_epochs):
+            model.train()
+            perm = torch.randperm(len(xt), generator=gen)
+            for b in range(len(xt) // recipe.est_batch):  # drop_last: BatchNorm needs > 1
+                idx = perm[b * recipe.est_batch:(b + 1) * recipe.est_batch]
+                xb = xt[idx]
+                flip = torch.rand(len(idx), generator=gen) < 0.5  # nails are left-right symmetric
+                xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
+                loss = torch.nn.functional.huber_loss(model(xb)[:, 0], yt[idx], delta=1.0)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                prog.advance(task)
+    log.info("estimator backbone: %d steps in %.0f s, last loss %.3f", steps,
+             time.perf_counter() - t0, float(loss))
+
+    # freeze, then the closed-form head on pooled features
+    model.eval()
+    f_tr = _features(model, x_tr)
+    f_va = _features(model, x_va)
+    ridge = RidgeCV(alphas=recipe.ridge_alphas).fit(f_tr, y_tr)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.from_numpy(ridge.coef_.astype(np.float32))[None])
+        model.head.bias.fill_(float(ridge.intercept_))
+    pred_va = ridge.predict(f_va)
+    per_patient = {p: np.median(pred_va[p_va == p]) for p in np.unique(p_va)}
+    truth = {p: y_va[p_va == p][0] for p in per_patient}
+    mae_patient = float(np.mean([abs(per_patient[p] - truth[p]) for p in per_patient]))
+    metrics = {"val_crop_mae": float(np.mean(np.abs(pred_va - y_va))),
+               "val_patient_mae": mae_patient,
+               "val_mean_baseline_mae": float(np.mean(np.abs(y_va - y_tr.mean()))),
+               "ridge_alpha": float(ridge.alpha_), "train_crops": len(x_tr)}
+    path = est_mod.save(model, out / "estimator.pt", input_size=recipe.est_size,
+                        extra={"ridge_alpha": float(ridge.alpha_), "val_metrics": metrics})
+    return path, metrics
+
+
+@torch.no_grad()
+def _features(model: est_mod.Estimator, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    return np.concatenate([model.features(torch.from_numpy(x[i:i + batch])).numpy()
+                           for i in range(0, len(x), batch)])
+
+
+# ------------------------------------------------------------------------------ entry
+
+
+def run(recipe: Recipe, data: Path, out: Path, seed: int = 0, only: str | None = None) -> dict:
+    ds = yakimov.load(data)
+    parts = yakimov.split(ds.records, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict = {"recipe": asdict(recipe), "data": str(data), "seed": seed,
+                     "split_sizes": {k: len(v) for k, v in parts.items()}}
+    if only in (None, "estimator"):
+        path, m = train_estimator(recipe, parts, out, seed)
+        summary["estimator"] = {"path": str(path), **m}
+        log.info("estimator: %s", m)
+    if only in (None, "detector"):
+        path, m = train_detector(recipe, parts, out, seed)
+        summary["detector"] = {"path": str(path), **m}
+        log.info("detector: %s", m)
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def cli(args) -> int:
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    recipe = create(args.recipe, backbone=args.backbone, det_epochs=args.det_epochs,
+                    est_epochs=args.est_epochs)
+    out = Path(args.out)
+    data = Path(args.data) if args.data else None
+    if data is None:
+        from hemoedge.data.synth import synthesize
+
+        data = out / "data"
+        if not (data / "metadata.csv").is_file():
+            if data.exists():
+                shutil.rmtree(data)
+            synthesize(data, patients=800, sessions=40, seed=args.seed + 1)
+    summary = run(recipe, data, out, seed=args.seed, only=args.only)
+    for role in ("detector", "estimator"):
+        if role in summary:
+            print(f"{role}: {summary[role]['path']}")
+            for k, v in summary[role].items():
+                if k != "path" and isinstance(v, float) and math.isfinite(v):
+                    print(f"  {k}: {v:.4f}")
+    return 0

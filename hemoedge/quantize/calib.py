@@ -1,0 +1,145 @@
+"""Calibration and validation inputs taken from the pipeline itself.
+
+* detector: letterboxed photos, exactly as the app feeds them;
+* estimator: nail crops found by the fp32 detector in the photos (up to 3 nails per photo,
+  the detections the app would crop), not centre crops of whole photos. Where the fp32
+  detector finds no nail in a photo (e.g. an untrained detector) the ground-truth nail boxes
+  are used for that photo instead, and the count is recorded.
+
+Records are duck-typed to hemoedge.data.yakimov.Record: `.patient_id`, `.photo`, `.hb_gdl`,
+`.nail_xyxy()`. Photos are read with the `read` callable (yakimov.read_rgb by default).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hemoedge.errors import QuantizeError
+from hemoedge.preprocess import Detection, crop, decode_detections, letterbox, resize_crop
+from hemoedge.spec import METADATA_KEY, ModelSpec
+
+log = logging.getLogger(__name__)
+
+NAIL = 0  # class index of "nail" in the detector output (spec.CLASS_NAMES)
+NAILS_PER_PHOTO = 3  # three fingers per Yakimov photo
+
+
+class OrtModel:
+    """One ONNX file in an onnxruntime CPU session, with its ModelSpec from metadata_props."""
+
+    def __init__(self, path: str | Path, threads: int = 1, spec: ModelSpec | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise QuantizeError(f"{self.path}: onnxruntime cannot load it ({e})") from e
+        self.spec = spec or read_spec(self.path)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: x})[0]
+
+
+def read_spec(path: str | Path) -> ModelSpec:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in meta:
+        raise QuantizeError(f"{path}: no {METADATA_KEY!r} in metadata_props; expected an ONNX file "
+                            "written by `hemoedge export`")
+    return ModelSpec.from_json(meta[METADATA_KEY])
+
+
+def detect(det: OrtModel, img: np.ndarray, conf: float = 0.25, iou: float = 0.45,
+           max_det: int = 50) -> list[Detection]:
+    x, geo = letterbox(img, det.spec.preprocess)
+    return decode_detections(det.run(x), geo, conf=conf, iou=iou, max_det=max_det)
+
+
+def top_nails(dets: Sequence[Detection], k: int = NAILS_PER_PHOTO) -> list[Detection]:
+    """The k highest-scoring nail detections (the first one is the app's best nail)."""
+    return sorted((d for d in dets if d.cls == NAIL), key=lambda d: -d.score)[:k]
+
+
+def estimator_input(est_spec: ModelSpec, img: np.ndarray, box: Sequence[float]) -> np.ndarray:
+    return resize_crop(crop(img, tuple(box)), est_spec.preprocess)
+
+
+def estimate(est: OrtModel, img: np.ndarray, box: Sequence[float]) -> float:
+    return float(est.run(estimator_input(est.spec, img, box)).reshape(-1)[0])
+
+
+def _default_read() -> Callable[[Path], np.ndarray]:
+    from hemoedge.data.yakimov import read_rgb
+
+    return read_rgb
+
+
+def pick(records: Sequence[Any], n: int) -> list[Any]:
+    """n records spread evenly over the list (sorted by patient id): deterministic."""
+    recs = sorted(records, key=lambda r: str(r.patient_id))
+    if n >= len(recs):
+        return recs
+    idx = np.unique(np.linspace(0, len(recs) - 1, n).round().astype(int))
+    return [recs[i] for i in idx]
+
+
+def detector_inputs(records: Sequence[Any], spec: ModelSpec, samples: int,
+                    read: Callable | None = None) -> list[np.ndarray]:
+    read = read or _default_read()
+    return [letterbox(read(r.photo), spec.preprocess)[0] for r in pick(records, samples)]
+
+
+@dataclass
+class CropSet:
+    inputs: list[np.ndarray]  # estimator inputs (1, 3, S, S)
+    patients: list[str]  # patient of each crop
+    photos: int  # photos used
+    detected: int  # crops from fp32-detector boxes
+    fallback: int  # crops from ground-truth boxes (photo without any detected nail)
+
+    def describe(self) -> dict:
+        return {"samples": len(self.inputs), "photos": self.photos,
+                "detector_crops": self.detected, "ground_truth_fallback_crops": self.fallback}
+
+
+def detector_crops(records: Sequence[Any], det: OrtModel, est_spec: ModelSpec, samples: int,
+                   read: Callable | None = None) -> CropSet:
+    """Up to `samples` estimator inputs: fp32-detector nail crops, <= 3 per photo."""
+    read = read or _default_read()
+    per_photo = NAILS_PER_PHOTO
+    out = CropSet([], [], 0, 0, 0)
+    for r in pick(records, max(1, -(-samples // per_photo))):
+        img = read(r.photo)
+        boxes = [d.box for d in top_nails(detect(det, img), per_photo)]
+        from_gt = not boxes
+        if from_gt:
+            boxes = list(r.nail_xyxy())[:per_photo]
+        out.photos += 1
+        for b in boxes:
+            if len(out.inputs) >= samples:
+                break
+            out.inputs.append(estimator_input(est_spec, img, b))
+            out.patients.append(str(r.patient_id))
+            if from_gt:
+                out.fallback += 1
+            else:
+                out.detected += 1
+    if out.fallback:
+        log.warning("calibration: %d of %d estimator crops came from ground-truth boxes "
+                    "(the fp32 detector found no nail in some photos)", out.fallback,
+                    len(out.inputs))
+    return out

@@ -1,0 +1,169 @@
+"""int8 static QDQ: uint8 activations, int8 per-channel weights (U8S8), onnxruntime.quantization.
+
+FACTS.md: U8S8 static QDQ is the only int8 form faster than fp32 on this CPU (dynamic
+ConvInteger is 1.5-11x slower, S8S8 is slower too).
+
+Calibration runs once per model (`calibrate`); the ranges are written to onnxruntime's own
+calibration-cache file and every later `quantize` call (one per step of the node-exclusion
+search) reuses them through quantize_static(calibration_cache_path=...), so the search never
+re-calibrates and every step sees the same ranges.
+
+Why we build the calibrator ourselves: quantize_static never passes a bin count on to the
+Entropy calibrator (its default of 128 bins with 128 quantised bins leaves exactly one
+candidate threshold, the full range, so Entropy gave byte-identical output to MinMax).
+create_calibrator(extra_options={"num_bins": ...}) applies it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hemoedge.errors import QuantizeError
+
+log = logging.getLogger(__name__)
+
+METHODS = ("minmax", "percentile", "entropy")
+
+
+@dataclass(frozen=True)
+class CalibSettings:
+    method: str = "minmax"  # minmax | percentile | entropy
+    num_bins: int = 2048  # histogram bins (percentile, entropy)
+    num_quantized_bins: int = 128  # entropy: candidate thresholds are searched from this bin count up
+    percentile: float = 99.999  # percentile method: % of |values| kept inside the range
+    chunk: int = 8  # samples per calibrator pass; bounds memory (activations of every tensor)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise QuantizeError(f"calibration method must be one of {METHODS}, got {self.method!r}")
+        if self.method == "entropy" and self.num_bins <= self.num_quantized_bins:
+            raise QuantizeError(f"entropy calibration needs num_bins > num_quantized_bins "
+                                f"({self.num_bins} <= {self.num_quantized_bins}): with equal counts "
+                                "the only candidate range is min-max")
+        if not 0.0 < self.percentile <= 100.0:
+            raise QuantizeError(f"percentile must be in (0, 100], got {self.percentile}")
+        if self.chunk < 1:
+            raise QuantizeError(f"chunk must be >= 1, got {self.chunk}")
+
+    def describe(self) -> dict:
+        d: dict = {"method": self.method}
+        if self.method == "entropy":
+            d.update(num_bins=self.num_bins, num_quantized_bins=self.num_quantized_bins)
+        elif self.method == "percentile":
+            d.update(num_bins=self.num_bins, percentile=self.percentile)
+        return d
+
+
+def _ort_method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+            "entropy": CalibrationMethod.Entropy}[name]
+
+
+class ListReader:
+    """CalibrationDataReader over a list of input arrays (one model input)."""
+
+    def __init__(self, input_name: str, arrays: Sequence[np.ndarray]):
+        self.input_name = input_name
+        self.arrays = list(arrays)
+        self._i = 0
+
+    def get_next(self) -> dict | None:
+        if self._i >= len(self.arrays):
+            return None
+        self._i += 1
+        return {self.input_name: self.arrays[self._i - 1]}
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        d = self.get_next()
+        if d is None:
+            raise StopIteration
+        return d
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def rewind(self) -> None:
+        self._i = 0
+
+
+def pre_process(src: str | Path, dst: str | Path) -> None:
+    """onnxruntime's recommended first step: symbolic shape inference + graph optimisation."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(src), str(dst))
+    except Exception as e:
+        raise QuantizeError(f"{src}: quant_pre_process failed ({type(e).__name__}: {e})") from e
+
+
+def calibrate(model: str | Path, input_name: str, samples: Sequence[np.ndarray],
+              settings: CalibSettings, workdir: str | Path, cache: str | Path) -> Path:
+    """Compute activation ranges on `samples` and write them to onnxruntime's cache file."""
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    if not samples:
+        raise QuantizeError(f"{model}: no calibration samples")
+    opts: dict = {}
+    if settings.method in ("entropy", "percentile"):
+        opts["num_bins"] = settings.num_bins
+    if settings.method == "entropy":
+        opts["num_quantized_bins"] = settings.num_quantized_bins
+    if settings.method == "percentile":
+        opts["percentile"] = settings.percentile
+    calibrator = create_calibrator(
+        Path(model), None, augmented_model_path=str(Path(workdir) / "augmented.onnx"),
+        calibrate_method=_ort_method(settings.method), extra_options=opts)
+    for start in range(0, len(samples), settings.chunk):
+        calibrator.collect_data(ListReader(input_name, samples[start:start + settings.chunk]))
+    ranges = calibrator.compute_data()
+    save_tensors_data(ranges, cache)
+    return Path(cache)
+
+
+def quantize(model: str | Path, cache: str | Path, dst: str | Path, method: str,
+             exclude: Iterable[str] = ()) -> None:
+    """Static QDQ U8S8 per-channel quantisation of a pre-processed model with cached ranges."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    try:
+        quantize_static(
+            str(model), str(dst), calibration_data_reader=None,
+            quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            nodes_to_exclude=sorted(exclude), calibrate_method=_ort_method(method),
+            calibration_cache_path=str(cache))
+    except Exception as e:
+        raise QuantizeError(f"{model}: quantize_static failed ({type(e).__name__}: {e})") from e
+
+
+def copy_metadata(src: str | Path, dst: str | Path) -> None:
+    """Give `dst` exactly the metadata_props of `src` (hemoedge.spec and the rest)."""
+    import onnx
+
+    meta = onnx.load(str(src), load_external_data=False).metadata_props
+    model = onnx.load(str(dst))
+    del model.metadata_props[:]
+    model.metadata_props.extend(meta)
+    onnx.save(model, str(dst))
+
+
+def census(path: str | Path) -> dict[str, int]:
+    """QuantizeLinear / DequantizeLinear counts and how many compute nodes still run in float."""
+    import onnx
+
+    model = onnx.load(str(path))
+    ops = Counter(n.op_type for n in model.graph.node)
+    return {"QuantizeLinear": ops.get("QuantizeLinear", 0),
+            "DequantizeLinear": ops.get("DequantizeLinear", 0),
+            "nodes": sum(ops.values())}

@@ -1,0 +1,314 @@
+"""Accuracy-aware node exclusion: keep the fewest nodes in float until the tolerance holds.
+
+Each round:
+1. measure the current int8 model against fp32 on validation inputs (task-level figures:
+   Hb error for the estimator, class-score and box error for the detector);
+2. if a limit is exceeded, rank the quantised tensors by signal-to-quantisation-noise ratio
+   between their float values and their values after QuantizeLinear/DequantizeLinear
+   (onnxruntime.quantization.qdq_loss_debug) — both over the whole tensor and over its worst
+   channel (a tensor that concatenates box pixels 0-480 with scores 0-1 looks fine as a whole
+   while its score channels are rounded to 0);
+3. shortlist the producers of the worst tensors, re-quantise once per candidate with that
+   node also kept in float, measure each, and keep the candidate that reduces the error most.
+
+The loop stops when the limits hold, when no candidate is left, or after `max_steps` rounds;
+the result reports every step, so a tolerance that cannot be met is visible, not hidden.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hemoedge.errors import QuantizeError
+
+log = logging.getLogger(__name__)
+
+Figures = dict[str, float]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    limits: tuple[tuple[str, float], ...]  # (figure name, largest allowed value)
+
+    def __post_init__(self) -> None:
+        for name, lim in self.limits:
+            if not lim >= 0:
+                raise QuantizeError(f"tolerance {name} must be >= 0, got {lim}")
+
+    def failures(self, figures: Figures) -> list[str]:
+        return [f"{name} {figures[name]:.4g} > {lim:.4g}" for name, lim in self.limits
+                if not figures[name] <= lim]
+
+    def badness(self, figures: Figures) -> float:
+        """Largest figure / limit ratio (<= 1 means within tolerance)."""
+        worst = 0.0
+        for name, lim in self.limits:
+            v = figures[name]
+            if not math.isfinite(v):
+                return math.inf
+            worst = max(worst, v / lim if lim > 0 else (math.inf if v > 0 else 0.0))
+        return worst
+
+    def describe(self) -> dict[str, float]:
+        return dict(self.limits)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    max_steps: int = 8  # exclusion rounds before giving up (each adds one node)
+    shortlist: int = 8  # candidates measured per round: half by tensor SQNR, half by worst channel
+    rank_samples: int = 4  # validation inputs for the per-tensor SQNR ranking (memory: all tensors)
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 0 or self.shortlist < 1 or self.rank_samples < 1:
+            raise QuantizeError(f"bad search config {self}")
+
+
+@dataclass
+class TensorError:
+    tensor: str
+    node: str  # producer node in the float (pre-processed) model
+    op_type: str
+    sqnr_db: float  # whole tensor, float vs after QDQ (higher is better)
+    channel_sqnr_db: float  # worst channel (axis 1); = sqnr_db for tensors without channels
+
+
+@dataclass
+class Exclusion:
+    name: str
+    op_type: str
+    reason: str
+    tensor_sqnr_db: float | None  # of the node's output tensor when it was chosen
+    channel_sqnr_db: float | None
+    error_before: Figures
+    error_after: Figures
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "op_type": self.op_type, "reason": self.reason,
+                "tensor_sqnr_db": _r(self.tensor_sqnr_db), "channel_sqnr_db": _r(self.channel_sqnr_db),
+                "measured_error_before": {k: _r(v) for k, v in self.error_before.items()},
+                "measured_error_after": {k: _r(v) for k, v in self.error_after.items()}}
+
+
+@dataclass
+class Step:
+    excluded: tuple[str, ...]
+    figures: Figures
+    failures: list[str]
+    candidates_tried: int = 0
+
+
+@dataclass
+class SearchResult:
+    excluded: list[Exclusion]
+    steps: list[Step]
+    met: bool
+    figures: Figures  # of the returned model
+    model: Path  # the chosen int8 model (in the work dir)
+    stop_reason: str
+    tolerance: Tolerance = field(default_factory=lambda: Tolerance(()))
+
+    def to_dict(self) -> dict:
+        return {"tolerance": self.tolerance.describe(), "met": self.met,
+                "stop_reason": self.stop_reason,
+                "measured_val_error": {k: _r(v) for k, v in self.figures.items()},
+                "steps": [{"excluded": len(s.excluded), "error": {k: _r(v) for k, v in s.figures.items()},
+                           "failures": s.failures, "candidates_tried": s.candidates_tried}
+                          for s in self.steps]}
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else round(float(v), 6)
+
+
+# ------------------------------------------------------------------ task-level error figures
+
+def estimator_error(ref_hb: np.ndarray, hb: np.ndarray) -> Figures:
+    """Hb (g/dL) of the int8 model against fp32 on the same inputs."""
+    d = np.abs(np.asarray(hb, np.float64).ravel() - np.asarray(ref_hb, np.float64).ravel())
+    return {"hb_abs_mean": float(d.mean()), "hb_abs_p95": float(np.percentile(d, 95)),
+            "hb_abs_max": float(d.max())}
+
+
+def detector_error(ref: Sequence[np.ndarray], out: Sequence[np.ndarray], top_k: int = 20) -> Figures:
+    """Raw detector outputs (1, 4 + nc, A) against fp32 on the anchors that matter: per image
+    and class the top_k anchors by fp32 score (the ones that become detections).
+
+    score_abs_max: largest |score change| there (scores 0-1);
+    box_abs_mean_px: mean |cx, cy, w, h change| there, network pixels."""
+    score_err, box_err = [], []
+    for a, b in zip(ref, out, strict=True):
+        a, b = np.asarray(a, np.float64)[0], np.asarray(b, np.float64)[0]
+        for c in range(4, a.shape[0]):
+            idx = np.argsort(-a[c], kind="stable")[:top_k]
+            score_err.append(np.abs(a[c, idx] - b[c, idx]).max())
+            box_err.append(np.abs(a[:4, idx] - b[:4, idx]).mean())
+    return {"score_abs_max": float(np.max(score_err)), "box_abs_mean_px": float(np.mean(box_err))}
+
+
+# ------------------------------------------------------------------ per-tensor SQNR ranking
+
+def _sqnr(signal: np.ndarray, noise: np.ndarray, axis_sum=None) -> np.ndarray:
+    s = np.sum(signal.astype(np.float64) ** 2, axis=axis_sum)
+    n = np.sum(noise.astype(np.float64) ** 2, axis=axis_sum)
+    return 10 * np.log10(np.maximum(s, 1e-30) / np.maximum(n, 1e-30))
+
+
+def channel_sqnr(pre: np.ndarray, post: np.ndarray, dead: float = 1e-6) -> float:
+    """Worst SQNR (dB) over axis-1 channels of (N, C, ...) tensors; channels whose energy is
+    below `dead` x the strongest channel's are ignored (constant-zero channels)."""
+    if pre.ndim < 3:
+        return float(_sqnr(pre, pre - post))
+    a = np.moveaxis(pre, 1, 0).reshape(pre.shape[1], -1)
+    b = np.moveaxis(post, 1, 0).reshape(post.shape[1], -1)
+    energy = np.sum(a.astype(np.float64) ** 2, axis=1)
+    keep = energy > dead * energy.max()
+    if not keep.any():
+        return math.inf
+    return float(_sqnr(a[keep], a[keep] - b[keep], axis_sum=1).min())
+
+
+def rank_tensors(float_model: Path, qdq_model: Path, input_name: str,
+                 inputs: Sequence[np.ndarray], workdir: Path) -> list[TensorError]:
+    """Per-tensor SQNR between the float values and the values after QDQ in the int8 model,
+    worst first. Uses onnxruntime.quantization.qdq_loss_debug to dump the activations."""
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
+
+    from hemoedge.quantize.int8 import ListReader
+
+    aug = Path(workdir) / "qdq.debug.onnx"
+    modify_model_output_intermediate_tensors(str(qdq_model), str(aug))
+    acts = collect_activations(str(aug), ListReader(input_name, inputs))
+    match = create_activation_matching(acts)  # tensor -> pre_qdq / post_qdq lists
+    aug.unlink()
+
+    fmodel = onnx.shape_inference.infer_shapes(onnx.load(str(float_model)))
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*fmodel.graph.value_info, *fmodel.graph.output]}
+    producer = {o: n for n in fmodel.graph.node for o in n.output}
+    out: list[TensorError] = []
+    for name, m in match.items():
+        node = producer.get(name)
+        if node is None:  # a graph input: nothing to keep in float
+            continue
+        pre = np.stack([np.asarray(t) for t in m["pre_qdq"]])
+        post = np.stack([np.asarray(t) for t in m["post_qdq"]])
+        shape = shapes.get(name)
+        whole = float(_sqnr(pre, pre - post))
+        if (shape and len(shape) >= 2 and all(d > 0 for d in shape)
+                and int(np.prod(shape)) == pre[0].size):
+            # (samples, flat) -> (samples x batch, C, ...)
+            chan = channel_sqnr(pre.reshape(-1, *shape[1:]), post.reshape(-1, *shape[1:]))
+        else:
+            chan = whole
+        out.append(TensorError(name, node.name, node.op_type, whole, min(chan, whole)))
+    out.sort(key=lambda t: t.channel_sqnr_db)
+    return out
+
+
+def shortlist(ranked: Sequence[TensorError], excluded: Sequence[str], k: int) -> list[TensorError]:
+    """k candidates: alternately the next-worst by whole-tensor and by worst-channel SQNR."""
+    by_whole = sorted(ranked, key=lambda t: t.sqnr_db)
+    by_chan = sorted(ranked, key=lambda t: t.channel_sqnr_db)
+    seen = set(excluded)
+    out: list[TensorError] = []
+    for pair in zip(by_chan, by_whole, strict=True):
+        for t in pair:
+            if t.node not in seen and len(out) < k:
+                seen.add(t.node)
+                out.append(t)
+    return out
+
+
+# ------------------------------------------------------------------ the search
+
+def search(quantize: Callable[[Sequence[str], Path], None],
+           measure: Callable[[Path], Figures],
+           rank: Callable[[Path], list[TensorError]],
+           tolerance: Tolerance, workdir: Path, cfg: SearchConfig = SearchConfig(),
+           seed: Sequence[tuple[str, str]] = (), op_types: dict[str, str] | None = None,
+           progress: Callable[[str], None] | None = None) -> SearchResult:
+    """Greedy forward selection of nodes to keep in float.
+
+    quantize(exclude, dst) writes an int8 model; measure(path) returns error figures against
+    fp32 on validation inputs; rank(path) returns per-tensor errors of that int8 model.
+    seed: (node, reason) pairs excluded from the start (recorded as hints, not measured finds).
+    """
+    workdir = Path(workdir)
+    op_types = op_types or {}
+    say = progress or (lambda _msg: None)
+    n_models = 0
+
+    def build(exclude: Sequence[str]) -> tuple[Path, Figures]:
+        nonlocal n_models
+        n_models += 1
+        dst = workdir / f"trial{n_models:03d}.onnx"
+        quantize(list(exclude), dst)
+        return dst, measure(dst)
+
+    excluded: list[Exclusion] = []
+    names: list[str] = []
+    cur_path, cur = build([s[0] for s in seed])
+    for node, reason in seed:
+        names.append(node)
+        excluded.append(Exclusion(node, op_types.get(node, ""), reason, None, None, {}, cur))
+    steps = [Step(tuple(names), cur, tolerance.failures(cur))]
+    best = (tolerance.badness(cur), cur_path, cur, len(excluded))
+    stop = "tolerance met"
+    say(f"int8 with {len(names)} node(s) in float: {_fmt(cur)}")
+    while tolerance.failures(cur):
+        if len(steps) > cfg.max_steps:
+            stop = f"tolerance not met after {cfg.max_steps} exclusion rounds"
+            break
+        cands = shortlist(rank(cur_path), names, cfg.shortlist)
+        if not cands:
+            stop = "no quantised node left to exclude"
+            break
+        trials = []
+        for t in cands:
+            path, figs = build([*names, t.node])
+            trials.append((tolerance.badness(figs), t, path, figs))
+            say(f"  try {t.node} ({t.op_type}, SQNR {t.sqnr_db:.1f} dB, worst channel "
+                f"{t.channel_sqnr_db:.1f} dB): {_fmt(figs)}")
+        trials.sort(key=lambda x: (x[0], x[1].node))  # ties: by name, for determinism
+        bad, t, path, figs = trials[0]
+        for _, _, p, _ in trials[1:]:
+            p.unlink(missing_ok=True)
+        before = cur
+        names.append(t.node)
+        excluded.append(Exclusion(t.node, t.op_type,
+                                  "measured: keeping it in float reduced the validation error most "
+                                  f"among {len(cands)} SQNR-ranked candidates",
+                                  t.sqnr_db, t.channel_sqnr_db, before, figs))
+        cur_path, cur = path, figs
+        steps.append(Step(tuple(names), cur, tolerance.failures(cur), len(cands)))
+        say(f"keep {t.node} in float -> {_fmt(cur)}")
+        if bad < best[0]:
+            best = (bad, cur_path, cur, len(excluded))
+    met = not tolerance.failures(cur)
+    if not met:
+        # hand back the best model seen, with only the exclusions it was built with
+        _, cur_path, cur, n = best
+        excluded = excluded[:n]
+        log.warning("int8 tolerance not met (%s): %s", stop, "; ".join(tolerance.failures(cur)))
+    return SearchResult(excluded, steps, met, cur, cur_path, stop, tolerance)
+
+
+def _fmt(figs: Figures) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in figs.items())
+
+
+def new_workdir(parent: Path) -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(dir=parent, prefix=".quantize.")

@@ -1,0 +1,156 @@
+"""results.json: one flat list of measurements (schema hemoedge.results/1, see DESIGN.md).
+
+Every stage appends metrics; report, choose and gate read only this file. Several files
+(shards of one run) merge by concatenating their metric lists.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hemoedge.errors import ResultsError
+
+SCHEMA = "hemoedge.results/1"
+BETTER = ("lower", "higher", "none")
+
+
+def variant_name(det: str | None = None, est: str | None = None) -> str:
+    """'det=int8,est=fp32' for a pairing, 'det=int8' or 'est=fp16' for one model."""
+    parts = []
+    if det:
+        parts.append(f"det={det}")
+    if est:
+        parts.append(f"est={est}")
+    return ",".join(parts)
+
+
+@dataclass
+class Metric:
+    name: str  # dotted and stable, e.g. "cpu.detector.latency_ms.p50"
+    variant: str  # e.g. "det=int8,est=int8", "det=int8", or "" for run-wide figures
+    value: float
+    unit: str = ""
+    better: str = "none"  # "lower", "higher" or "none"
+    n: int | None = None  # samples behind the value
+    ci95: list[float] | None = None  # bootstrap 95 % interval, same unit as value
+    params: dict[str, Any] = field(default_factory=dict)  # e.g. {"threads": 2}
+
+    def __post_init__(self) -> None:
+        if self.better not in BETTER:
+            raise ResultsError(f"metric {self.name}: better must be one of {BETTER}, got {self.better!r}")
+        if not isinstance(self.value, (int, float)) or isinstance(self.value, bool):
+            raise ResultsError(f"metric {self.name}: value must be a number, got {self.value!r}")
+        self.value = float(self.value)
+
+    def key(self) -> tuple:
+        return (self.name, self.variant, json.dumps(self.params, sort_keys=True))
+
+    def to_dict(self) -> dict:
+        d = {"name": self.name, "variant": self.variant, "value": _finite(self.value),
+             "unit": self.unit, "better": self.better}
+        if self.n is not None:
+            d["n"] = int(self.n)
+        if self.ci95 is not None:
+            d["ci95"] = [_finite(v) for v in self.ci95]
+        if self.params:
+            d["params"] = self.params
+        return d
+
+
+def _finite(v: float) -> float | None:
+    return None if (v is None or not math.isfinite(v)) else float(v)
+
+
+@dataclass
+class Results:
+    env: dict[str, Any] = field(default_factory=dict)
+    variants: dict[str, dict[str, str]] = field(default_factory=dict)
+    metrics: list[Metric] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)  # the commands that produced the figures
+
+    def add(self, name: str, variant: str, value: float, unit: str = "", better: str = "none",
+            n: int | None = None, ci95: list[float] | None = None, **params: Any) -> Metric:
+        m = Metric(name, variant, value, unit, better, n, ci95, dict(params))
+        self.metrics.append(m)
+        return m
+
+    def get(self, name: str, variant: str = "", **params: Any) -> Metric | None:
+        """The last metric with this name and variant whose params include `params`."""
+        for m in reversed(self.metrics):
+            if m.name == name and m.variant == variant and all(
+                    m.params.get(k) == v for k, v in params.items()):
+                return m
+        return None
+
+    def find(self, prefix: str = "", variant: str | None = None) -> list[Metric]:
+        return [m for m in self.metrics if m.name.startswith(prefix)
+                and (variant is None or m.variant == variant)]
+
+    def extend(self, other: Results) -> None:
+        self.env.update({k: v for k, v in other.env.items() if k not in self.env})
+        for k, v in other.variants.items():
+            self.variants.setdefault(k, {}).update(v)
+        self.metrics.extend(other.metrics)
+        self.commands.extend(c for c in other.commands if c not in self.commands)
+
+    def to_dict(self) -> dict:
+        return {"schema": SCHEMA, "env": self.env, "variants": self.variants,
+                "commands": self.commands, "metrics": [m.to_dict() for m in self.metrics]}
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (temp file + rename) so a crash never leaves half a file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.to_dict(), f, indent=1, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+        return path
+
+    @staticmethod
+    def from_dict(d: dict, source: str = "results") -> Results:
+        if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+            found = d.get("schema") if isinstance(d, dict) else type(d).__name__
+            raise ResultsError(f"{source}: expected schema {SCHEMA!r}, found {found!r}")
+        out = Results(env=dict(d.get("env", {})), variants=dict(d.get("variants", {})),
+                      commands=list(d.get("commands", [])))
+        for i, m in enumerate(d.get("metrics", [])):
+            try:
+                value = m["value"]
+                out.metrics.append(Metric(m["name"], m.get("variant", ""),
+                                          float("nan") if value is None else value,
+                                          m.get("unit", ""), m.get("better", "none"), m.get("n"),
+                                          m.get("ci95"), dict(m.get("params", {}))))
+            except (KeyError, TypeError) as e:
+                raise ResultsError(f"{source}: metric #{i} is malformed ({e}): {m!r}") from e
+        return out
+
+    @staticmethod
+    def load(path: str | Path) -> Results:
+        path = Path(path)
+        if not path.is_file():
+            raise ResultsError(f"{path}: no such results file (expected a results.json)")
+        try:
+            d = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ResultsError(f"{path}: not valid JSON ({e}); expected a hemoedge results.json") from e
+        return Results.from_dict(d, source=str(path))
+
+    @staticmethod
+    def load_or_new(path: str | Path) -> Results:
+        return Results.load(path) if Path(path).is_file() else Results()
+
+
+def merge(paths: list[str | Path]) -> Results:
+    """Merge shards of one run by concatenation."""
+    out = Results()
+    for p in paths:
+        out.extend(Results.load(p))
+    return out

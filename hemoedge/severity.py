@@ -1,0 +1,32 @@
+"""Hb bands. Two different things, kept apart on purpose:
+
+* SEVERITY_BANDS: the four bands the suite reports per-band error in (issue 2):
+  <8, 8-11, 11-13, >=13 g/dL.
+* who_category(): the WHO anaemia category the app shows (WHO 2011, non-pregnant adults):
+  severe < 8, moderate 8-10.9, mild 11 to below the sex-specific threshold, none at or above it.
+  Threshold 12 g/dL for women (and the default when sex is not given), 13 g/dL for men.
+"""
+
+from __future__ import annotations
+
+SEVERITY_BANDS = (("<8", 0.0, 8.0), ("8-11", 8.0, 11.0), ("11-13", 11.0, 13.0), (">=13", 13.0, 99.0))
+ANAEMIA_THRESHOLD = {"female": 12.0, "male": 13.0, None: 12.0}  # g/dL
+
+
+def severity_band(hb_gdl: float) -> str:
+    for name, lo, hi in SEVERITY_BANDS:
+        if lo <= hb_gdl < hi:
+            return name
+    return SEVERITY_BANDS[0][0] if hb_gdl < 0 else SEVERITY_BANDS[-1][0]
+
+
+def who_category(hb_gdl: float, sex: str | None = None) -> str:
+    if sex not in ANAEMIA_THRESHOLD:
+        raise ValueError(f"sex must be 'female', 'male' or None, got {sex!r}")
+    if hb_gdl < 8.0:
+        return "severe"
+    if hb_gdl < 11.0:
+        return "moderate"
+    if hb_gdl < ANAEMIA_THRESHOLD[sex]:
+        return "mild"
+    return "none"

@@ -1,0 +1,353 @@
+"""`hemoedge webapp build`: the offline PWA for one variant pairing, as a static folder.
+
+    DIST/index.html, DIST/sw.js                 entry points (stable names)
+    DIST/<name>.<hash10>.<ext>                  everything else, content-hashed
+    DIST/build-manifest.json                    logical name -> hashed file, sha256, bytes
+
+The build reads each model's preprocessing from its ONNX metadata_props (hemoedge.spec) and
+writes it to the app's model manifest (models.json), so nothing about the models is
+hard-coded in the JS. It rewrites relative references between assets to the hashed names
+(leaves first), fills the service worker's VERSION and PRECACHE from its own file list, and
+builds into a temporary folder renamed into place, so a failed build leaves DIST untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import posixpath
+import re
+import shutil
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hemoedge.errors import HemoedgeError
+
+log = logging.getLogger(__name__)
+
+WEBAPP_DIR = Path(__file__).resolve().parents[2] / "webapp"  # the source tree (editable install)
+ORT_VERSION = "1.30.0"  # must equal the exact pin in webapp/package.json
+ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+PRECISIONS = ("fp32", "fp16", "int8")
+HASH_LEN = 10  # hex chars of sha256 in asset names
+TEXT_SUFFIXES = (".html", ".js", ".css", ".json", ".webmanifest")
+ENTRY_POINTS = ("index.html", "sw.js")  # keep their names: the browser finds them by URL
+ICONS = (("icons/icon-192.png", 192, False), ("icons/icon-512.png", 512, False),
+         ("icons/icon-maskable-512.png", 512, True))
+SCHEMA = "hemoedge.webapp/1"
+_REF = re.compile(r"""(?<=["'(])(\.{1,2}/[\w./-]+)(?=["')])""")  # './x.js', "../y.css", url(./z)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    # inputs
+    art: Path  # artifact folder (manifest.json + {role}.{precision}.onnx)
+    detector: str  # precision of the detector file, fp32 | fp16 | int8
+    estimator: str  # precision of the estimator file
+    # output
+    out: Path  # DIST; replaced only if it is empty or a previous build
+    # sources
+    webapp: Path = WEBAPP_DIR  # index.html, src/*.js, sw.js, ...
+    ort_dist: Path = WEBAPP_DIR / "node_modules" / "onnxruntime-web" / "dist"
+
+    def __post_init__(self) -> None:
+        for role, p in (("detector", self.detector), ("estimator", self.estimator)):
+            if p not in PRECISIONS:
+                raise HemoedgeError(f"unknown {role} precision {p!r}; expected one of {list(PRECISIONS)}")
+
+    @property
+    def variant(self) -> str:
+        return f"det={self.detector},est={self.estimator}"
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    version: str  # the service worker's VERSION (hash over every asset)
+    files: dict[str, dict] = field(default_factory=dict)  # logical name -> {file, sha256, bytes}
+    precache: list[str] = field(default_factory=list)
+
+
+def parse_variant(text: str) -> tuple[str, str]:
+    """'det=int8,est=fp32' -> ('int8', 'fp32'). The app needs both models."""
+    parts: dict[str, str] = {}
+    for item in (s.strip() for s in (text or "").split(",") if s.strip()):
+        key, sep, val = item.partition("=")
+        if not sep or key not in ("det", "est") or key in parts:
+            raise HemoedgeError(f"bad --variant {text!r}: expected 'det=P,est=Q' with P, Q in {list(PRECISIONS)}")
+        if val not in PRECISIONS:
+            raise HemoedgeError(f"bad --variant {text!r}: unknown precision {val!r}; expected one of {list(PRECISIONS)}")
+        parts[key] = val
+    if set(parts) != {"det", "est"}:
+        raise HemoedgeError(f"bad --variant {text!r}: the app needs both models, e.g. 'det=int8,est=fp32'")
+    return parts["det"], parts["est"]
+
+
+# ---------------------------------------------------------------------------- models
+def read_spec(path: Path, role: str) -> dict:
+    """The ModelSpec stored in an ONNX file's metadata_props, checked against the graph."""
+    import onnx
+
+    from hemoedge.spec import METADATA_KEY, ModelSpec
+
+    if not path.is_file():
+        raise HemoedgeError(f"{path}: model file missing (listed in the artifact's manifest)")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # onnx raises DecodeError, ValueError, ... on a bad file
+        raise HemoedgeError(f"{path}: not a readable ONNX model ({e})") from e
+    meta = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in meta:
+        raise HemoedgeError(f"{path}: no {METADATA_KEY!r} in metadata_props; re-export it with `hemoedge export`")
+    try:
+        spec = ModelSpec.from_json(meta[METADATA_KEY])
+    except (ValueError, TypeError, KeyError) as e:
+        raise HemoedgeError(f"{path}: {METADATA_KEY!r} metadata is not a valid ModelSpec ({e})") from e
+    if spec.role != role:
+        raise HemoedgeError(f"{path}: expected a {role} spec, found role {spec.role!r}")
+    inputs = {i.name for i in model.graph.input}
+    outputs = {o.name for o in model.graph.output}
+    if spec.input_name not in inputs or spec.output_name not in outputs:
+        raise HemoedgeError(f"{path}: spec names input {spec.input_name!r} / output {spec.output_name!r}, "
+                            f"graph has inputs {sorted(inputs)} / outputs {sorted(outputs)}")
+    return json.loads(spec.to_json())
+
+
+def postprocess_defaults() -> dict:
+    """conf / iou / max_det exactly as hemoedge.preprocess.decode_detections defaults them."""
+    from hemoedge.preprocess import decode_detections
+
+    p = inspect.signature(decode_detections).parameters
+    return {"conf": p["conf"].default, "iou": p["iou"].default, "maxDet": p["max_det"].default}
+
+
+# ---------------------------------------------------------------------------- icons
+def _png(rgba) -> bytes:
+    """(H, W, 4) uint8 -> PNG bytes (no imaging library needed)."""
+    h, w = rgba.shape[:2]
+    raw = b"".join(b"\x00" + rgba[y].tobytes() for y in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def icon_png(size: int, maskable: bool) -> bytes:
+    """A white drop on the theme colour; maskable icons keep it inside the 80 % safe zone."""
+    import numpy as np
+
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    k = 0.62 if maskable else 0.8  # drop height as a fraction of the icon
+    cx, cy, r = 0.5, 0.5 + 0.18 * k, 0.3 * k
+    body = (xx - cx) ** 2 + (yy - cy) ** 2 <= r ** 2
+    tip_y = cy - 0.62 * k  # point of the drop
+    t = (yy - tip_y) / (cy - tip_y)  # 0 at the tip, 1 at the circle's centre line
+    cone = (t >= 0) & (t <= 1) & (np.abs(xx - cx) <= r * t)
+    img = np.zeros((size, size, 4), np.uint8)
+    img[...] = (0x7A, 0x10, 0x20, 255)
+    if not maskable:  # rounded square for the "any" purpose
+        d = np.maximum(np.abs(xx - 0.5) - 0.34, 0) ** 2 + np.maximum(np.abs(yy - 0.5) - 0.34, 0) ** 2
+        img[d > 0.16 ** 2, 3] = 0
+    img[body | cone, :3] = 255
+    return _png(img)
+
+
+# ---------------------------------------------------------------------------- assets
+@dataclass
+class _Asset:
+    logical: str  # path in the source tree, e.g. "src/app.js"
+    data: bytes
+    hashed: bool = True
+
+    @property
+    def text(self) -> bool:
+        return self.logical.endswith(TEXT_SUFFIXES)
+
+
+def _hashed_name(logical: str, data: bytes) -> str:
+    base = posixpath.basename(logical)
+    stem, dot, ext = base.rpartition(".")
+    return f"{stem}.{hashlib.sha256(data).hexdigest()[:HASH_LEN]}{dot}{ext}"
+
+
+def _refs(asset: _Asset, known: dict[str, _Asset]) -> list[str]:
+    """Logical names of hashed assets this text asset refers to (stable names need no rewrite)."""
+    if not asset.text:
+        return []
+    base = posixpath.dirname(asset.logical)
+    out = []
+    for m in _REF.finditer(asset.data.decode("utf-8")):
+        target = posixpath.normpath(posixpath.join(base, m.group(1)))
+        if target in known and known[target].hashed and target != asset.logical:
+            out.append(target)
+    return out
+
+
+def _rewrite(asset: _Asset, names: dict[str, str]) -> bytes:
+    base = posixpath.dirname(asset.logical)
+
+    def sub(m: re.Match) -> str:
+        target = posixpath.normpath(posixpath.join(base, m.group(1)))
+        return f"./{names[target]}" if target in names and target != names[target] else m.group(1)
+
+    return _REF.sub(sub, asset.data.decode("utf-8")).encode("utf-8")
+
+
+def _resolve(assets: dict[str, _Asset]) -> dict[str, str]:
+    """Hash assets leaves-first, rewriting references; returns logical -> file name in DIST."""
+    names: dict[str, str] = {}
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(key: str, chain: tuple[str, ...]) -> None:
+        if state.get(key) == 2:
+            return
+        if state.get(key) == 1:
+            raise HemoedgeError(f"webapp assets refer to each other in a cycle: {' -> '.join(chain + (key,))}")
+        state[key] = 1
+        a = assets[key]
+        for dep in _refs(a, assets):
+            visit(dep, chain + (key,))
+        if a.text:
+            a.data = _rewrite(a, names)
+        names[key] = _hashed_name(key, a.data) if a.hashed else key
+        state[key] = 2
+
+    for key in sorted(assets):
+        visit(key, ())
+    clash = len(set(names.values())) != len(names)
+    if clash:
+        raise HemoedgeError("two webapp assets map to the same file name; rename one of them")
+    return names
+
+
+def _source_assets(cfg: BuildConfig) -> dict[str, _Asset]:
+    src = cfg.webapp
+    if not (src / "index.html").is_file():
+        raise HemoedgeError(f"{src}: webapp sources missing (no index.html)")
+    assets: dict[str, _Asset] = {}
+    for rel in ["index.html", "styles.css", "manifest.webmanifest",
+                *sorted(f"src/{p.name}" for p in (src / "src").glob("*.js"))]:
+        assets[rel] = _Asset(rel, (src / rel).read_bytes(), hashed=rel not in ENTRY_POINTS)
+    for rel, size, maskable in ICONS:
+        assets[rel] = _Asset(rel, icon_png(size, maskable))
+    return assets
+
+
+def _ort_assets(cfg: BuildConfig) -> dict[str, _Asset]:
+    d = cfg.ort_dist
+    pkg = d.parent / "package.json"
+    if not all((d / f).is_file() for f in ORT_FILES) or not pkg.is_file():
+        raise HemoedgeError(f"{d}: onnxruntime-web files missing; run `npm ci` in {cfg.webapp}")
+    found = json.loads(pkg.read_text()).get("version")
+    if found != ORT_VERSION:
+        raise HemoedgeError(f"{pkg}: onnxruntime-web {found} installed, the app pins {ORT_VERSION}; "
+                            f"run `npm ci` in {cfg.webapp}")
+    out = {}
+    for f in ORT_FILES:
+        data = (d / f).read_bytes()
+        if f.endswith(".mjs"):  # drop the source-map comment: the .map is not shipped
+            data = re.sub(rb"\n//# sourceMappingURL=\S+\s*$", b"\n", data)
+        # the worker imports ort as './ort.wasm.min.mjs' next to it in src/
+        key = f"src/{f}" if f == "ort.wasm.min.mjs" else f
+        out[key] = _Asset(key, data)
+    return out
+
+
+def build(cfg: BuildConfig) -> BuildResult:
+    """Build the PWA into cfg.out. Raises HemoedgeError on bad input; DIST is then untouched."""
+    from hemoedge.artifact import Artifact
+
+    art = Artifact.load(cfg.art)
+    models = {}
+    for role, prec in (("detector", cfg.detector), ("estimator", cfg.estimator)):
+        path = art.path(role, prec)
+        models[role] = (prec, path, read_spec(path, role))
+
+    assets = {**_source_assets(cfg), **_ort_assets(cfg)}
+    for role, (prec, path, _) in models.items():
+        key = f"models/{role}.{prec}.onnx"
+        assets[key] = _Asset(key, path.read_bytes())
+    # models and ort files are opaque leaves: their hashed names are known before any rewrite
+    leaf = {k: _hashed_name(k, a.data) for k, a in assets.items() if not a.text}
+    manifest = {
+        "schema": SCHEMA,
+        "variant": cfg.variant,
+        "postprocess": postprocess_defaults(),
+        "ort": {"version": ORT_VERSION, "module": f"./{leaf['src/ort.wasm.min.mjs']}",
+                "mjs": f"./{leaf['ort-wasm-simd-threaded.mjs']}",
+                "wasm": f"./{leaf['ort-wasm-simd-threaded.wasm']}"},
+    }
+    for role, (prec, path, spec) in models.items():
+        a = assets[f"models/{role}.{prec}.onnx"]
+        manifest[role] = {"url": f"./{leaf[a.logical]}", "precision": prec, "source": path.name,
+                          "sha256": hashlib.sha256(a.data).hexdigest(), "bytes": len(a.data),
+                          "spec": spec}
+    # app.js loads it as './models.json' (next to it in src/); hashed like everything else
+    assets["src/models.json"] = _Asset("src/models.json", json.dumps(manifest, indent=1).encode())
+    names = _resolve(assets)
+
+    files = {k: {"file": names[k], "sha256": hashlib.sha256(a.data).hexdigest(), "bytes": len(a.data)}
+             for k, a in sorted(assets.items())}
+    precache = sorted({f["file"] for f in files.values()})
+    version = hashlib.sha256("\n".join(f"{f['file']} {f['sha256']}" for f in files.values())
+                             .encode()).hexdigest()[:12]
+    sw = (cfg.webapp / "sw.js").read_text()
+    for marker, value in (("'__HEMOEDGE_VERSION__'", json.dumps(version)),
+                          ("/*__HEMOEDGE_PRECACHE__*/[]", json.dumps(precache, indent=1))):
+        if sw.count(marker) != 1:
+            raise HemoedgeError(f"{cfg.webapp / 'sw.js'}: expected the marker {marker} exactly once")
+        sw = sw.replace(marker, value)
+    build_manifest = {"schema": SCHEMA, "version": version, "variant": cfg.variant,
+                      "onnxruntime_web": ORT_VERSION, "files": files, "precache": precache}
+    _write_atomically(cfg.out, assets, names, sw, build_manifest)
+    log.info("built %s (%s, version %s, %d files)", cfg.out, cfg.variant, version, len(files) + 2)
+    return BuildResult(cfg.out, version, files, precache)
+
+
+def _write_atomically(out: Path, assets, names, sw: str, build_manifest: dict) -> None:
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "build-manifest.json").is_file())):
+        raise HemoedgeError(f"{out}: exists and is not a previous webapp build; choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.build-"))
+    tmp.chmod(0o755)  # mkdtemp makes it private; DIST is meant to be served
+    try:
+        for k, a in assets.items():
+            (tmp / names[k]).write_bytes(a.data)
+        (tmp / "sw.js").write_text(sw)
+        (tmp / "build-manifest.json").write_text(json.dumps(build_manifest, indent=1) + "\n")
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# ---------------------------------------------------------------------------- CLI
+def cli(args) -> int:
+    det, est = parse_variant(args.variant)
+    art = args.art
+    if art is None:
+        try:
+            from hemoedge.export.onnx_export import default_artifact
+        except ImportError as e:
+            raise HemoedgeError("no --art given and no default artifact available") from e
+        art = default_artifact()
+        art = getattr(art, "root", art)  # an Artifact or a folder
+    res = build(BuildConfig(art=Path(art), detector=det, estimator=est, out=Path(args.out)))
+    print(f"built {res.out} ({det=}, {est=}; version {res.version}); serve it with "
+          f"`hemoedge webapp serve {res.out}`")
+    return 0

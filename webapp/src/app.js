@@ -1,0 +1,300 @@
+// Main thread: camera, the 80 ms capture clock, drawing, service-worker updates.
+// Inference lives in worker.js. URL options: ?threads=N (WASM threads, default 2),
+// ?detect_every=N (capture: run the detector on every N-th frame and track the nail between),
+// ?bench=1 (exposes window.__hemoedgeBench), ?bench=1&seedloop=1 (the seed's sequential loop).
+
+import { refs, setText, setStatus, fillList, drawBoxes, CATEGORY_TEXT, fmt } from './dom.js';
+import { schedule, seedLoop, CAPTURE } from './capture.js';
+import { summarise } from './aggregate.js';
+
+const MIN_VALID = 10; // frames that must survive quality checks and IQR rejection
+const PREVIEW_MS = 250; // detector preview cadence while idle, ms
+
+const params = new URLSearchParams(location.search);
+const intParam = (name, lo, hi, dflt) => {
+  const v = parseInt(params.get(name), 10);
+  return Number.isFinite(v) ? Math.min(hi, Math.max(lo, v)) : dflt;
+};
+const BENCH = params.get('bench') === '1';
+const SEEDLOOP = BENCH && params.get('seedloop') === '1';
+const REQUESTED_THREADS = SEEDLOOP ? 1 : intParam('threads', 1, 16, 2);
+const THREADS = self.crossOriginIsolated ? REQUESTED_THREADS : 1;
+const DETECT_EVERY = SEEDLOOP ? 1 : intParam('detect_every', 1, CAPTURE.frames, 2);
+
+const bench = BENCH ? {
+  ready: false, error: null, crossOriginIsolated: self.crossOriginIsolated,
+  requestedThreads: REQUESTED_THREADS, numThreads: null, seedloop: SEEDLOOP,
+  detectEvery: DETECT_EVERY, session: null, readyT: null, captures: [], lastCapture: null,
+  runModel: (role, runs = 20, warmup = 5) => call({ type: 'bench', role, runs, warmup }).then((r) => r.times),
+} : null;
+if (bench) window.__hemoedgeBench = bench;
+
+// ------------------------------------------------------------------ worker RPC
+const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+let seq = 0;
+const waiting = new Map();
+let capture = null; // the running capture, or null
+
+function call(msg, transfer = []) {
+  const id = ++seq;
+  return new Promise((resolve, reject) => {
+    waiting.set(id, { resolve, reject });
+    worker.postMessage({ ...msg, id }, transfer);
+  });
+}
+
+worker.onmessage = (e) => {
+  const m = e.data;
+  if (m.type === 'frame') { if (capture && capture.id === m.id) capture.onFrame(m); return; }
+  if (m.type === 'error' && capture && capture.id === m.id) { capture.fail(m.message); return; }
+  const w = waiting.get(m.id);
+  if (!w) return;
+  waiting.delete(m.id);
+  if (m.type === 'error') w.reject(new Error(m.message)); else w.resolve(m.info || m.result || m);
+};
+worker.onerror = (e) => fatal(`The inference worker failed to start: ${e.message || 'unknown error'}`);
+
+function fatal(text) {
+  setStatus(text, 'error');
+  if (bench) bench.error = text;
+}
+
+// ------------------------------------------------------------------ start-up
+let ready = false;
+async function start() {
+  setStatus('Loading models…');
+  if (!self.crossOriginIsolated) {
+    setText(refs.threadNote, 'Running on 1 thread: this page is not cross-origin isolated (serve it with `hemoedge webapp serve`).');
+  }
+  const info = await call({ type: 'init', manifestUrl: new URL('./models.json', import.meta.url).href, threads: THREADS });
+  ready = true;
+  if (info.numThreads < REQUESTED_THREADS) {
+    setText(refs.threadNote, `Running on ${info.numThreads} thread(s) instead of ${REQUESTED_THREADS}` +
+      (self.crossOriginIsolated ? '.' : ': the page is not cross-origin isolated.'));
+  } else {
+    setText(refs.threadNote, `${info.numThreads} inference thread(s).`);
+  }
+  setStatus('Ready. Nothing leaves this device.', 'ok');
+  refs.captureBtn.disabled = !stream;
+  if (bench) Object.assign(bench, { ready: true, session: info, numThreads: info.numThreads, readyT: performance.now() });
+}
+
+// ------------------------------------------------------------------ camera + preview
+let stream = null;
+let previewBusy = false;
+let previewTimer = null;
+
+async function startCamera() {
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment', width: 640, height: 480 }, audio: false });
+  } catch (err) {
+    setStatus(`Camera not available: ${err.message || err.name}. You can still upload a photo.`, 'error');
+    return;
+  }
+  refs.video.srcObject = stream;
+  await refs.video.play();
+  refs.overlay.width = refs.video.videoWidth;
+  refs.overlay.height = refs.video.videoHeight;
+  refs.cameraBtn.disabled = true;
+  refs.captureBtn.disabled = !ready;
+  previewTimer = setInterval(preview, PREVIEW_MS);
+}
+
+async function preview() {
+  if (!ready || capture || previewBusy || refs.video.readyState < 2) return;
+  previewBusy = true;
+  try {
+    const bmp = await createImageBitmap(refs.video);
+    const r = await call({ type: 'analyse', bitmap: bmp, withHb: false }, [bmp]);
+    if (!capture) drawBoxes(refs.overlay, r.dets, r.width, r.height);
+  } catch (err) {
+    setStatus(`Preview failed: ${err.message}`, 'error');
+  } finally {
+    previewBusy = false;
+  }
+}
+
+// ------------------------------------------------------------------ the capture
+function startCapture() {
+  if (capture || !ready || !stream) return;
+  const n = CAPTURE.frames;
+  const id = ++seq;
+  const recs = [];
+  const frameWaiters = new Map();
+  let finished = false;
+  const video = refs.video;
+  const record = { mode: SEEDLOOP ? 'seedloop' : 'pipelined', detectEvery: DETECT_EVERY,
+    intervalMs: CAPTURE.intervalMs, frames: recs, ticks: null, lastGrabT: null, resultT: null, summary: null };
+
+  refs.captureBtn.disabled = true;
+  refs.cancelBtn.disabled = false;
+  refs.result.hidden = true;
+  setText(refs.progressText, `Capturing 0 / ${n}`);
+  refs.progress.value = 0;
+  refs.progress.max = n;
+  worker.postMessage({ type: 'capture-start', id, detectEvery: DETECT_EVERY });
+
+  const grab = async (k, t) => {
+    const bitmap = await createImageBitmap(video);
+    if (finished) { bitmap.close(); return; }
+    worker.postMessage({ type: 'frame', id, k, grabT: t, grabEpoch: performance.timeOrigin + t, bitmap }, [bitmap]);
+  };
+  const clock = SEEDLOOP
+    ? seedLoop(async (k, t) => { await grab(k, t); await new Promise((r) => frameWaiters.set(k, r)); }, { frames: n })
+    : schedule((k, t) => { grab(k, t).catch((err) => capture && capture.fail(err.message)); }, { frames: n });
+
+  const end = (text) => {
+    finished = true;
+    capture = null;
+    refs.captureBtn.disabled = false;
+    refs.cancelBtn.disabled = true;
+    if (text) setText(refs.progressText, text);
+    applyUpdateWhenIdle();
+  };
+
+  capture = {
+    id,
+    onFrame(m) {
+      const rec = { ...m.rec, doneT: m.doneEpoch - performance.timeOrigin };
+      recs.push(rec);
+      refs.progress.value = recs.length;
+      setText(refs.progressText, `Capturing ${recs.length} / ${n}`);
+      if (rec.box) drawBoxes(refs.overlay, [{ box: rec.box, cls: 0 }], video.videoWidth, video.videoHeight);
+      const w = frameWaiters.get(rec.k);
+      if (w) { frameWaiters.delete(rec.k); w(); }
+      if (recs.length === n) finish();
+    },
+    cancel() {
+      clock.cancel();
+      worker.postMessage({ type: 'cancel', id });
+      for (const w of frameWaiters.values()) w();
+      end('Capture cancelled.');
+    },
+    fail(message) {
+      clock.cancel();
+      worker.postMessage({ type: 'cancel', id });
+      end('');
+      setStatus(`Capture failed: ${message}`, 'error');
+    },
+  };
+
+  clock.done.then((ticks) => { record.ticks = ticks; record.lastGrabT = ticks[ticks.length - 1]; });
+
+  function finish() {
+    recs.sort((a, b) => a.k - b.k);
+    const values = recs.filter((r) => r.hb !== null).map((r) => r.hb);
+    const s = summarise(values, { minValid: MIN_VALID, sex: refs.sex.value });
+    renderSummary(s, recs, n);
+    end(`Captured ${n} frames.`);
+    record.resultT = performance.now();
+    record.summary = s;
+    if (bench) { bench.captures.push(record); bench.lastCapture = record; }
+  }
+}
+
+function renderSummary(s, recs, n) {
+  refs.result.hidden = false;
+  const counts = {};
+  for (const r of recs) if (r.reason) counts[r.reason] = (counts[r.reason] || 0) + 1;
+  const lines = Object.entries(counts).map(([why, c]) => `${c} frame(s) rejected: ${why}`);
+  if (s.outliers) lines.push(`${s.outliers} frame(s) rejected as outliers (IQR)`);
+  fillList(refs.reasons, lines);
+  if (!s.ok) {
+    setText(refs.resultHb, 'Try again');
+    setText(refs.resultCategory, '');
+    setText(refs.resultDetail, `Only ${s.used} of ${n} frames were usable (at least ${MIN_VALID} needed). ` +
+      'Hold the fingertip still, fill the box with the nail, and use good light.');
+    refs.result.dataset.ok = 'false';
+    return;
+  }
+  refs.result.dataset.ok = 'true';
+  setText(refs.resultHb, `${fmt(s.hb)} g/dL`);
+  setText(refs.resultCategory, CATEGORY_TEXT[s.category]);
+  setText(refs.resultDetail, `Median of ${s.used} of ${n} frames; spread (IQR) ${fmt(s.spread, 2)} g/dL; ` +
+    `range ${fmt(s.min)}–${fmt(s.max)} g/dL.`);
+}
+
+// ------------------------------------------------------------------ upload
+async function onUpload() {
+  const file = refs.file.files[0];
+  refs.nails.replaceChildren();
+  if (!file) return;
+  if (!ready) { setText(refs.uploadMsg, 'The models are still loading; try again in a moment.'); return; }
+  let bmp;
+  try {
+    if (file.type && !file.type.startsWith('image/')) throw new Error('not an image');
+    bmp = await createImageBitmap(file);
+  } catch {
+    setText(refs.uploadMsg, `“${file.name}” is not an image this browser can read. Choose a JPEG or PNG photo.`);
+    refs.uploadMsg.dataset.kind = 'error';
+    refs.photo.hidden = true;
+    return;
+  }
+  const c = refs.photo;
+  c.width = bmp.width;
+  c.height = bmp.height;
+  c.getContext('2d').drawImage(bmp, 0, 0);
+  c.hidden = false;
+  setText(refs.uploadMsg, 'Analysing…');
+  const r = await call({ type: 'analyse', bitmap: bmp, withHb: true }, [bmp]);
+  if (!r.nails.length) {
+    setText(refs.uploadMsg, 'No fingernail found in this photo. Photograph the fingertips from above, close up, in good light.');
+    refs.uploadMsg.dataset.kind = 'error';
+    return;
+  }
+  drawBoxes(c, r.nails.map((nl) => ({ box: nl.box, cls: 0 })), r.width, r.height,
+    { labels: r.nails.map((nl, i) => `${i + 1}: ${fmt(nl.hb)}`), clear: false });
+  const hbs = r.nails.map((nl) => nl.hb).sort((a, b) => a - b);
+  const med = summarise(hbs, { minValid: 1, k: Infinity, sex: refs.sex.value });
+  fillList(refs.nails, r.nails.map((nl, i) => `Nail ${i + 1}: ${fmt(nl.hb)} g/dL (detector score ${fmt(nl.score, 2)})`));
+  setText(refs.uploadMsg, `${r.nails.length} nail(s) found. Median ${fmt(med.hb)} g/dL — ${CATEGORY_TEXT[med.category]}.`);
+  refs.uploadMsg.dataset.kind = 'ok';
+  if (bench) bench.lastUpload = r;
+}
+
+// ------------------------------------------------------------------ tabs
+function selectTab(camera) {
+  refs.tabCamera.setAttribute('aria-selected', String(camera));
+  refs.tabUpload.setAttribute('aria-selected', String(!camera));
+  refs.panelCamera.hidden = !camera;
+  refs.panelUpload.hidden = camera;
+}
+
+// ------------------------------------------------------------------ service worker + updates
+let pendingWorker = null;
+function applyUpdateWhenIdle() {
+  if (!pendingWorker) return;
+  if (capture) { setText(refs.update, 'An update is ready; it will be applied after this capture.'); return; }
+  setText(refs.update, 'Updating…');
+  pendingWorker.postMessage({ type: 'SKIP_WAITING' });
+  pendingWorker = null;
+}
+
+async function registerServiceWorker() {
+  if (!('serviceWorker' in navigator)) return;
+  const hadController = !!navigator.serviceWorker.controller;
+  let reloading = false;
+  navigator.serviceWorker.addEventListener('controllerchange', () => {
+    if (hadController && !reloading) { reloading = true; location.reload(); }
+  });
+  const reg = await navigator.serviceWorker.register('./sw.js');
+  const offer = (w) => { pendingWorker = w; applyUpdateWhenIdle(); };
+  if (reg.waiting && hadController) offer(reg.waiting);
+  reg.addEventListener('updatefound', () => {
+    const w = reg.installing;
+    w.addEventListener('statechange', () => {
+      if (w.state === 'installed' && navigator.serviceWorker.controller) offer(w);
+    });
+  });
+}
+
+// ------------------------------------------------------------------ wiring
+refs.cameraBtn.addEventListener('click', startCamera);
+refs.captureBtn.addEventListener('click', startCapture);
+refs.cancelBtn.addEventListener('click', () => capture && capture.cancel());
+refs.file.addEventListener('change', () => onUpload().catch((err) => setText(refs.uploadMsg, `Analysis failed: ${err.message}`)));
+refs.tabCamera.addEventListener('click', () => selectTab(true));
+refs.tabUpload.addEventListener('click', () => selectTab(false));
+
+registerServiceWorker().catch((err) => setText(refs.update, `Offline mode unavailable: ${err.message}`));
+start().catch((err) => fatal(`Could not load the models: ${err.message}`));

@@ -1,0 +1,201 @@
+// Inference worker: owns the two onnxruntime-web sessions and the whole per-frame path
+// (pixels -> letterbox -> detector -> NMS -> track -> crop -> estimator), so the main thread
+// only grabs frames and draws. Messages are handled one at a time, in arrival order.
+
+import * as ort from './ort.wasm.min.mjs';
+import { letterbox, resizeCrop, cropRect } from './preprocess.js';
+import { decodeDetections, pickNail } from './postprocess.js';
+import { QUALITY, REASONS, meanLuma, thumbnail, motionScore } from './quality.js';
+import { decodeIndex } from './frameindex.js';
+
+const epoch = () => performance.timeOrigin + performance.now(); // ms, comparable across threads
+
+let M = null; // the build's model manifest (models.json)
+let det = null, est = null;
+let canvas = null, ctx = null;
+const captures = new Map(); // id -> capture state
+
+// ------------------------------------------------------------------ set-up
+async function init({ manifestUrl, threads }) {
+  const t0 = epoch();
+  M = await (await fetchOk(manifestUrl)).json();
+  const rel = (u) => new URL(u, manifestUrl).href;
+  ort.env.wasm.numThreads = threads;
+  ort.env.wasm.wasmPaths = { mjs: rel(M.ort.mjs), wasm: rel(M.ort.wasm) };
+  const opts = { executionProviders: ['wasm'], graphOptimizationLevel: 'all' };
+  const timings = {};
+  const load = async (role) => {
+    const t = epoch();
+    const bytes = new Uint8Array(await (await fetchOk(rel(M[role].url))).arrayBuffer());
+    const t1 = epoch();
+    const s = await ort.InferenceSession.create(bytes, opts);
+    timings[role] = { fetchMs: t1 - t, createMs: epoch() - t1 };
+    return s;
+  };
+  det = await load('detector'); // sequential: the first create also starts the WASM runtime
+  est = await load('estimator');
+  return {
+    timings,
+    totalMs: epoch() - t0,
+    numThreads: ort.env.wasm.numThreads, // ort resets this to 1 when threads are unavailable
+    requestedThreads: threads,
+    crossOriginIsolated: self.crossOriginIsolated,
+    ortVersion: ort.env.versions ? ort.env.versions.web : M.ort.version,
+  };
+}
+
+async function fetchOk(url) {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`could not load ${url}: HTTP ${r.status}`);
+  return r;
+}
+
+// ------------------------------------------------------------------ the two models
+function pixels(bitmap) {
+  const { width, height } = bitmap;
+  if (!canvas || canvas.width !== width || canvas.height !== height) {
+    canvas = new OffscreenCanvas(width, height);
+    ctx = canvas.getContext('2d', { willReadFrequently: true });
+  }
+  ctx.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  return ctx.getImageData(0, 0, width, height);
+}
+
+async function detect(img) {
+  const s = M.detector.spec;
+  const t0 = performance.now();
+  const { tensor, geo } = letterbox(img, s.preprocess);
+  const t1 = performance.now();
+  const out = await det.run({ [s.input_name]: new ort.Tensor('float32', tensor, s.input_shape) });
+  const t2 = performance.now();
+  const raw = out[s.output_name];
+  const dets = decodeDetections(raw.data, raw.dims[2], raw.dims[1] - 4, geo, M.postprocess);
+  return { dets, ms: { pre: t1 - t0, det: t2 - t1, post: performance.now() - t2 } };
+}
+
+async function estimate(img, rect) {
+  const s = M.estimator.spec;
+  const t0 = performance.now();
+  const x = resizeCrop(img, rect, s.preprocess);
+  const t1 = performance.now();
+  const out = await est.run({ [s.input_name]: new ort.Tensor('float32', x, s.input_shape) });
+  return { hb: out[s.output_name].data[0], ms: { crop: t1 - t0, est: performance.now() - t1 } };
+}
+
+const nailClass = () => Math.max(0, M.detector.spec.class_names.indexOf('nail'));
+
+// ------------------------------------------------------------------ capture frames
+async function captureFrame(st, m) {
+  const start = epoch();
+  const img = pixels(m.bitmap);
+  const rec = {
+    k: m.k, grabT: m.grabT, frameIndex: decodeIndex(img), queueMs: start - m.grabEpoch,
+    detMs: null, estMs: null, preMs: 0, hb: null, reason: null, box: null, detected: false,
+  };
+  const W = img.width, H = img.height;
+  const reject = (why) => { rec.reason = why; return rec; };
+  if (meanLuma(img, { x: 0, y: 0, w: W, h: H }, 8) < QUALITY.minLuma) return reject(REASONS.dark);
+  let box = st.tracked;
+  if (!box || m.k % st.detectEvery === 0) {
+    const r = await detect(img);
+    rec.detected = true;
+    rec.detMs = r.ms.det;
+    rec.preMs += r.ms.pre + r.ms.post;
+    const pick = pickNail(r.dets, nailClass(), st.tracked);
+    if (!pick) { st.tracked = null; st.thumb = null; return reject(REASONS.noNail); }
+    const jumped = st.tracked && pick.iou < QUALITY.minTrackIou;
+    box = pick.det.box;
+    st.tracked = box;
+    if (jumped) { st.thumb = null; return reject(REASONS.motion); }
+  }
+  rec.box = box;
+  const rect = cropRect(box, W, H);
+  if (Math.min(rect.w, rect.h) < QUALITY.minNailSide) return reject(REASONS.small);
+  const thumb = thumbnail(img, rect);
+  const moved = motionScore(thumb, st.thumb) > QUALITY.maxMotion;
+  st.thumb = thumb;
+  if (moved) return reject(REASONS.motion);
+  const e = await estimate(img, rect);
+  rec.hb = e.hb;
+  rec.estMs = e.ms.est;
+  rec.preMs += e.ms.crop;
+  rec.totalMs = epoch() - start;
+  return rec;
+}
+
+async function pumpCapture(id) {
+  const st = captures.get(id);
+  while (st && !st.cancelled && st.pending.has(st.next)) {
+    const m = st.pending.get(st.next);
+    st.pending.delete(st.next);
+    st.next++;
+    const rec = await captureFrame(st, m);
+    rec.doneT = performance.now();
+    self.postMessage({ type: 'frame', id, rec, doneEpoch: epoch() });
+  }
+}
+
+// ------------------------------------------------------------------ upload / preview
+async function analyse(bitmap, withHb) {
+  const img = pixels(bitmap);
+  const r = await detect(img);
+  const nails = [];
+  for (const d of r.dets) {
+    if (d.cls !== nailClass()) continue;
+    const n = { box: d.box, score: d.score, hb: null };
+    if (withHb) n.hb = (await estimate(img, cropRect(d.box, img.width, img.height))).hb;
+    nails.push(n);
+  }
+  return { width: img.width, height: img.height, dets: r.dets, nails, ms: r.ms,
+    classNames: M.detector.spec.class_names };
+}
+
+// ------------------------------------------------------------------ bench-only: bare run()
+async function benchRuns(role, runs, warmup) {
+  const s = M[role].spec, session = role === 'detector' ? det : est;
+  const n = s.input_shape.reduce((a, b) => a * b, 1);
+  const times = [];
+  for (let i = 0; i < warmup + runs; i++) {
+    const x = new ort.Tensor('float32', new Float32Array(n).fill(0.5), s.input_shape);
+    const t = performance.now();
+    await session.run({ [s.input_name]: x });
+    if (i >= warmup) times.push(performance.now() - t);
+  }
+  return times;
+}
+
+// ------------------------------------------------------------------ messages
+let chain = Promise.resolve();
+self.onmessage = (e) => {
+  const m = e.data;
+  if (m.type === 'cancel') { // handled at once, not behind queued work
+    const st = captures.get(m.id);
+    if (st) { st.cancelled = true; for (const f of st.pending.values()) f.bitmap.close(); }
+    captures.delete(m.id);
+    return;
+  }
+  if (m.type === 'capture-start') {
+    captures.set(m.id, { next: 0, pending: new Map(), tracked: null, thumb: null,
+      detectEvery: Math.max(1, m.detectEvery | 0), cancelled: false });
+    return;
+  }
+  if (m.type === 'frame') {
+    const st = captures.get(m.id);
+    if (!st) { m.bitmap.close(); return; }
+    st.pending.set(m.k, m);
+  }
+  chain = chain.then(() => handle(m)).catch((err) => {
+    self.postMessage({ type: 'error', id: m.id, message: String(err && err.message || err) });
+  });
+};
+
+async function handle(m) {
+  switch (m.type) {
+    case 'init': self.postMessage({ type: 'ready', id: m.id, info: await init(m) }); break;
+    case 'frame': await pumpCapture(m.id); break;
+    case 'analyse': self.postMessage({ type: 'analysed', id: m.id, result: await analyse(m.bitmap, m.withHb) }); break;
+    case 'bench': self.postMessage({ type: 'bench', id: m.id, times: await benchRuns(m.role, m.runs, m.warmup) }); break;
+    default: throw new Error(`unknown message ${m.type}`);
+  }
+}
