@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ NOISE = ("auto", "exact", "interval")
 VERDICTS = ("pass", "fail", "not significant", "missing", "skipped")
 ANY_VARIANT = "*"
 TIME_UNITS = ("ns", "us", "ms", "s")
+MAX_NAMED = 4  # missing metrics named in the one-line error; the table lists all
 BOOTSTRAP_RESAMPLES = 2000  # enough for a stable 95 % percentile interval of a median ratio
 BUDGET_KEYS = {"name", "kind", "metric", "variant", "params", "max", "min", "max_worse",
                "max_worse_pct", "better", "severity", "when_present", "noise", "numerator",
@@ -237,7 +239,8 @@ class Check:
                     f" missing from the {self.missing_from}")
         if self.verdict == "skipped":
             return f"{b.name}: skipped ({self.note})"
-        return (f"{b.name}: {fmt(self.value)}{_iv(self.interval)} {self.unit} "
+        iv = _iv(self.interval) if self.method != "exact" else ""
+        return (f"{b.name}: {fmt(self.value)}{iv} {self.unit} "
                 f"{'violates' if self.verdict == 'fail' else 'vs'} {self.op} "
                 f"{fmt(self.threshold)} [{self.method}]").replace("  ", " ")
 
@@ -397,9 +400,10 @@ def _evaluate_one(b: Budget, results: Results, baseline: Results | None) -> Chec
     allowed = b.max_worse if b.max_worse is not None else abs(bv) * b.max_worse_pct / 100
     op = "<=" if better == "lower" else ">="
     limit = bv + allowed if better == "lower" else bv - allowed
-    allowed_txt = fmt(b.max_worse) if b.max_worse is not None else f"{fmt(b.max_worse_pct)}%"
+    allowed_txt = fmt(b.max_worse) if b.max_worse is not None else f"{fmt(b.max_worse_pct)} %"
     return Check(b, _judge(m.value, iv, op, limit), m.value, iv, op, limit, baseline=bv,
-                 unit=m.unit, method=method, note=f"baseline {fmt(bv)} + {allowed_txt} allowed")
+                 unit=m.unit, method=method,
+                 note=f"baseline {fmt(bv)}, {allowed_txt} worse ({better} is better) allowed")
 
 
 def evaluate(results: Results, budgets: list[Budget], baseline: Results | None) -> GateResult:
@@ -415,7 +419,7 @@ def _row(c: Check) -> dict[str, str]:
     if c.verdict in ("missing", "skipped"):
         value = "-"
     else:
-        value = f"{fmt(c.value)}{_iv(c.interval)}"
+        value = fmt(c.value) + (_iv(c.interval) if c.method != "exact" else "")
         if c.unit and c.unit != "x":
             value += f" {c.unit}"
     if b.kind == "ratio" and c.numerator is not None:
@@ -439,9 +443,10 @@ def _headline(res: GateResult) -> str:
 
 
 def to_markdown(res: GateResult) -> str:
-    cols = ("budget", "kind", "metric", "value", "baseline", "budget_limit", "verdict", "note")
+    cols = ("budget", "kind", "metric", "value", "baseline", "budget_limit", "verdict",
+            "method", "note")
     head = ("Budget", "Kind", "Metric [variant]", "Value [95 % interval]", "Baseline", "Budget",
-            "Verdict", "Note")
+            "Verdict", "Method", "Note")
     lines = [f"## hemoedge {_headline(res)}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in res.checks:
@@ -498,7 +503,9 @@ def benchmark_entries(res: GateResult) -> dict[str, list[dict]]:
             continue
         b = c.budget
         if b.kind == "ratio":
-            name = f"{b.name} ({b.ref.metric} {b.ref.variant} / {b.denominator.variant})"
+            den = b.denominator
+            name = f"{b.ref.label()} / " + (den.label() if den.metric != b.ref.metric
+                                             else f"[{den.variant or '-'}]")
             better = "smaller" if c.op == "<=" else "bigger"
         else:
             p = ",".join(f"{k}={v}" for k, v in b.ref.params)
@@ -530,6 +537,7 @@ def write_benchmark_json(res: GateResult, path: str | Path) -> list[Path]:
 
 def print_table(res: GateResult) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     styles = {"pass": "green", "fail": "bold red", "not significant": "yellow",
@@ -542,15 +550,16 @@ def print_table(res: GateResult) -> None:
         r = _row(c)
         style = "yellow" if c.warned else styles[c.verdict]
         note = "; ".join(x for x in (r["method"], r["note"]) if x)
-        t.add_row(r["budget"], r["kind"], r["metric"], r["value"], r["baseline"],
-                  r["budget_limit"], f"[{style}]{r['verdict']}[/]", note)
+        t.add_row(*(escape(r[k]) for k in ("budget", "kind", "metric", "value", "baseline",
+                                           "budget_limit")),
+                  f"[{style}]{escape(r['verdict'])}[/]", escape(note))
     console = Console(width=max(Console().width, 160))
     console.print(t)
     console.print(_headline(res))
     for c in res.failures:
-        console.print(f"[bold red]FAIL[/] {c.describe()}")
+        console.print(f"[bold red]FAIL[/] {escape(c.describe())}")
     for c in res.warnings:
-        console.print(f"[yellow]WARN[/] {c.describe()}")
+        console.print(f"[yellow]WARN[/] {escape(c.describe())}")
 
 
 # --- baseline --------------------------------------------------------------------------------
@@ -614,8 +623,14 @@ def _missing_message(res: GateResult, baseline_path: Path) -> str:
     from_res = [c for c in res.missing if c.missing_from == "results"]
     parts = []
     if from_res:
+        refs: dict[str, list[str]] = {}
+        for c in from_res:
+            refs.setdefault(c.missing_ref.label(), []).append(repr(c.budget.name))
+        shown = [f"{ref} (budget {', '.join(names)})" for ref, names in refs.items()]
+        more = f"; and {len(shown) - MAX_NAMED} more (see the table)" \
+            if len(shown) > MAX_NAMED else ""
         parts.append("results lack metric(s) named by budgets: " + "; ".join(
-            f"{c.missing_ref.label()} (budget {c.budget.name!r})" for c in from_res))
+            shown[:MAX_NAMED]) + more)
     if from_base:
         names = ", ".join(repr(c.budget.name) for c in from_base)
         if not baseline_path.is_file():
@@ -640,18 +655,19 @@ def cli(args) -> int:
         existed = baseline_path.is_file()
         rows = update_baseline(results, budgets, baseline_path)
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
-        t = Table(title=f"baseline diff ({baseline_path})")
+        t = Table(title=escape(f"baseline diff ({baseline_path})"))
         for h in ("metric [variant] (params)", "old", "new"):
             t.add_column(h, overflow="fold")
         for r in rows:
-            t.add_row(*r)
+            t.add_row(*(escape(x) for x in r))
         console = Console(width=max(Console().width, 140))
         console.print(t)
         verb = "updated" if existed else "created"
-        console.print(f"{verb} {baseline_path}: {len(rows)} metric(s) changed; commit it on "
-                      "purpose")
+        console.print(escape(f"{verb} {baseline_path}: {len(rows)} metric(s) changed; commit "
+                             "it on purpose"))
         return 0
 
     budgets = load_budgets(budgets_path)
@@ -660,9 +676,13 @@ def cli(args) -> int:
     print_table(res)
     md = to_markdown(res)
     if args.md:
-        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md).write_text(md)
-        print(f"markdown summary: {args.md}")
+        md_path = Path(args.md)
+        md_path.parent.mkdir(parents=True, exist_ok=True)
+        # $GITHUB_STEP_SUMMARY is shared by a job's steps: append there, overwrite elsewhere
+        mode = "a" if str(md_path) == os.environ.get("GITHUB_STEP_SUMMARY") else "w"
+        with md_path.open(mode, encoding="utf-8") as f:
+            f.write(md)
+        print(f"markdown summary: {md_path}")
     if args.junit:
         print(f"junit xml: {write_junit(res, args.junit)}")
     if args.benchmark_json:

@@ -14,27 +14,32 @@ For every model x precision in the artifact and every intra-op thread count:
   flops.<role>.gflop                        2 x multiply-accumulates of Conv/ConvTranspose/
                                             Gemm/MatMul (and their quantised forms) + bias adds
   cpu.<role>.gflops_per_s, cpu.<role>.efficiency   flops / p50, and that / the ISA peak
-For every pairing det=P,est=Q and thread count, on real synthetic frames:
+For every pairing det=P,est=Q and thread count, on real synthetic frames, through
+hemoedge.pipeline.OnnxPipeline.frame (the app's own code path):
   cpu.frame_ms.{mean,p50,p90,p99}           letterbox + detector + decode/NMS + best-nail
                                             crop + estimator preprocessing + estimator
   cpu.frame.nail_found_rate                 share of timed frames where the detector found
                                             a nail (otherwise the ground-truth box, or the
                                             centre, is cropped so the estimator still runs)
-  cpu.frame.<stage>_ms.p50                  the median of each stage of that frame time:
-                                            letterbox, detector, decode (+NMS, best nail),
-                                            est_preprocess (crop + resize_crop), estimator
+  cpu.frame.<stage>_ms.p50                  median of each stage: letterbox, detector,
+                                            decode (+NMS, best nail) over all frames;
+                                            crop_resize, estimator over frames with a nail
 
 Sessions: CPUExecutionProvider, intra_op_num_threads=t, inter_op_num_threads=1,
-ORT_SEQUENTIAL, graph optimisation ORT_ENABLE_ALL (all recorded in results.env).
+ORT_SEQUENTIAL, graph optimisation ORT_ENABLE_ALL, intra-op spin-wait on (onnxruntime's
+default; CpuBenchConfig.spin=False turns it off and tags the metrics params spin=False),
+all recorded in results.env["ort_cpu"].
 
 Peak FLOP/s (results.env["cpu_peak"]): cores x GHz x FMA units x fp32 SIMD lanes x 2, with
 lanes from /proc/cpuinfo flags (avx512f 16, avx2+fma 8, avx 8 without FMA, else 4), FMA
 units assumed 2 for AVX-512/AVX2 server parts (1 for AVX/SSE; override with
-CpuBenchConfig.fma_units), and the frequency from, in order: cpufreq cpuinfo_max_freq,
-lscpu "CPU max MHz", the "@ x.xxGHz" in the model name, /proc/cpuinfo "cpu MHz". int8
-models are compared with the int8 peak: 4x fp32 with avx512_vnni/avx_vnni (VPDPBUSD does 4
-u8*s8 MACs per 32-bit lane), 2x without; AMX is not counted. fp16 models are compared with
-the fp32 peak (onnxruntime's x86 CPU kernels compute them in fp32).
+CpuBenchConfig.fma_units), and the clock from, in order: cpufreq cpuinfo_max_freq, lscpu
+"CPU max MHz", the "@ x.xxGHz" in the model name, /proc/cpuinfo "cpu MHz" -- raised to the
+lowest clock consistent with a measured single-thread onnxruntime sgemm when that beats it
+(VMs often report the base clock while the core turbos). int8 models are compared with the
+int8 peak: 4x fp32 with avx512_vnni/avx_vnni (VPDPBUSD does 4 u8*s8 MACs per 32-bit lane),
+2x without; AMX is not counted. fp16 models are compared with the fp32 peak (onnxruntime's
+x86 CPU kernels compute them in fp32). "cores" is min(threads, usable cores).
 
 FLOPs are counted here from the ONNX graph with onnx shape inference and a short per-op
 table (_MAC_OPS) rather than onnx-tool at run time: onnx-tool also counts element-wise ops
@@ -53,7 +58,6 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -90,8 +94,10 @@ class CpuBenchConfig:
     runs: int = 200  # timed runs per model x precision x threads (and per pairing)
     cold_starts: int = 5  # fresh sessions timed for cold_start_ms
     memory: bool = True  # peak RSS in a child process per model x precision x threads
+    spin: bool = True  # onnxruntime intra-op spin-wait (its default); False helps on busy CPUs
     # machine
     fma_units: int | None = None  # FMA units per core for the peak (None: guess from ISA)
+    measure_clock: bool = True  # raise the reported clock if a measured sgemm beats it
     # bookkeeping
     shard: tuple[int, int] | None = None  # (i, n): run only units i-1, i-1+n, ... (1-based i)
     seed: int = 0  # random inputs and bootstrap
@@ -155,8 +161,13 @@ def _frequency(model_name: str, cpuinfo: str) -> tuple[float, str]:
                      "GHz or cpuinfo MHz); set CpuBenchConfig.fma_units and run on Linux")
 
 
-def peak(fma_units: int | None = None) -> dict[str, Any]:
-    """Peak GFLOP/s per core (fp32 and int8) from the ISA, and how it was estimated."""
+def peak(fma_units: int | None = None, sgemm_gflops: float | None = None) -> dict[str, Any]:
+    """Peak GFLOP/s per core (fp32 and int8) from the ISA, and how it was estimated.
+
+    The clock is the reported one (machine()["ghz"]) unless a measured single-thread fp32
+    MatMul (`sgemm_gflops`, see measure_sgemm) proves the core runs faster (turbo, or a VM
+    that reports the base clock): then the lowest clock consistent with that measurement
+    is used, so the peak is never below what onnxruntime was seen to reach."""
     m = machine()
     isa = set(m["isa"])
     if "avx512f" in isa:
@@ -168,14 +179,40 @@ def peak(fma_units: int | None = None) -> dict[str, Any]:
     else:
         lanes, units = 4, 1
     units = fma_units or units
-    per_core = m["ghz"] * units * lanes * 2
+    flops_per_cycle = units * lanes * 2
+    ghz, source = m["ghz"], m["ghz_source"]
+    implied = sgemm_gflops / flops_per_cycle if sgemm_gflops else None
+    if implied is not None and implied > ghz:
+        ghz, source = implied, f"implied by measured sgemm (reported {m['ghz']} GHz, {source})"
+    per_core = ghz * flops_per_cycle
     vnni = "avx512_vnni" in isa or "avx_vnni" in isa
     int8_factor = 4 if vnni else 2
     return {"gflops_per_core_fp32": per_core, "gflops_per_core_int8": per_core * int8_factor,
-            "ghz": m["ghz"], "ghz_source": m["ghz_source"], "fma_units": units,
-            "fp32_lanes": lanes, "int8_factor": int8_factor,
+            "ghz": ghz, "ghz_source": source, "ghz_reported": m["ghz"],
+            "sgemm_gflops_1thread": sgemm_gflops, "fma_units": units, "fp32_lanes": lanes,
+            "int8_factor": int8_factor,
             "formula": "cores x GHz x FMA units x fp32 lanes x 2 (x int8_factor for int8 "
-                       "models; 4 with VNNI, else 2; AMX not counted)"}
+                       "models: 4 with VNNI, else 2; AMX not counted); GHz = max(reported, "
+                       "measured 1-thread onnxruntime sgemm / (FMA units x lanes x 2))"}
+
+
+def measure_sgemm(runs: int = 50) -> float:
+    """Best single-thread GFLOP/s of an fp32 MatMul (256x1024 @ 1024x1024, 0.54 GFLOP) in
+    onnxruntime (MLAS sgemm): a lower bound on the fp32 peak, immune to a VM that reports
+    its base clock. Best of `runs`, because load from other processes only slows it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    m_, k_, n_ = 256, 1024, 1024
+    b = numpy_helper.from_array(np.random.default_rng(0).random((k_, n_), np.float32), "B")
+    g = helper.make_graph([helper.make_node("MatMul", ["A", "B"], ["Y"])], "sgemm",
+                          [helper.make_tensor_value_info("A", TensorProto.FLOAT, [m_, k_])],
+                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [m_, n_])], [b])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    sess = session(model.SerializeToString(), 1)
+    feeds = {"A": np.random.default_rng(1).random((m_, k_), np.float32)}
+    ms = Timer.measure(lambda: sess.run(None, feeds), runs, warmup=3)
+    return 2 * m_ * k_ * n_ / (float(ms.min()) / 1e3) / 1e9
 
 
 def environment(cfg: CpuBenchConfig) -> dict[str, Any]:
@@ -184,10 +221,11 @@ def environment(cfg: CpuBenchConfig) -> dict[str, Any]:
     m = machine()
     return {"cpu": m["cpu"], "cpu_isa": m["isa"], "cores": m["cores"],
             "python": platform.python_version(), "onnxruntime": ort.__version__,
-            "cpu_peak": peak(cfg.fma_units),
+            "cpu_peak": peak(cfg.fma_units, measure_sgemm() if cfg.measure_clock else None),
             "ort_cpu": {"provider": "CPUExecutionProvider", "graph_optimization_level": GRAPH_OPT,
                         "execution_mode": "ORT_SEQUENTIAL", "inter_op_num_threads": 1,
-                        "intra_op_num_threads": list(cfg.threads)}}
+                        "intra_op_num_threads": list(cfg.threads),
+                        "allow_spinning": cfg.spin}}
 
 
 # ------------------------------------------------------------------------- FLOPs
@@ -286,18 +324,21 @@ def _load_onnx(path: str | Path):
                          "expected a .onnx file saved by onnx / torch.onnx.export") from e
 
 
-def session(path: str | Path, threads: int):
-    """An onnxruntime CPU session with the benchmark's fixed options."""
+def session(path: str | Path | bytes, threads: int, spin: bool = True):
+    """An onnxruntime CPU session with the benchmark's fixed options (a path or model bytes)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPT)
     so.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        src = path if isinstance(path, bytes) else str(path)
+        return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own Fail / InvalidProtobuf / ...
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BenchError(f"{path}: onnxruntime cannot load it ({first[:200]})") from e
@@ -409,47 +450,41 @@ def _centre(img: np.ndarray) -> tuple[float, float, float, float]:
     return (w * 0.4, h * 0.4, w * 0.6, h * 0.6)
 
 
-STAGES = ("letterbox", "detector", "decode", "est_preprocess", "estimator")
+STAGES = ("letterbox", "detector", "decode", "crop_resize", "estimator")  # OnnxPipeline.frame
 
 
 class FramePath:
-    """The two-stage per-frame work, composed from hemoedge.preprocess: letterbox ->
-    detector -> decode + NMS + best nail -> crop + resize_crop -> estimator. When the
-    detector finds no nail the ground-truth box (or the centre) is cropped, so every timed
-    frame runs both models. Calling it returns whether the detector found a nail; the time
-    of each stage (STAGES) is appended to `stage_ns`."""
+    """The two-stage per-frame work exactly as the app runs it: hemoedge.pipeline.OnnxPipeline
+    .frame (letterbox -> detector -> decode + NMS -> best nail -> crop + resize_crop ->
+    estimator). When the detector finds no nail the app skips the estimator; here the
+    ground-truth box (or the centre) is then cropped and estimated inside the same timed
+    call, so every timed frame pays for both models. Calling it returns whether the detector
+    found a nail. Stage times (STAGES, ms) go to `stage_ms`: the first three for every frame,
+    crop_resize and estimator for frames with a detected nail only."""
 
-    def __init__(self, art: Artifact, det: str, est: str, threads: int) -> None:
-        self.det_spec, self.est_spec = art.spec("detector"), art.spec("estimator")
-        self.det = session(art.path("detector", det), threads)
-        self.est = session(art.path("estimator", est), threads)
-        names = list(self.det_spec.class_names)
-        self.nail = names.index("nail") if "nail" in names else 0
-        self.det_in = self.det.get_inputs()[0].name
-        self.est_in = self.est.get_inputs()[0].name
-        self.det_dtype = _NP.get(self.det.get_inputs()[0].type, np.float32)
-        self.est_dtype = _NP.get(self.est.get_inputs()[0].type, np.float32)
-        self.stage_ns: dict[str, list[int]] = {k: [] for k in STAGES}
+    def __init__(self, art: Artifact, det: str, est: str, threads: int, spin: bool = True) -> None:
+        from hemoedge.pipeline import OnnxPipeline
+
+        det_path, est_path = art.path("detector", det), art.path("estimator", est)
+        self.pipe = OnnxPipeline(det_path, est_path, threads)
+        if not spin:  # the pipeline's sessions have the same options apart from spin-wait
+            self.pipe.det = session(det_path, threads, spin)
+            self.pipe.est = session(est_path, threads, spin)
+        self.stage_ms: dict[str, list[float]] = {k: [] for k in STAGES}
+
+    def reset(self) -> None:
+        for v in self.stage_ms.values():
+            v.clear()
 
     def __call__(self, img: np.ndarray, fallback: tuple[float, float, float, float]) -> bool:
-        from hemoedge.preprocess import crop, decode_detections, letterbox, resize_crop
+        from hemoedge.preprocess import crop
 
-        t0 = time.perf_counter_ns()
-        x, geo = letterbox(img, self.det_spec.preprocess)
-        t1 = time.perf_counter_ns()
-        raw = self.det.run(None, {self.det_in: x.astype(self.det_dtype, copy=False)})[0]
-        t2 = time.perf_counter_ns()
-        nails = [d for d in decode_detections(np.asarray(raw, np.float32), geo)
-                 if d.cls == self.nail]
-        box = nails[0].box if nails else fallback  # sorted by score: nails[0] is the best
-        t3 = time.perf_counter_ns()
-        e = resize_crop(crop(img, box), self.est_spec.preprocess)
-        t4 = time.perf_counter_ns()
-        self.est.run(None, {self.est_in: e.astype(self.est_dtype, copy=False)})
-        t5 = time.perf_counter_ns()
-        for k, a, b in zip(STAGES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5), strict=True):
-            self.stage_ns[k].append(b - a)
-        return bool(nails)
+        r = self.pipe.frame(img)
+        if r.nail is None:
+            self.pipe.estimate(crop(img, fallback))
+        for k in STAGES[:3] if r.nail is None else STAGES:
+            self.stage_ms[k].append(r.ms[k])
+        return r.nail is not None
 
 
 # ------------------------------------------------------------------------- work units
@@ -513,11 +548,18 @@ def _role_of(path: Path) -> str:
 
 # ------------------------------------------------------------------------- measuring
 
+def _params(u: Unit, cfg: CpuBenchConfig) -> dict[str, Any]:
+    """Metric params: the thread count, and spin=False only when spin-wait was turned off (so
+    the default run's metric keys stay {"threads": t})."""
+    return {"threads": u.threads} if cfg.spin else {"threads": u.threads, "spin": False}
+
+
 def _measure_model(u: Unit, cfg: CpuBenchConfig, arrays: list[np.ndarray] | None,
                    res: Results, pk: dict[str, Any], flops: FlopCount,
                    step: Callable[[], Any]) -> None:
     prefix = f"cpu.{u.role}"
-    probe = session(u.path, u.threads)
+    kw = _params(u, cfg)
+    probe = session(u.path, u.threads, cfg.spin)
     inputs = _real_feeds(probe, arrays) if arrays else None
     res.env.setdefault("cpu_inputs", {})[u.variant] = "real" if inputs else "random"
     if not inputs:  # --model files, or a model whose input does not match its spec
@@ -529,12 +571,12 @@ def _measure_model(u: Unit, cfg: CpuBenchConfig, arrays: list[np.ndarray] | None
     for _ in range(cfg.cold_starts):
         t = Timer()
         with t:
-            sess = session(u.path, u.threads)
+            sess = session(u.path, u.threads, cfg.spin)
             sess.run(None, inputs[0])
         cold.append(t.ms[0])
     s = summarize(cold, seed=cfg.seed)
     res.add(f"{prefix}.cold_start_ms", u.variant, s.p50, unit="ms", better="lower", n=s.n,
-            ci95=list(s.ci95), threads=u.threads)
+            ci95=list(s.ci95), **kw)
     # steady-state latency, cycling through the inputs
     it = iter(range(1 << 62))
 
@@ -542,22 +584,22 @@ def _measure_model(u: Unit, cfg: CpuBenchConfig, arrays: list[np.ndarray] | None
         sess.run(None, inputs[next(it) % len(inputs)])
 
     lat = summarize(Timer.measure(call, cfg.runs, cfg.warmup, on_step=step), seed=cfg.seed)
-    lat.add_to(res, f"{prefix}.latency_ms", u.variant, threads=u.threads)
+    lat.add_to(res, f"{prefix}.latency_ms", u.variant, **kw)
     # FLOPs and efficiency against the ISA peak for this many cores
     if u.first_thread:
         res.add(f"flops.{u.role}.gflop", u.variant, flops.gflop, unit="GFLOP", better="none")
     if flops.flops > 0:
-        _efficiency(res, prefix, u, lat, flops, pk)
+        _efficiency(res, prefix, u, lat, flops, pk, kw)
     if cfg.memory:
-        rss = _peak_rss(u.path, u.threads, min(cfg.runs, 20))
+        rss = _peak_rss(u.path, u.threads, min(cfg.runs, 20), cfg.spin)
         res.add(f"{prefix}.peak_rss_bytes", u.variant, rss["peak"], unit="bytes",
-                better="lower", n=1, threads=u.threads)
+                better="lower", n=1, **kw)
         res.add(f"{prefix}.peak_rss_delta_bytes", u.variant, rss["peak"] - rss["before"],
-                unit="bytes", better="lower", n=1, threads=u.threads)
+                unit="bytes", better="lower", n=1, **kw)
 
 
 def _efficiency(res: Results, prefix: str, u: Unit, lat: Summary, flops: FlopCount,
-                pk: dict[str, Any]) -> None:
+                pk: dict[str, Any], kw: dict[str, Any]) -> None:
     cores = min(u.threads, machine()["cores"])
     key = "gflops_per_core_int8" if u.precision == "int8" else "gflops_per_core_fp32"
     peak_gflops = pk[key] * cores
@@ -567,15 +609,16 @@ def _efficiency(res: Results, prefix: str, u: Unit, lat: Summary, flops: FlopCou
 
     ci = [rate(lat.ci95[1]), rate(lat.ci95[0])]  # a slower median gives a lower rate
     res.add(f"{prefix}.gflops_per_s", u.variant, rate(lat.p50), unit="GFLOP/s",
-            better="higher", n=lat.n, ci95=ci, threads=u.threads)
+            better="higher", n=lat.n, ci95=ci, **kw)
     res.add(f"{prefix}.efficiency", u.variant, rate(lat.p50) / peak_gflops, unit="fraction",
-            better="higher", n=lat.n, ci95=[c / peak_gflops for c in ci], threads=u.threads,
+            better="higher", n=lat.n, ci95=[c / peak_gflops for c in ci], **kw,
             peak_gflops=round(peak_gflops, 1))
 
 
 def _measure_frame(u: Unit, cfg: CpuBenchConfig, art: Artifact, frames: Frames,
                    res: Results, step: Callable[[], Any]) -> None:
-    fp = FramePath(art, u.det, u.est, u.threads)
+    kw = _params(u, cfg)
+    fp = FramePath(art, u.det, u.est, u.threads, cfg.spin)
     fallbacks = [b or _centre(im) for im, b in zip(frames.images, frames.nails, strict=True)]
     k = len(frames.images)
     it = iter(range(1 << 62))
@@ -585,21 +628,26 @@ def _measure_frame(u: Unit, cfg: CpuBenchConfig, art: Artifact, frames: Frames,
         i = next(it) % k
         found.append(fp(frames.images[i], fallbacks[i]))
 
-    s = summarize(Timer.measure(call, cfg.runs, cfg.warmup, on_step=step), seed=cfg.seed)
-    s.add_to(res, "cpu.frame_ms", u.variant, threads=u.threads)
-    timed = found[cfg.warmup:]
-    res.add("cpu.frame.nail_found_rate", u.variant, float(np.mean(timed)), unit="fraction",
-            better="higher", n=len(timed), threads=u.threads)
-    for stage, ns in fp.stage_ns.items():  # where the frame's time goes (p50 of each stage)
-        st = summarize(np.asarray(ns[cfg.warmup:], np.float64) / 1e6, seed=cfg.seed)
-        res.add(f"cpu.frame.{stage}_ms.p50", u.variant, st.p50, unit="ms", better="lower",
-                n=st.n, ci95=list(st.ci95), threads=u.threads)
+    for _ in range(cfg.warmup):
+        call()
+        step()
+    found.clear()
+    fp.reset()
+    s = summarize(Timer.measure(call, cfg.runs, 0, on_step=step), seed=cfg.seed)
+    s.add_to(res, "cpu.frame_ms", u.variant, **kw)
+    res.add("cpu.frame.nail_found_rate", u.variant, float(np.mean(found)), unit="fraction",
+            better="higher", n=len(found), **kw)
+    for stage, ms in fp.stage_ms.items():  # where a frame's time goes
+        if ms:
+            st = summarize(ms, seed=cfg.seed)
+            res.add(f"cpu.frame.{stage}_ms.p50", u.variant, st.p50, unit="ms", better="lower",
+                    n=st.n, ci95=list(st.ci95), **kw)
 
 
-def _peak_rss(path: Path, threads: int, runs: int) -> dict[str, int]:
+def _peak_rss(path: Path, threads: int, runs: int, spin: bool = True) -> dict[str, int]:
     """Peak RSS of a fresh interpreter that loads only this model and runs it `runs` times."""
     cmd = [sys.executable, "-m", "hemoedge.bench.cpu", "--rss-child", str(path), str(threads),
-           str(runs)]
+           str(runs), str(int(spin))]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired as e:
@@ -618,11 +666,11 @@ def _vm_kb(field_name: str) -> int:
 def _rss_child(argv: list[str]) -> int:
     # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across fork + exec, so a
     # child would report the (larger) benchmarking parent's RSS at fork time.
-    path, threads, runs = argv[0], int(argv[1]), int(argv[2])
+    path, threads, runs, spin = argv[0], int(argv[1]), int(argv[2]), argv[3] == "1"
     import onnxruntime  # noqa: F401  (counted in `before`, like numpy)
 
     before = _vm_kb("VmRSS")
-    sess = session(path, threads)
+    sess = session(path, threads, spin)
     feeds = random_feeds(sess, np.random.default_rng(0))
     for _ in range(runs):
         sess.run(None, feeds)
@@ -651,8 +699,7 @@ def run(cfg: CpuBenchConfig) -> Results:
     real = _model_inputs(art, frames) if frames is not None else {}
     flops_cache: dict[Path, FlopCount] = {}
 
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     total = sum(cfg.warmup + cfg.runs for _ in work)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -682,6 +729,10 @@ def run(cfg: CpuBenchConfig) -> Results:
 
 def _command(args: Any) -> str:
     parts = ["hemoedge", "bench", "cpu"]
+    if getattr(args, "data", None):
+        parts.append(f"--data={args.data}")  # for when cli.py gains --data
+    elif os.environ.get("HEMOEDGE_DATA"):
+        parts.insert(0, f"HEMOEDGE_DATA={os.environ['HEMOEDGE_DATA']}")
     if getattr(args, "art", None):
         parts.append(str(args.art))
     parts += ["--threads", ",".join(str(t) for t in args.threads)]
@@ -693,6 +744,8 @@ def _command(args: Any) -> str:
         parts += ["--runs", str(args.runs), "--warmup", str(args.warmup)]
     if getattr(args, "shard", None):
         parts += ["--shard", f"{args.shard[0]}/{args.shard[1]}"]
+    if getattr(args, "no_spin", False):
+        parts.append("--no-spin")
     if getattr(args, "results", None):
         parts += ["--results", str(args.results)]
     return shlex.join(parts)
@@ -707,6 +760,7 @@ def config_from_args(args: Any) -> CpuBenchConfig:
         threads=tuple(args.threads), data=Path(data) if data else None,
         warmup=QUICK_WARMUP if quick else args.warmup, runs=QUICK_RUNS if quick else args.runs,
         cold_starts=2 if quick else 5, shard=getattr(args, "shard", None),
+        spin=not getattr(args, "no_spin", False),
         progress=sys.stderr.isatty(), command=_command(args))
 
 
@@ -745,11 +799,11 @@ def _print_table(res: Results) -> None:
             ci = f"{m.ci95[0]:.2f}-{m.ci95[1]:.2f}" if m.ci95 else ""
             t.add_row(m.name[:-4], m.variant, str(m.params.get("threads", "")),
                       f"{m.value:.2f}", ci, f"{p90.value:.2f}" if p90 else "", str(m.n))
-    Console().print(t)
+    Console(width=max(Console().width, 120)).print(t)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--rss-child":
+    if len(sys.argv) == 6 and sys.argv[1] == "--rss-child":
         try:
             sys.exit(_rss_child(sys.argv[2:]))
         except HemoedgeError as e:

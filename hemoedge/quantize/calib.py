@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from hemoedge.errors import QuantizeError
 from hemoedge.preprocess import Detection, crop, decode_detections, letterbox, resize_crop
-from hemoedge.spec import METADATA_KEY, ModelSpec
+from hemoedge.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -34,33 +33,15 @@ class OrtModel:
     """One ONNX file in an onnxruntime CPU session, with its ModelSpec from metadata_props."""
 
     def __init__(self, path: str | Path, threads: int = 1, spec: ModelSpec | None = None):
-        import onnxruntime as ort
+        from hemoedge.pipeline import read_spec, session
 
         self.path = Path(path)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            raise QuantizeError(f"{self.path}: onnxruntime cannot load it ({e})") from e
+        self.session = session(self.path, threads)
         self.spec = spec or read_spec(self.path)
         self.input_name = self.session.get_inputs()[0].name
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: x})[0]
-
-
-def read_spec(path: str | Path) -> ModelSpec:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    meta = {p.key: p.value for p in model.metadata_props}
-    if METADATA_KEY not in meta:
-        raise QuantizeError(f"{path}: no {METADATA_KEY!r} in metadata_props; expected an ONNX file "
-                            "written by `hemoedge export`")
-    return ModelSpec.from_json(meta[METADATA_KEY])
 
 
 def detect(det: OrtModel, img: np.ndarray, conf: float = 0.25, iou: float = 0.45,

@@ -62,7 +62,7 @@ class Tolerance:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    max_steps: int = 8  # exclusion rounds before giving up (each adds one node)
+    max_steps: int = 8  # rounds before giving up (each adds the best node, or none if none helps)
     shortlist: int = 8  # candidates measured per round: half by tensor SQNR, half by worst channel
     rank_samples: int = 4  # validation inputs for the per-tensor SQNR ranking (memory: all tensors)
 
@@ -78,6 +78,7 @@ class TensorError:
     op_type: str
     sqnr_db: float  # whole tensor, float vs after QDQ (higher is better)
     channel_sqnr_db: float  # worst channel (axis 1); = sqnr_db for tensors without channels
+    noise_rms: float = 0.0  # RMS of (after QDQ - float), in the tensor's own unit
 
 
 @dataclass
@@ -198,6 +199,7 @@ def rank_tensors(float_model: Path, qdq_model: Path, input_name: str,
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in [*fmodel.graph.value_info, *fmodel.graph.output]}
     producer = {o: n for n in fmodel.graph.node for o in n.output}
+    inits = {i.name: i for i in fmodel.graph.initializer}
     out: list[TensorError] = []
     for name, m in match.items():
         node = producer.get(name)
@@ -205,7 +207,15 @@ def rank_tensors(float_model: Path, qdq_model: Path, input_name: str,
             continue
         pre = np.stack([np.asarray(t) for t in m["pre_qdq"]])
         post = np.stack([np.asarray(t) for t in m["post_qdq"]])
+        # Relu/Clip are folded into the QDQ pair of their input (QDQRemovableActivation), so
+        # "pre" is the tensor before the activation: apply it, or its effect counts as noise
+        if node.op_type in ("Relu", "Clip"):
+            lo, hi = _clip_bounds(node, inits)
+            if lo is not None or hi is not None:
+                pre = np.clip(pre, lo, hi)
         shape = shapes.get(name)
+        if not np.any(pre):  # an all-zero tensor has nothing to lose: SQNR undefined
+            continue
         whole = float(_sqnr(pre, pre - post))
         if (shape and len(shape) >= 2 and all(d > 0 for d in shape)
                 and int(np.prod(shape)) == pre[0].size):
@@ -213,23 +223,45 @@ def rank_tensors(float_model: Path, qdq_model: Path, input_name: str,
             chan = channel_sqnr(pre.reshape(-1, *shape[1:]), post.reshape(-1, *shape[1:]))
         else:
             chan = whole
-        out.append(TensorError(name, node.name, node.op_type, whole, min(chan, whole)))
+        noise = float(np.sqrt(np.mean((post.astype(np.float64) - pre) ** 2)))
+        out.append(TensorError(name, node.name, node.op_type, whole, min(chan, whole), noise))
     out.sort(key=lambda t: t.channel_sqnr_db)
     return out
 
 
-def shortlist(ranked: Sequence[TensorError], excluded: Sequence[str], k: int) -> list[TensorError]:
-    """k candidates: alternately the next-worst by whole-tensor and by worst-channel SQNR."""
-    by_whole = sorted(ranked, key=lambda t: t.sqnr_db)
-    by_chan = sorted(ranked, key=lambda t: t.channel_sqnr_db)
+def _clip_bounds(node, inits) -> tuple[float | None, float | None]:
+    from onnx import numpy_helper
+
+    if node.op_type == "Relu":
+        return 0.0, None
+    lo = hi = None
+    for i, name in enumerate(node.input[1:3]):
+        if name in inits:
+            v = float(numpy_helper.to_array(inits[name]))
+            lo, hi = (v, hi) if i == 0 else (lo, v)
+    for a in node.attribute:  # Clip before opset 11
+        lo = a.f if a.name == "min" else lo
+        hi = a.f if a.name == "max" else hi
+    return lo, hi
+
+
+def shortlist(ranked: Sequence[TensorError], excluded: Sequence[str], k: int,
+              skip: int = 0) -> list[TensorError]:
+    """k candidates, taken in turn from three orders: worst-channel SQNR, whole-tensor SQNR and
+    largest absolute noise (the last finds wide-range tensors such as box pixels, whose
+    rounding error is large in task units although their SQNR looks healthy). The first
+    `skip` distinct candidates are passed over (they were tried in an earlier round)."""
+    orders = (sorted(ranked, key=lambda t: (t.channel_sqnr_db, t.node)),
+              sorted(ranked, key=lambda t: (t.sqnr_db, t.node)),
+              sorted(ranked, key=lambda t: (-t.noise_rms, t.node)))
     seen = set(excluded)
     out: list[TensorError] = []
-    for pair in zip(by_chan, by_whole, strict=True):
-        for t in pair:
-            if t.node not in seen and len(out) < k:
+    for triple in zip(*orders, strict=True):
+        for t in triple:
+            if t.node not in seen:
                 seen.add(t.node)
                 out.append(t)
-    return out
+    return out[skip:skip + k]
 
 
 # ------------------------------------------------------------------ the search
@@ -268,11 +300,14 @@ def search(quantize: Callable[[Sequence[str], Path], None],
     best = (tolerance.badness(cur), cur_path, cur, len(excluded))
     stop = "tolerance met"
     say(f"int8 with {len(names)} node(s) in float: {_fmt(cur)}")
+    skip = 0  # candidates already tried without any gain in earlier rounds
+    rounds = 0
     while tolerance.failures(cur):
-        if len(steps) > cfg.max_steps:
+        if rounds >= cfg.max_steps:
             stop = f"tolerance not met after {cfg.max_steps} exclusion rounds"
             break
-        cands = shortlist(rank(cur_path), names, cfg.shortlist)
+        rounds += 1
+        cands = shortlist(rank(cur_path), names, cfg.shortlist, skip)
         if not cands:
             stop = "no quantised node left to exclude"
             break
@@ -281,11 +316,19 @@ def search(quantize: Callable[[Sequence[str], Path], None],
             path, figs = build([*names, t.node])
             trials.append((tolerance.badness(figs), t, path, figs))
             say(f"  try {t.node} ({t.op_type}, SQNR {t.sqnr_db:.1f} dB, worst channel "
-                f"{t.channel_sqnr_db:.1f} dB): {_fmt(figs)}")
+                f"{t.channel_sqnr_db:.1f} dB, noise rms {t.noise_rms:.3g}): {_fmt(figs)}")
         trials.sort(key=lambda x: (x[0], x[1].node))  # ties: by name, for determinism
         bad, t, path, figs = trials[0]
         for _, _, p, _ in trials[1:]:
             p.unlink(missing_ok=True)
+        if not bad < tolerance.badness(cur):
+            # no single candidate helps: keep nothing from this round, try the next ones
+            path.unlink(missing_ok=True)
+            skip += len(cands)
+            steps.append(Step(tuple(names), cur, tolerance.failures(cur), len(cands)))
+            say(f"no gain from {len(cands)} candidates; trying the next {cfg.shortlist}")
+            continue
+        skip = 0
         before = cur
         names.append(t.node)
         excluded.append(Exclusion(t.node, t.op_type,

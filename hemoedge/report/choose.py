@@ -36,7 +36,8 @@ def parse_variant(variant: str) -> dict[str, str]:
 
 
 def covers(sub: str, full: str) -> bool:
-    """True when every key=value pair of `sub` is in `full` ("det=int8" covers "det=int8,est=fp32")."""
+    """True when every key=value pair of `sub` is in `full`: "det=int8" covers
+    "det=int8,est=fp32"."""
     return parse_variant(sub).items() <= parse_variant(full).items()
 
 
@@ -243,7 +244,9 @@ def _why_nothing(rejected: list[Candidate], c: Constraints) -> list[str]:
     for flag in _binding(rejected):
         # the loosest limit that would admit a pairing, other constraints held
         near = [x for x in rejected if x.violations == [flag] and _value_of(x, flag) is not None]
-        if near:
+        if all(_value_of(x, flag) is None for x in rejected if flag in x.violations):
+            reasons.append(f"{flag} cannot be met: no pairing has that figure")
+        elif near:
             x = min(near, key=lambda x: _value_of(x, flag))
             v = _value_of(x, flag)
             shown = f"{v:.0f}" if flag == "--max-bytes" else f"{v:.3f}"

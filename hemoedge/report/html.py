@@ -28,6 +28,7 @@ LATENCY_RE = re.compile(r"^(cpu|web)\.(?:(\w+)\.latency_ms|(frame_ms))\.p50$")
 CAPTURE_FRAME = "web.capture.grab_ms"
 CAPTURE_KEYS = ("frame", "t_grab", "t_det_start", "t_est_end", "t_result")
 FIG_WIDTH = 8.0  # inches; 100 dpi in the SVG
+NA = "-"  # table cell for an absent figure
 
 
 @dataclass
@@ -61,9 +62,18 @@ def variant_rows(results: Results) -> list[str]:
     return sorted(names, key=lambda v: (-len(parse_variant(v)), v))
 
 
+def _ci(m: Metric) -> list[float] | None:
+    """The metric's ci95 as two finite floats, or None (null bounds are written for inf/nan)."""
+    ci = m.ci95
+    if not ci or len(ci) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v)
+                                         for v in ci):
+        return None
+    return sorted(float(v) for v in ci)
+
+
 def _ms(m: Metric | None) -> str:
     if m is None:
-        return "–"
+        return NA
     t = m.params.get("threads")
     return f"{m.value:.2f} ms" + (f" (t{t})" if t is not None else "")
 
@@ -87,7 +97,7 @@ def _parity(results: Results, v: str) -> str:
                 and pairs.get(ROLE_KEY[role]) == m.name.split(".")[2] and math.isfinite(m.value)]
         if vals:
             parts.append(f"{ROLE_KEY[role]} {max(vals):.2g}{unit}")
-    return ", ".join(parts) or "–"
+    return ", ".join(parts) or NA
 
 
 def table_rows(results: Results) -> list[dict[str, str]]:
@@ -103,13 +113,13 @@ def table_rows(results: Results) -> list[dict[str, str]]:
         nail = lookup(results, "acc.det.nail.map50", v, threads=None)
         rows.append({
             "variant": v,
-            "size": f"{sum(sizes) / 1e6:.2f} MB" if sizes else "–",
+            "size": f"{sum(sizes) / 1e6:.2f} MB" if sizes else NA,
             "cpu": _ms(_latency(results, "cpu", v)),
             "web": _ms(_latency(results, "web", v)),
             "hb_mae": f"{mae.value:.3f}" + (" (e2e)" if mae.name.startswith("acc.e2e") else "")
-            if mae else "–",
-            "delta": f"{delta.value:+.3f}" if delta else "–",
-            "map50": f"{nail.value:.3f}" if nail else "–",
+            if mae else NA,
+            "delta": f"{delta.value:+.3f}" if delta else NA,
+            "map50": f"{nail.value:.3f}" if nail else NA,
             "parity": _parity(results, v),
         })
     return rows
@@ -227,7 +237,7 @@ def _severity_section(results: Results) -> Section:
                 continue
             xs.append(j + (i - (len(variants) - 1) / 2) * width)
             ys.append(m.value)
-            ci = m.ci95 if m.ci95 and len(m.ci95) == 2 else [m.value, m.value]
+            ci = _ci(m) or [m.value, m.value]
             lo.append(max(m.value - ci[0], 0))
             hi.append(max(ci[1] - m.value, 0))
         ax.bar(xs, ys, width * 0.95, yerr=[lo, hi], capsize=3, label=v or "-")
@@ -251,7 +261,7 @@ def _latency_groups(results: Results) -> dict[str, list[dict]]:
         threads = m.params.get("threads")
         kw = {"threads": threads} if threads is not None else {}
         g = {"label": f"{model} {m.variant}" + (f" t{threads}" if threads is not None else ""),
-             "p50": m.value, "ci95": m.ci95 if m.ci95 and len(m.ci95) == 2 else None,
+             "p50": m.value, "ci95": _ci(m),
              "samples": m.params.get("samples")}
         for q in ("p90", "p99", "mean"):
             other = results.get(f"{base}.{q}", m.variant, **kw)
@@ -275,8 +285,8 @@ def _latency_section(results: Results) -> Section:
         for y, g in enumerate(gs):
             s = g["samples"]
             if isinstance(s, list) and len(s) > 1:
-                ax.boxplot([s], positions=[y], vert=False, widths=0.5, showfliers=False,
-                           manage_ticks=False)
+                ax.boxplot([s], positions=[y], orientation="horizontal", widths=0.5,
+                           showfliers=False, manage_ticks=False)
             else:
                 tail = [q for q in (g["p90"], g["p99"]) if q is not None]
                 if tail:
@@ -306,7 +316,8 @@ def _size_section(results: Results) -> Section:
     ms = [m for m in results.metrics if m.name in ("size.detector.bytes", "size.estimator.bytes")
           and math.isfinite(m.value)]
     if not ms:
-        raise _Absent("no size.*.bytes metrics (run `hemoedge quantize`)")
+        raise _Absent("no size.detector.bytes / size.estimator.bytes metrics (written by "
+                      "`hemoedge eval`)")
     latest = {(m.name, m.variant): m for m in ms}
     items = sorted(latest.values(), key=lambda m: (m.name, m.variant))
     plt = _pyplot()
@@ -322,6 +333,52 @@ def _size_section(results: Results) -> Section:
     ax.set_title("model file sizes")
     md = ", ".join(f"{m.name.split('.')[1]} `{m.variant}` {m.value / 1e6:.2f} MB" for m in items)
     return Section("Model sizes", fig_svg(fig, "sizes"), md)
+
+
+STAGE_RE = re.compile(r"^(cpu|web)\.frame\.(\w+)_ms\.p50$")
+
+
+def frame_stages(results: Results) -> dict[str, dict[str, dict[str, float]]]:
+    """target -> "variant tN" -> stage -> p50 ms, from {cpu,web}.frame.<stage>_ms.p50."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for m in results.metrics:
+        mt = STAGE_RE.match(m.name)
+        if mt and math.isfinite(m.value):
+            t = m.params.get("threads")
+            label = m.variant + (f" t{t}" if t is not None else "")
+            out.setdefault(mt.group(1), {}).setdefault(label, {})[mt.group(2)] = m.value
+    return out
+
+
+def _stages_section(results: Results) -> Section:
+    data = frame_stages(results)
+    if not data:
+        raise _Absent("no cpu.frame.<stage>_ms.p50 / web.frame.<stage>_ms.p50 metrics")
+    plt = _pyplot()
+    figs, md = [], []
+    for target in TARGETS:
+        rows = data.get(target)
+        if not rows:
+            continue
+        labels = sorted(rows)
+        stages = list(dict.fromkeys(k for lab in labels for k in rows[lab]))
+        fig, ax = plt.subplots(figsize=(FIG_WIDTH * 0.75, 0.8 + 0.3 * len(labels)))
+        left = [0.0] * len(labels)
+        for st in stages:
+            w = [rows[lab].get(st, 0.0) for lab in labels]
+            ax.barh(range(len(labels)), w, left=left, label=st)
+            left = [a + b for a, b in zip(left, w, strict=True)]
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_xlabel("ms (sum of per-stage p50)")
+        ax.invert_yaxis()
+        ax.set_title(f"{target}: where the frame time goes", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        figs.append(fig_svg(fig, f"stages-{target}"))
+        md.append(f"- {target}: " + "; ".join(
+            f"`{lab}` " + ", ".join(f"{k} {v:.1f}" for k, v in rows[lab].items())
+            for lab in labels) + " (ms)")
+    return Section("Frame time by stage", f'<div class="figs">{"".join(figs)}</div>',
+                   "\n".join(md))
 
 
 def capture_frames(results: Results) -> dict[str, list[dict]]:
@@ -397,8 +454,8 @@ def _all_metrics_section(results: Results) -> Section:
     rows = []
     for m in results.metrics:
         params = {k: v for k, v in m.params.items() if k != "samples"}
-        ci = f"[{m.ci95[0]:.4g}, {m.ci95[1]:.4g}]" if m.ci95 and len(m.ci95) == 2 and all(
-            isinstance(x, (int, float)) for x in m.ci95) else ""
+        ci = _ci(m)
+        ci = f"[{ci[0]:.4g}, {ci[1]:.4g}]" if ci else ""
         rows.append(f"<tr><td>{esc(m.name)}</td><td>{esc(m.variant or '-')}</td>"
                     f"<td>{m.value:.5g}</td><td>{esc(m.unit)}</td><td>{esc(ci)}</td>"
                     f"<td>{esc(m.n if m.n is not None else '')}</td>"
@@ -435,6 +492,7 @@ SECTIONS: tuple[tuple[str, Callable[[Results], Section]], ...] = (
     ("Accuracy vs latency (Pareto)", _pareto_section),
     ("Error per severity band", _severity_section),
     ("Latency distributions", _latency_section),
+    ("Frame time by stage", _stages_section),
     ("Model sizes", _size_section),
     ("Capture", _capture_section),
     ("Environment", _env_section),

@@ -20,6 +20,10 @@ from hemoedge.spec import METADATA_KEY, detector_spec, estimator_spec
 OPSET = 13
 
 
+def _vi(name: str, shape: list) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
 def _save(graph, path: Path, spec_json: str | None = None) -> Path:
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     m.ir_version = 8
@@ -44,8 +48,8 @@ def conv_gemm_model(path: Path) -> Path:
              helper.make_node("Flatten", ["r"], ["f"], name="flatten"),
              helper.make_node("Gemm", ["f", "G", "GB"], ["y"], transB=1, name="gemm")]
     g = helper.make_graph(nodes, "conv_gemm",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 5])], init)
+                          [_vi("x", ["batch", 3, 8, 8])],
+                          [_vi("y", ["batch", 5])], init)
     return _save(g, path)
 
 
@@ -54,7 +58,8 @@ def tiny_detector(path: Path) -> Path:
     sigmoid scores, shaped like YOLOv8's output with 100 anchors."""
     rng = np.random.default_rng(1)
     spec = detector_spec()
-    init = [numpy_helper.from_array((rng.standard_normal((6, 3, 32, 32)) * 0.01).astype(np.float32), "W"),
+    w = (rng.standard_normal((6, 3, 32, 32)) * 0.01).astype(np.float32)
+    init = [numpy_helper.from_array(w, "W"),
             numpy_helper.from_array(np.array([160, 160, 60, 40, 0, -3], np.float32), "B"),
             numpy_helper.from_array(np.array([1, 6, 100], np.int64), "shape"),
             numpy_helper.from_array(np.array([4, 2], np.int64), "split")]
@@ -65,8 +70,8 @@ def tiny_detector(path: Path) -> Path:
              helper.make_node("Sigmoid", ["cls"], ["s"]),
              helper.make_node("Concat", ["box", "s"], ["output0"], axis=1)]
     g = helper.make_graph(nodes, "tiny_det",
-                          [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 320, 320])],
-                          [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 6, 100])], init)
+                          [_vi("images", [1, 3, 320, 320])],
+                          [_vi("output0", [1, 6, 100])], init)
     return _save(g, path, spec.to_json())
 
 
@@ -79,8 +84,8 @@ def tiny_estimator(path: Path) -> Path:
              helper.make_node("Flatten", ["p"], ["f"]),
              helper.make_node("Gemm", ["f", "G", "GB"], ["hb"], transB=1)]
     g = helper.make_graph(nodes, "tiny_est",
-                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 224, 224])],
-                          [helper.make_tensor_value_info("hb", TensorProto.FLOAT, [1, 1])], init)
+                          [_vi("input", [1, 3, 224, 224])],
+                          [_vi("hb", [1, 1])], init)
     return _save(g, path, spec.to_json())
 
 
@@ -112,8 +117,8 @@ def matmul_model(path: Path) -> Path:
              helper.make_node("Reshape", ["c", "shape"], ["r"], name="reshape"),
              helper.make_node("MatMul", ["r", "M"], ["y"], name="mm")]
     g = helper.make_graph(nodes, "dw_matmul",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 5])], init)
+                          [_vi("x", [1, 3, 8, 8])],
+                          [_vi("y", [1, 3, 5])], init)
     return _save(g, path)
 
 
@@ -166,6 +171,27 @@ def test_flops_agree_with_onnx_tool_per_node(tmp_path):
         assert set(theirs.values()) == set(ours.values()), (theirs, ours)
 
 
+def test_flops_agree_with_onnx_tool_on_the_dev_artifact():
+    """The real YOLOv8n / timm graphs, when runs/art-dev (or HEMOEDGE_ART) exists."""
+    onnx_tool = pytest.importorskip("onnx_tool")
+    import os
+
+    art_dir = Path(os.environ.get("HEMOEDGE_ART", Path(__file__).resolve().parents[2]
+                                  / "runs" / "art-dev"))
+    if not (art_dir / "manifest.json").is_file():
+        pytest.skip(f"no artifact at {art_dir}")
+    art = Artifact.load(art_dir)
+    for role in ("detector", "estimator"):
+        path = art.path(role, "fp32")
+        m = onnx_tool.Model(str(path))
+        m.graph.shape_infer()
+        m.graph.profile()
+        theirs = sum(int(n.macs[0]) for n in m.graph.nodemap.values()
+                     if n.op_type in ("Conv", "Gemm", "MatMul"))
+        fc = cpu.count_flops(path)
+        assert fc.unknown == [] and fc.macs + fc.adds == theirs
+
+
 # ------------------------------------------------------------------------- peak FLOP/s
 
 def test_peak_formula_from_isa(monkeypatch):
@@ -179,6 +205,9 @@ def test_peak_formula_from_isa(monkeypatch):
                                                  "cores": 2, "ghz": 3.0, "ghz_source": "test"})
     pk = cpu.peak(fma_units=1)
     assert (pk["gflops_per_core_fp32"], pk["int8_factor"]) == (3.0 * 1 * 8 * 2, 2)
+    # a measured sgemm faster than the reported clock allows raises the clock, never lowers it
+    assert cpu.peak(fma_units=1, sgemm_gflops=64.0)["ghz"] == pytest.approx(4.0)
+    assert cpu.peak(fma_units=1, sgemm_gflops=10.0)["ghz"] == 3.0
 
 
 # ------------------------------------------------------------------------- the benchmark
@@ -194,6 +223,9 @@ def test_run_on_an_artifact_gives_every_metric(art, frames_dir):
         assert f"flops.{role}.gflop" in names
     for stat in ("mean", "p50", "p90", "p99"):
         assert f"cpu.frame_ms.{stat}" in names
+    for stage in cpu.STAGES:  # the tiny detector always finds a "nail" (score 0.5)
+        assert f"cpu.frame.{stage}_ms.p50" in names
+    assert {m.value for m in r.find("cpu.frame.nail_found_rate")} == {1.0}
     # 2 models x 2 precisions x 2 thread counts; 4 pairings x 2 thread counts
     lat = r.find("cpu.detector.latency_ms.p50") + r.find("cpu.estimator.latency_ms.p50")
     assert len(lat) == 8 and {m.n for m in lat} == {5}
@@ -220,7 +252,7 @@ def test_shards_partition_the_units_in_a_fixed_order(art, frames_dir):
     shards = [cpu.units(quick(art=art, threads=(1, 2), shard=(i, 3)), Artifact.load(art))
               for i in (1, 2, 3)]
     assert shards[0] == full[0::3] and shards[1] == full[1::3] and shards[2] == full[2::3]
-    assert sorted(map(repr, sum(shards, []))) == sorted(map(repr, full))
+    assert sorted(repr(u) for shard in shards for u in shard) == sorted(map(repr, full))
     r = cpu.run(quick(art=art, data=frames_dir, threads=(1, 2), shard=(2, 3)))
     got = {(m.variant, m.params.get("threads")) for m in r.find("cpu.") if ".p50" in m.name
            and "frame." not in m.name}
@@ -254,6 +286,13 @@ def test_cli_model_flag_benchmarks_any_onnx_and_appends(tmp_path):
     assert r.get("cpu.model.peak_rss_bytes", "model=other", threads=1).value > 0
     assert r.variants["model=other"] == {"model": str(model)}
     assert r.env["cpu_inputs"]["model=other"] == "random"
+
+
+def test_spin_off_is_recorded_and_tags_the_metrics(tmp_path):
+    r = cpu.run(quick(model=conv_gemm_model(tmp_path / "cg.onnx"), spin=False))
+    assert r.env["ort_cpu"]["allow_spinning"] is False
+    assert {json.dumps(m.params, sort_keys=True) for m in r.find("cpu.model.latency_ms")} == {
+        '{"spin": false, "threads": 1}'}
 
 
 def test_model_with_a_hemoedge_spec_keeps_its_role(tmp_path):

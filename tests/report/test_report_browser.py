@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import make_results
+from report_fixtures import make_results
 
 from hemoedge.report.html import render
 
@@ -56,8 +56,8 @@ def test_report_renders_offline_in_chromium(tmp_path):
 
     external = [u for u in requests if u != url]
     assert external == [], f"the report made network requests: {external}"
-    # Pareto x2, severity, latency x2, sizes, capture timeline
-    assert n_svg == 7
+    # Pareto x2, severity, latency x2, frame stages, sizes, capture timeline
+    assert n_svg == 8
     assert all(h > 50 for h in heights), heights
     assert "Accuracy vs latency (Pareto)" in titles and "Capture" in titles
     assert DOCS_PNG.stat().st_size > 10_000

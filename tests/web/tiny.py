@@ -17,7 +17,7 @@ from hemoedge.artifact import Artifact, file_name
 from hemoedge.spec import METADATA_KEY, OPSET, detector_spec, estimator_spec
 
 NAIL_RGB = (230, 120, 130)  # a colour the tiny detector scores ~1 as nail
-BACKGROUND_RGB = (40, 40, 40)  # scores ~0
+BACKGROUND_RGB = (100, 100, 100)  # grey scores ~0; bright enough for the "too dark" check
 HB_BASE, HB_SLOPE = 12.0, 2.0
 
 

@@ -5,7 +5,7 @@
 
 import { refs, setText, setStatus, fillList, drawBoxes, CATEGORY_TEXT, fmt } from './dom.js';
 import { schedule, seedLoop, CAPTURE } from './capture.js';
-import { summarise } from './aggregate.js';
+import { summarise, median, whoCategory } from './aggregate.js';
 
 const MIN_VALID = 10; // frames that must survive quality checks and IQR rejection
 const PREVIEW_MS = 250; // detector preview cadence while idle, ms
@@ -72,10 +72,9 @@ async function start() {
     setText(refs.threadNote, `Running on ${info.numThreads} thread(s) instead of ${REQUESTED_THREADS}` +
       (self.crossOriginIsolated ? '.' : ': the page is not cross-origin isolated.'));
   } else {
-    setText(refs.threadNote, `${info.numThreads} inference thread(s).`);
+    setText(refs.threadNote, `${info.numThreads} inference thread(s); models ${info.variant}.`);
   }
   setStatus('Ready. Nothing leaves this device.', 'ok');
-  refs.captureBtn.disabled = !stream;
   if (bench) Object.assign(bench, { ready: true, session: info, numThreads: info.numThreads, readyT: performance.now() });
 }
 
@@ -96,8 +95,8 @@ async function startCamera() {
   refs.overlay.width = refs.video.videoWidth;
   refs.overlay.height = refs.video.videoHeight;
   refs.cameraBtn.disabled = true;
-  refs.captureBtn.disabled = !ready;
-  previewTimer = setInterval(preview, PREVIEW_MS);
+  setText(refs.progressText, 'Camera starting…');
+  previewTimer = setInterval(preview, PREVIEW_MS); // the first preview result enables Capture
 }
 
 async function preview() {
@@ -107,6 +106,10 @@ async function preview() {
     const bmp = await createImageBitmap(refs.video);
     const r = await call({ type: 'analyse', bitmap: bmp, withHb: false }, [bmp]);
     if (!capture) drawBoxes(refs.overlay, r.dets, r.width, r.height);
+    if (!capture && refs.captureBtn.disabled && refs.cancelBtn.disabled) {
+      refs.captureBtn.disabled = false;
+      setText(refs.progressText, 'Fill the box with one fingernail, hold still, then Capture.');
+    }
   } catch (err) {
     setStatus(`Preview failed: ${err.message}`, 'error');
   } finally {
@@ -178,7 +181,11 @@ function startCapture() {
     },
   };
 
-  clock.done.then((ticks) => { record.ticks = ticks; record.lastGrabT = ticks[ticks.length - 1]; });
+  clock.done.then((ticks) => {
+    record.ticks = [...ticks];
+    record.reanchored = ticks.reanchored || 0; // stalls after which the 80 ms grid restarted
+    record.lastGrabT = ticks[ticks.length - 1];
+  });
 
   function finish() {
     recs.sort((a, b) => a.k - b.k);
@@ -244,10 +251,9 @@ async function onUpload() {
   }
   drawBoxes(c, r.nails.map((nl) => ({ box: nl.box, cls: 0 })), r.width, r.height,
     { labels: r.nails.map((nl, i) => `${i + 1}: ${fmt(nl.hb)}`), clear: false });
-  const hbs = r.nails.map((nl) => nl.hb).sort((a, b) => a - b);
-  const med = summarise(hbs, { minValid: 1, k: Infinity, sex: refs.sex.value });
+  const med = median(r.nails.map((nl) => nl.hb));
   fillList(refs.nails, r.nails.map((nl, i) => `Nail ${i + 1}: ${fmt(nl.hb)} g/dL (detector score ${fmt(nl.score, 2)})`));
-  setText(refs.uploadMsg, `${r.nails.length} nail(s) found. Median ${fmt(med.hb)} g/dL — ${CATEGORY_TEXT[med.category]}.`);
+  setText(refs.uploadMsg, `${r.nails.length} nail(s) found. Median ${fmt(med)} g/dL — ${CATEGORY_TEXT[whoCategory(med, refs.sex.value)]}.`);
   refs.uploadMsg.dataset.kind = 'ok';
   if (bench) bench.lastUpload = r;
 }

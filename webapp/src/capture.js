@@ -1,7 +1,9 @@
 // The capture clock. Frames are grabbed at t0 + k * interval (drift-corrected setTimeout
 // chain: each timeout is computed from the start, not from the previous tick), and the grab
 // never waits for inference: onTick only starts the grab, inference consumes frames from a
-// queue in the worker.
+// queue in the worker. After a stall (a tick late by more than half an interval) the grid is
+// re-anchored at the late tick instead of firing the missed ticks back to back, which would
+// grab the same camera frame twice.
 
 export const CAPTURE = Object.freeze({
   frames: 30,
@@ -17,11 +19,12 @@ export function schedule(onTick, { frames = CAPTURE.frames, intervalMs = CAPTURE
   let timer = null, cancelled = false, resolve;
   const done = new Promise((r) => { resolve = r; });
   const ticks = [];
-  const t0 = performance.now();
+  let t0 = performance.now();
   const tick = () => {
     if (cancelled) return;
     const k = ticks.length;
     const t = performance.now();
+    if (t - (t0 + k * intervalMs) > intervalMs / 2) { t0 = t - k * intervalMs; ticks.reanchored = (ticks.reanchored || 0) + 1; }
     ticks.push(t);
     onTick(k, t);
     if (ticks.length >= frames) { resolve(ticks); return; }

@@ -41,6 +41,7 @@ async function init({ manifestUrl, threads }) {
     requestedThreads: threads,
     crossOriginIsolated: self.crossOriginIsolated,
     ortVersion: ort.env.versions ? ort.env.versions.web : M.ort.version,
+    variant: M.variant,
   };
 }
 

@@ -1,0 +1,400 @@
+"""`hemoedge eval ART`: task accuracy of every precision and every detector x estimator pairing,
+on the held-out test split. Metrics (results.json, names from notes/CONTRACTS.md):
+
+detector (variant det=P), detections at conf 0.001 / NMS IoU 0.7 as ultralytics' validator:
+  acc.det.<cls>.map50, .precision, .recall (at the max-F1 confidence), .map50_delta (vs fp32),
+  acc.det.map50 (mean over nail and skin)
+estimator on ground-truth nail crops (variant est=P); per patient Hb = median over its nails:
+  acc.hb_mae, acc.hb_rmse, acc.hb_r2 (vs the measured Hb), acc.hb_mae.band.<band> (bands of
+  the measured Hb), acc.hb_mae_delta (vs fp32), acc.band_agreement (severity band equal to
+  fp32's), acc.hb_abs_delta.mean / .p95 / .max (per patient |Hb - Hb fp32|)
+end to end as the app does it (variant det=P,est=Q): the detector variant at the app's
+  threshold, up to 3 detected nails (best first) cropped and estimated, per patient the median:
+  acc.e2e.hb_mae (vs truth), acc.e2e.hb_mae_delta (vs the fp32 pipeline's MAE),
+  acc.e2e.abs_delta.mean / .p95 / .max (per patient |Hb - Hb of the fp32 pipeline|),
+  acc.e2e.band_agreement (vs the fp32 pipeline), acc.e2e.nail_found_rate
+sizes (variant det=P / est=P): size.<role>.bytes, size.<role>.ratio_vs_fp32
+
+AP integration, precision and recall come from ultralytics.utils.metrics.ap_per_class, box
+IoU from ultralytics' box_iou and the prediction-to-label matching from its validator's
+match_predictions, so the figures are the ones `yolo val` would report.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import statistics
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hemoedge.artifact import Artifact, file_name
+from hemoedge.errors import BenchError
+from hemoedge.preprocess import Detection, crop
+from hemoedge.report.results import Results, variant_name
+from hemoedge.severity import SEVERITY_BANDS, severity_band
+
+log = logging.getLogger(__name__)
+
+CLASS_NAMES = ("nail", "skin")  # detector class index -> name (spec.CLASS_NAMES)
+MAX_NAILS = 3  # nails per patient photo used end to end
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    art: Path
+    data: Path | None = None  # Yakimov-layout folder; None: the cached synthetic default
+    split_seed: int = 0
+    # detector mAP: low threshold, as ultralytics' validator
+    map_conf: float = 0.001
+    map_iou: float = 0.7  # NMS IoU for mAP
+    # end to end: the app's thresholds (OnnxPipeline defaults)
+    app_conf: float = 0.25
+    app_iou: float = 0.45
+    max_nails: int = MAX_NAILS
+    command: str = ""  # recorded in results.commands
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.map_conf <= 1 and 0 <= self.app_conf <= 1):
+            raise BenchError("confidence thresholds must be in [0, 1]")
+        if self.max_nails < 1:
+            raise BenchError(f"max_nails must be >= 1, got {self.max_nails}")
+
+
+# ------------------------------------------------------------------ pure metric functions
+
+def match_predictions(pred_boxes: np.ndarray, pred_cls: np.ndarray, pred_conf: np.ndarray,
+                      gt_boxes: np.ndarray, gt_cls: np.ndarray, iou_thr: float = 0.5) -> np.ndarray:
+    """(N,) bool: is each prediction a true positive at IoU >= iou_thr (one label each,
+    highest confidence first)? ultralytics' greedy matching."""
+    import torch
+    from ultralytics.engine.validator import BaseValidator
+    from ultralytics.utils.metrics import box_iou
+
+    n = len(pred_boxes)
+    if n == 0 or len(gt_boxes) == 0:
+        return np.zeros(n, bool)
+    order = np.argsort(-np.asarray(pred_conf), kind="stable")
+    iou = box_iou(torch.as_tensor(np.asarray(gt_boxes, np.float32)),
+                  torch.as_tensor(np.asarray(pred_boxes, np.float32)[order]))
+    holder = type("_IoUThresholds", (), {"iouv": torch.tensor([iou_thr])})()
+    correct = BaseValidator.match_predictions(
+        holder, torch.as_tensor(np.asarray(pred_cls)[order]), torch.as_tensor(np.asarray(gt_cls)),
+        iou).numpy()[:, 0]
+    out = np.zeros(n, bool)
+    out[order] = correct
+    return out
+
+
+@dataclass
+class ImageDets:
+    """Detections and labels of one image (xyxy, image px)."""
+    pred_boxes: np.ndarray  # (N, 4)
+    pred_conf: np.ndarray  # (N,)
+    pred_cls: np.ndarray  # (N,) int
+    gt_boxes: np.ndarray  # (M, 4)
+    gt_cls: np.ndarray  # (M,) int
+
+    @staticmethod
+    def of(dets: Sequence[Detection], gt: Sequence[tuple[Sequence[float], int]]) -> ImageDets:
+        return ImageDets(np.array([d.box for d in dets], np.float32).reshape(-1, 4),
+                         np.array([d.score for d in dets], np.float32),
+                         np.array([d.cls for d in dets], np.int64),
+                         np.array([b for b, _ in gt], np.float32).reshape(-1, 4),
+                         np.array([c for _, c in gt], np.int64))
+
+
+def detection_metrics(images: Sequence[ImageDets], class_names: Sequence[str] = CLASS_NAMES,
+                      iou_thr: float = 0.5) -> dict[str, dict[str, float]]:
+    """Per class: map50, precision and recall (at the max-F1 confidence) via ap_per_class."""
+    from ultralytics.utils.metrics import ap_per_class
+
+    tp, conf, pcls, tcls = [], [], [], []
+    for im in images:
+        tp.append(match_predictions(im.pred_boxes, im.pred_cls, im.pred_conf, im.gt_boxes,
+                                    im.gt_cls, iou_thr))
+        conf.append(im.pred_conf)
+        pcls.append(im.pred_cls)
+        tcls.append(im.gt_cls)
+    tp_a = np.concatenate(tp).astype(bool)[:, None] if tp else np.zeros((0, 1), bool)
+    conf_a = np.concatenate(conf) if conf else np.zeros(0)
+    pcls_a = np.concatenate(pcls) if pcls else np.zeros(0, np.int64)
+    tcls_a = np.concatenate(tcls) if tcls else np.zeros(0, np.int64)
+    out = {name: {"map50": 0.0, "precision": 0.0, "recall": 0.0, "labels": 0}
+           for name in class_names}
+    if not len(tcls_a):
+        return out
+    _, _, p, r, _, ap, classes, *_ = ap_per_class(tp_a, conf_a, pcls_a, tcls_a)
+    for i, c in enumerate(classes):
+        out[class_names[int(c)]] = {"map50": float(ap[i, 0]), "precision": float(p[i]),
+                                    "recall": float(r[i]), "labels": int((tcls_a == c).sum())}
+    return out
+
+
+def hb_metrics(pred: Sequence[float], truth: Sequence[float]) -> dict[str, float]:
+    """MAE, RMSE (g/dL) and R² of predicted against measured Hb (scikit-learn)."""
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    p, t = np.asarray(pred, np.float64), np.asarray(truth, np.float64)
+    return {"mae": float(mean_absolute_error(t, p)),
+            "rmse": float(np.sqrt(mean_squared_error(t, p))),
+            "r2": float(r2_score(t, p)) if len(t) > 1 else float("nan")}
+
+
+def band_mae(pred: Sequence[float], truth: Sequence[float]) -> dict[str, tuple[float, int]]:
+    """MAE per severity band of the measured Hb: band -> (mae, n); empty bands left out."""
+    p, t = np.asarray(pred, np.float64), np.asarray(truth, np.float64)
+    bands = np.array([severity_band(v) for v in t])
+    return {name: (float(np.mean(np.abs(p[bands == name] - t[bands == name]))),
+                   int((bands == name).sum()))
+            for name, _, _ in SEVERITY_BANDS if (bands == name).any()}
+
+
+def band_agreement(a: Sequence[float], b: Sequence[float]) -> float:
+    """Share of cases whose severity band is the same under a and b."""
+    if not len(a):
+        return float("nan")
+    return float(np.mean([severity_band(x) == severity_band(y) for x, y in zip(a, b, strict=True)]))
+
+
+def per_patient(values: Sequence[float], patients: Sequence[str]) -> dict[str, float]:
+    """Median of each patient's values (their nails)."""
+    groups: dict[str, list[float]] = {}
+    for v, p in zip(values, patients, strict=True):
+        groups.setdefault(p, []).append(float(v))
+    return {p: float(statistics.median(v)) for p, v in groups.items()}
+
+
+def abs_delta(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, float]:
+    """|a - b| over the keys both hold: mean, p95, max, n."""
+    keys = sorted(set(a) & set(b))
+    if not keys:
+        return {"mean": float("nan"), "p95": float("nan"), "max": float("nan"), "n": 0}
+    d = np.abs(np.array([a[k] for k in keys]) - np.array([b[k] for k in keys]))
+    return {"mean": float(d.mean()), "p95": float(np.percentile(d, 95)), "max": float(d.max()),
+            "n": len(keys)}
+
+
+# ------------------------------------------------------------------ running the models
+
+@dataclass
+class Evaluation:
+    results: Results
+    patients: int
+    table: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _pipeline(det: Path, est: Path, conf: float, iou: float):
+    from hemoedge.pipeline import OnnxPipeline
+
+    return OnnxPipeline(det, est, threads=1, conf=conf, iou=iou)
+
+
+def evaluate(cfg: EvalConfig, records: Sequence[Any] | None = None,
+             read: Callable | None = None) -> Evaluation:
+    """All metrics for every precision and pairing in cfg.art on `records` (default: the test
+    split of cfg.data). `read` reads a record's photo (default yakimov.read_rgb)."""
+    art = Artifact.load(cfg.art)
+    if records is None:
+        from hemoedge.quantize.run import load_splits
+
+        records = load_splits(cfg.data, cfg.split_seed)["test"]
+    if not records:
+        raise BenchError("the test split is empty; nothing to evaluate")
+    if read is None:
+        from hemoedge.data.yakimov import read_rgb as read
+    dets_p, ests_p = art.precisions("detector"), art.precisions("estimator")
+    for role, ps in (("detector", dets_p), ("estimator", ests_p)):
+        if "fp32" not in ps:
+            raise BenchError(f"{art.root}: no {file_name(role, 'fp32')}; eval compares every "
+                             "variant with fp32")
+    res = Results()
+    if cfg.command:
+        res.commands.append(cfg.command)
+    truth = {str(r.patient_id): float(r.hb_gdl) for r in records}
+    pids = list(truth)
+    images = {str(r.patient_id): read(r.photo) for r in records}
+
+    # sizes
+    for role, ps, short in (("detector", dets_p, "det"), ("estimator", ests_p, "est")):
+        base = art.files[file_name(role, "fp32")]["bytes"]
+        for p in ps:
+            v = f"{short}={p}"
+            b = art.files[file_name(role, p)]["bytes"]
+            res.variants.setdefault(v, {})[role] = file_name(role, p)
+            res.add(f"size.{role}.bytes", v, b, "bytes", "lower")
+            res.add(f"size.{role}.ratio_vs_fp32", v, b / base, "ratio", "lower")
+
+    # detector mAP
+    any_est = art.path("estimator", "fp32")
+    det_m: dict[str, dict] = {}
+    for p in dets_p:
+        pipe = _pipeline(art.path("detector", p), any_est, cfg.map_conf, cfg.map_iou)
+        ims = []
+        for r in records:
+            gt = [(b, 0) for b in r.nail_xyxy()] + [(b, 1) for b in r.skin_xyxy()]
+            ims.append(ImageDets.of(pipe.detect(images[str(r.patient_id)]), gt))
+        det_m[p] = detection_metrics(ims)
+        v = variant_name(det=p)
+        for cls, m in det_m[p].items():
+            res.add(f"acc.det.{cls}.map50", v, m["map50"], "", "higher", n=len(records))
+            res.add(f"acc.det.{cls}.precision", v, m["precision"], "", "higher", n=len(records))
+            res.add(f"acc.det.{cls}.recall", v, m["recall"], "", "higher", n=len(records))
+            res.add(f"acc.det.{cls}.map50_delta", v, m["map50"] - det_m["fp32"][cls]["map50"]
+                    if "fp32" in det_m else 0.0, "", "higher", n=len(records))
+        res.add("acc.det.map50", v, float(np.mean([m["map50"] for m in det_m[p].values()])), "",
+                "higher", n=len(records))
+
+    # estimator on ground-truth crops
+    est_hb: dict[str, dict[str, float]] = {}
+    for p in ests_p:
+        pipe = _pipeline(art.path("detector", "fp32"), art.path("estimator", p), cfg.app_conf,
+                         cfg.app_iou)
+        vals, who = [], []
+        for r in records:
+            for b in r.nail_xyxy():
+                vals.append(pipe.estimate(crop(images[str(r.patient_id)], b)))
+                who.append(str(r.patient_id))
+        est_hb[p] = per_patient(vals, who)
+    ref = est_hb["fp32"]
+    mae_fp32 = hb_metrics([ref[k] for k in pids], [truth[k] for k in pids])["mae"]
+    for p in ests_p:
+        v, hb = variant_name(est=p), est_hb[p]
+        pred, tr = [hb[k] for k in pids], [truth[k] for k in pids]
+        m = hb_metrics(pred, tr)
+        n = len(pids)
+        res.add("acc.hb_mae", v, m["mae"], "g/dL", "lower", n=n)
+        res.add("acc.hb_rmse", v, m["rmse"], "g/dL", "lower", n=n)
+        res.add("acc.hb_r2", v, m["r2"], "", "higher", n=n)
+        for band, (mae, nb) in band_mae(pred, tr).items():
+            res.add(f"acc.hb_mae.band.{band}", v, mae, "g/dL", "lower", n=nb)
+        res.add("acc.hb_mae_delta", v, m["mae"] - mae_fp32, "g/dL", "lower", n=n)
+        res.add("acc.band_agreement", v, band_agreement(pred, [ref[k] for k in pids]), "ratio",
+                "higher", n=n)
+        d = abs_delta(hb, ref)
+        for k in ("mean", "p95", "max"):
+            res.add(f"acc.hb_abs_delta.{k}", v, d[k], "g/dL", "lower", n=d["n"])
+
+    # end to end
+    e2e: dict[tuple[str, str], dict[str, float]] = {}
+    for dp in dets_p:
+        nails_of: dict[str, list[Detection]] = {}
+        for q in ests_p:
+            pipe = _pipeline(art.path("detector", dp), art.path("estimator", q), cfg.app_conf,
+                             cfg.app_iou)
+            res.variants.setdefault(variant_name(dp, q), {}).update(
+                detector=file_name("detector", dp), estimator=file_name("estimator", q))
+            out: dict[str, float] = {}
+            for pid in pids:
+                img = images[pid]
+                if pid not in nails_of:  # the detector's answer does not depend on q
+                    nails_of[pid] = sorted(pipe.nails(pipe.detect(img)),
+                                           key=lambda d: -d.score)[:cfg.max_nails]
+                per = [pipe.estimate(crop(img, d.box)) for d in nails_of[pid]]
+                if per:
+                    out[pid] = float(statistics.median(per))
+            e2e[(dp, q)] = out
+    ref_e2e = e2e[("fp32", "fp32")]
+    found_ref = [k for k in pids if k in ref_e2e]
+    mae_ref = (hb_metrics([ref_e2e[k] for k in found_ref], [truth[k] for k in found_ref])["mae"]
+               if found_ref else float("nan"))
+    for (dp, q), out in e2e.items():
+        v = variant_name(dp, q)
+        found = [k for k in pids if k in out]
+        res.add("acc.e2e.nail_found_rate", v, len(found) / len(pids), "ratio", "higher", n=len(pids))
+        if not found:
+            log.warning("%s: the detector found no nail in any test photo; no end-to-end Hb", v)
+            continue
+        mae = hb_metrics([out[k] for k in found], [truth[k] for k in found])["mae"]
+        res.add("acc.e2e.hb_mae", v, mae, "g/dL", "lower", n=len(found))
+        res.add("acc.e2e.hb_mae_delta", v, mae - mae_ref, "g/dL", "lower", n=len(found))
+        d = abs_delta(out, ref_e2e)
+        both = sorted(set(out) & set(ref_e2e))
+        for k in ("mean", "p95", "max"):
+            res.add(f"acc.e2e.abs_delta.{k}", v, d[k], "g/dL", "lower", n=d["n"])
+        res.add("acc.e2e.band_agreement", v,
+                band_agreement([out[k] for k in both], [ref_e2e[k] for k in both]), "ratio",
+                "higher", n=len(both))
+    return Evaluation(res, len(pids))
+
+
+# ------------------------------------------------------------------ command line
+
+REPLACED_PREFIXES = ("acc.", "size.")  # a new eval replaces the previous eval's metrics
+
+
+def results_path(args: Any) -> Path:
+    return Path(args.results) if getattr(args, "results", None) else Path(args.art) / "results.json"
+
+
+def merge_into(path: Path, new: Results) -> Results:
+    """Load `path` (if any), drop the metrics a previous eval wrote, append the new ones."""
+    res = Results.load_or_new(path)
+    res.metrics = [m for m in res.metrics if not m.name.startswith(REPLACED_PREFIXES)]
+    for k, v in new.variants.items():
+        res.variants.setdefault(k, {}).update(v)
+    res.metrics.extend(new.metrics)
+    res.commands.extend(c for c in new.commands if c not in res.commands)
+    res.save(path)
+    return res
+
+
+def cli(args: Any) -> int:
+    cfg = EvalConfig(art=Path(args.art), data=Path(args.data) if args.data else None,
+                     command=shlex.join(["hemoedge", *sys.argv[1:]]) if sys.argv else "")
+    from rich.console import Console
+
+    console = Console()
+    with console.status("evaluating every variant on the test split"):
+        ev = evaluate(cfg)
+    out = results_path(args)
+    merge_into(out, ev.results)
+    print_table(ev.results, ev.patients, console)
+    console.print(f"{len(ev.results.metrics)} metrics written to {out}")
+    return 0
+
+
+def print_table(res: Results, patients: int, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+
+    def fmt(name: str, variant: str, spec: str = ".3f") -> str:
+        m = res.get(name, variant)
+        return "-" if m is None or not np.isfinite(m.value) else format(m.value, spec)
+
+    t = Table(title=f"detector (test split, {patients} photos)")
+    for c in ("variant", "nail mAP50", "Δ", "P", "R", "skin mAP50", "MB", "of fp32"):
+        t.add_column(c)
+    for v in sorted({m.variant for m in res.find("acc.det.")}):
+        t.add_row(v, fmt("acc.det.nail.map50", v), fmt("acc.det.nail.map50_delta", v, "+.3f"),
+                  fmt("acc.det.nail.precision", v), fmt("acc.det.nail.recall", v),
+                  fmt("acc.det.skin.map50", v), fmt("size.detector.bytes", v, ".0f"),
+                  fmt("size.detector.ratio_vs_fp32", v, ".0%"))
+    console.print(t)
+    t = Table(title="estimator on ground-truth nail crops (per patient median, g/dL)")
+    for c in ("variant", "MAE", "Δ MAE", "RMSE", "R²", "band agr.", "|ΔHb| mean", "p95", "max",
+              "of fp32"):
+        t.add_column(c)
+    for v in sorted({m.variant for m in res.find("acc.hb_mae")}):
+        t.add_row(v, fmt("acc.hb_mae", v), fmt("acc.hb_mae_delta", v, "+.3f"),
+                  fmt("acc.hb_rmse", v), fmt("acc.hb_r2", v), fmt("acc.band_agreement", v, ".1%"),
+                  fmt("acc.hb_abs_delta.mean", v), fmt("acc.hb_abs_delta.p95", v),
+                  fmt("acc.hb_abs_delta.max", v), fmt("size.estimator.ratio_vs_fp32", v, ".0%"))
+    console.print(t)
+    t = Table(title="end to end (detector -> up to 3 nails -> estimator, per patient median)")
+    for c in ("pairing", "nail found", "MAE", "Δ MAE vs fp32", "|ΔHb| mean", "p95", "max",
+              "band agr."):
+        t.add_column(c)
+    for v in sorted({m.variant for m in res.find("acc.e2e.")}):
+        t.add_row(v, fmt("acc.e2e.nail_found_rate", v, ".0%"), fmt("acc.e2e.hb_mae", v),
+                  fmt("acc.e2e.hb_mae_delta", v, "+.3f"), fmt("acc.e2e.abs_delta.mean", v),
+                  fmt("acc.e2e.abs_delta.p95", v), fmt("acc.e2e.abs_delta.max", v),
+                  fmt("acc.e2e.band_agreement", v, ".1%"))
+    console.print(t)

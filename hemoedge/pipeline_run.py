@@ -1,0 +1,102 @@
+"""`hemoedge run`: every stage, on the embedded default models, into runs/<name>/.
+
+Each stage is invoked through the same argument parser as the command line, so the
+commands recorded in results.json are exactly what a person can rerun.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hemoedge.errors import HemoedgeError
+from hemoedge.report.results import Results
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    out: Path
+    quick: bool = False  # small data and few timing runs: the CI form
+    data: Path | None = None  # a Yakimov-layout folder; None: synthesise one
+
+    @property
+    def patients(self) -> int:
+        return 60 if self.quick else 250
+
+
+def _available(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def stages(cfg: RunConfig) -> list[tuple[str, list[str], str]]:
+    """(label, argv, module that must exist) in order."""
+    out, art, res = cfg.out, cfg.out / "art", cfg.out / "results.json"
+    data = cfg.data or out / "data"
+    q = ["--quick"] if cfg.quick else []
+    s: list[tuple[str, list[str], str]] = []
+    if cfg.data is None:
+        s.append(("data", ["data", "synth", "--out", str(data), "--patients", str(cfg.patients),
+                           "--sessions", "12" if cfg.quick else "20"], "hemoedge.data.synth"))
+    s += [
+        ("export", ["export", "--out", str(art)], "hemoedge.export.onnx_export"),
+        ("quantize", ["quantize", str(art), "--calib", str(data),
+                      "--samples", "16" if cfg.quick else "64"], "hemoedge.quantize.run"),
+        ("parity", ["parity", str(art), "--data", str(data), "--images", "6" if cfg.quick else "16",
+                    "--results", str(res)], "hemoedge.export.parity"),
+        ("eval", ["eval", str(art), "--data", str(data), "--results", str(res)],
+         "hemoedge.bench.accuracy"),
+        ("bench cpu", ["bench", "cpu", str(art), "--results", str(res), *q], "hemoedge.bench.cpu"),
+        ("bench web", ["bench", "web", str(art), "--results", str(res), "--capture", *q],
+         "hemoedge.bench.web"),
+        ("report", ["report", str(res), "--html", str(out / "report.html"),
+                    "--md", str(out / "report.md")], "hemoedge.report.html"),
+        ("choose", ["choose", str(res), "--target", "web"], "hemoedge.report.choose"),
+        ("webapp", ["webapp", "build", "--art", str(art), "--out", str(out / "webapp")],
+         "hemoedge.web.build"),
+    ]
+    return s
+
+
+def run(cfg: RunConfig) -> int:
+    from hemoedge.cli import build_parser
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    parser = build_parser()
+    verdicts: list[str] = []
+    timings = []
+    for label, argv, module in stages(cfg):
+        if not _available(module):
+            log.warning("stage %s: %s is not part of this build yet; skipped", label, module)
+            continue
+        cmd = "hemoedge " + shlex.join(argv)
+        print(f"==> {cmd}", flush=True)
+        t0 = time.perf_counter()
+        args = parser.parse_args(argv)
+        code = int(args.func(args) or 0)
+        timings.append((label, time.perf_counter() - t0))
+        res_path = cfg.out / "results.json"
+        if res_path.is_file():
+            res = Results.load(res_path)
+            if cmd not in res.commands:
+                res.commands.append(cmd)
+                res.save(res_path)
+        if code == 1:
+            verdicts.append(f"{label}: verdict failure (exit 1)")
+        elif code != 0:
+            raise HemoedgeError(f"stage {label} failed with exit code {code}: {cmd}")
+    print("\nstage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings))
+    print(f"results: {cfg.out / 'results.json'}")
+    for v in verdicts:
+        print(f"  ! {v}")
+    return 1 if verdicts else 0
+
+
+def cli(args) -> int:
+    return run(RunConfig(out=Path(args.out), quick=args.quick,
+                         data=Path(args.data) if args.data else None))

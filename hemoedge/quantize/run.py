@@ -1,0 +1,308 @@
+"""`hemoedge quantize ART`: fp16 and int8 variants of every model in an artifact folder.
+
+fp16: onnxconverter-common float16, I/O kept float32 (fp16.py).
+int8: static QDQ U8S8 per-channel, calibrated on the pipeline's own inputs (calib.py), with
+      accuracy-aware node exclusion against fp32 on the validation split (sensitivity.py).
+
+Files are built in a hidden work folder inside ART and renamed into place only when finished,
+so ART never holds a half-written model; the manifest is saved after each file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hemoedge.artifact import Artifact, file_name
+from hemoedge.errors import QuantizeError
+from hemoedge.quantize import calib, fp16, int8, sensitivity
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("fp32", "fp16", "int8")
+ROLES = ("detector", "estimator")
+CALIB_SOURCE = {"detector": "letterboxed train-split photos",
+                "estimator": "fp32-detector nail crops of train split"}
+# FACTS.md: the YOLOv8 Detect decode (DFL, box decode, sigmoid, concat) breaks under int8.
+# Used only when QuantizeConfig.seed_hint is set; recorded as a hint, never as a finding.
+DECODE_PREFIX = "/model.22/"
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    art: Path
+    variants: tuple[str, ...] = VARIANTS
+    roles: tuple[str, ...] = ROLES
+    data: Path | None = None  # Yakimov-layout folder; None: the cached synthetic default
+    split_seed: int = 0
+    # calibration
+    method: str = "minmax"  # minmax | percentile | entropy
+    samples: int = 64  # calibration inputs per model
+    num_bins: int = 2048  # entropy / percentile histogram bins
+    percentile: float = 99.999
+    # accuracy-aware exclusion, int8 against fp32 on the validation split
+    tolerance_hb: float = 0.05  # estimator mean |dHb|, g/dL
+    tolerance_det_score: float = 0.05  # detector: max |d score| on the top anchors, 0-1
+    tolerance_det_box_px: float = 1.0  # detector: mean |d box| on the top anchors, network px
+    val_samples: int = 32  # validation photos (estimator: up to 3 crops each)
+    search: sensitivity.SearchConfig = field(default_factory=sensitivity.SearchConfig)
+    seed_hint: bool = False  # start the detector search from the YOLO decode-head nodes
+
+    def __post_init__(self) -> None:
+        bad = [v for v in self.variants if v not in VARIANTS]
+        if bad:
+            raise QuantizeError(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
+        bad = [r for r in self.roles if r not in ROLES]
+        if bad:
+            raise QuantizeError(f"unknown model role(s) {bad}; choose from {list(ROLES)}")
+        if self.samples < 1 or self.val_samples < 1:
+            raise QuantizeError(f"--samples and val_samples must be >= 1, got {self.samples}, "
+                                f"{self.val_samples}")
+        if min(self.tolerance_hb, self.tolerance_det_score, self.tolerance_det_box_px) < 0:
+            raise QuantizeError("tolerances must be >= 0")
+        int8.CalibSettings(self.method, self.num_bins, percentile=self.percentile)  # validates
+
+    def calib_settings(self) -> int8.CalibSettings:
+        return int8.CalibSettings(self.method, self.num_bins, percentile=self.percentile)
+
+    def tolerance(self, role: str) -> sensitivity.Tolerance:
+        if role == "estimator":
+            return sensitivity.Tolerance((("hb_abs_mean", self.tolerance_hb),))
+        return sensitivity.Tolerance((("score_abs_max", self.tolerance_det_score),
+                                      ("box_abs_mean_px", self.tolerance_det_box_px)))
+
+
+@dataclass
+class Inputs:
+    """Calibration and validation inputs of one model, with where they came from."""
+    calib: list[np.ndarray]
+    val: list[np.ndarray]
+    source: dict[str, Any]
+
+
+@dataclass
+class QuantizeResult:
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # file name -> manifest facts
+    searches: dict[str, sensitivity.SearchResult] = field(default_factory=dict)  # role -> search
+
+    @property
+    def all_met(self) -> bool:
+        return all(s.met for s in self.searches.values())
+
+
+# ------------------------------------------------------------------ inputs from the data
+
+def load_splits(data: Path | None, seed: int = 0) -> dict[str, list]:
+    from hemoedge.data import yakimov
+
+    return yakimov.split(yakimov.load(data or default_data()).records, seed=seed)
+
+
+def default_data() -> Path:
+    """The synthetic set (250 patients, seed 0), generated once into the project home."""
+    from hemoedge import offline
+    from hemoedge.data.synth import synthesize
+
+    out = offline.home() / "data" / "synth-250-seed0"
+    if not (out / "metadata.csv").is_file():
+        log.info("no --data given: synthesising the default set into %s", out)
+        synthesize(out, patients=250, seed=0)
+    return out
+
+
+def model_inputs(art: Artifact, splits: dict[str, list], cfg: QuantizeConfig,
+                 read: Callable | None = None) -> dict[str, Inputs]:
+    """Detector: letterboxed photos. Estimator: nail crops found by the fp32 detector."""
+    out: dict[str, Inputs] = {}
+    det_spec = art.spec("detector")
+    if "detector" in cfg.roles:
+        out["detector"] = Inputs(
+            calib.detector_inputs(splits["train"], det_spec, cfg.samples, read),
+            calib.detector_inputs(splits["val"], det_spec, cfg.val_samples, read),
+            {"source": CALIB_SOURCE["detector"]})
+    if "estimator" in cfg.roles:
+        det = calib.OrtModel(art.path("detector", "fp32"), spec=det_spec)
+        est_spec = art.spec("estimator")
+        c = calib.detector_crops(splits["train"], det, est_spec, cfg.samples, read)
+        v = calib.detector_crops(splits["val"], det, est_spec, 3 * cfg.val_samples, read)
+        out["estimator"] = Inputs(c.inputs, v.inputs, {"source": CALIB_SOURCE["estimator"],
+                                                        **c.describe(), "val": v.describe()})
+    return out
+
+
+# ------------------------------------------------------------------ the variants
+
+def make_fp16(art: Artifact, role: str) -> dict[str, Any]:
+    src = art.path(role, "fp32")
+    dst = art.root / file_name(role, "fp16")
+    tmp = art.root / f".{dst.name}.{os.getpid()}.tmp"
+    try:
+        fp16.convert(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return art.add_file(role, "fp16", quantization={
+        "format": "float16 (onnxconverter-common)", "weights": "float16", "activations": "float16",
+        "io": "float32 (keep_io_types)"})
+
+
+def _outputs(path: Path, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    m = _Session(path)
+    return [m.run(x) for x in inputs]
+
+
+class _Session:
+    """A bare session for models without metadata (the pre-processed and trial models)."""
+
+    def __init__(self, path: Path):
+        from hemoedge.pipeline import session
+
+        self.s = session(path, threads=1)
+        self.name = self.s.get_inputs()[0].name
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.s.run(None, {self.name: x})[0]
+
+
+def make_int8(art: Artifact, role: str, inputs: Inputs, cfg: QuantizeConfig,
+              progress: Callable[[str], None] | None = None) -> tuple[dict, sensitivity.SearchResult]:
+    """Calibrate, search the exclusions, write ART/{role}.int8.onnx, record it."""
+    import onnx
+
+    src = art.path(role, "fp32")
+    settings = cfg.calib_settings()
+    tol = cfg.tolerance(role)
+    with tempfile.TemporaryDirectory(dir=art.root, prefix=f".quantize.{role}.") as wd_:
+        wd = Path(wd_)
+        pre = wd / "pre.onnx"
+        int8.pre_process(src, pre)
+        input_name = onnx.load(str(pre), load_external_data=False).graph.input[0].name
+        t0 = time.perf_counter()
+        cache = int8.calibrate(pre, input_name, inputs.calib, settings, wd, wd / "ranges.json")
+        log.info("%s: calibrated (%s, %d samples) in %.1f s", role, settings.method,
+                 len(inputs.calib), time.perf_counter() - t0)
+        ref = _outputs(src, inputs.val)
+
+        def quantize(exclude: Sequence[str], dst: Path) -> None:
+            int8.quantize(pre, cache, dst, settings.method, exclude)
+
+        def measure(path: Path) -> dict[str, float]:
+            out = _outputs(path, inputs.val)
+            if role == "estimator":
+                return sensitivity.estimator_error(np.concatenate(ref), np.concatenate(out))
+            return sensitivity.detector_error(ref, out)
+
+        def rank(path: Path) -> list[sensitivity.TensorError]:
+            return sensitivity.rank_tensors(pre, path, input_name,
+                                            inputs.val[:cfg.search.rank_samples], wd)
+
+        graph = onnx.load(str(pre), load_external_data=False).graph
+        op_types = {n.name: n.op_type for n in graph.node}
+        seed: list[tuple[str, str]] = []
+        if cfg.seed_hint and role == "detector":
+            seed = [(n, "seed hint (FACTS.md: YOLO decode head breaks under int8), not measured")
+                    for n in sorted(decode_head_nodes(graph))]
+        result = sensitivity.search(quantize, measure, rank, tol, wd, cfg.search, seed,
+                                    op_types, progress)
+        int8.copy_metadata(src, result.model)
+        dst = art.root / file_name(role, "int8")
+        os.replace(result.model, dst)  # same filesystem: ART/.quantize.*/ -> ART/
+    calibration = {**settings.describe(), "samples": len(inputs.calib), **inputs.source,
+                   "val_samples": len(inputs.val)}
+    facts = art.add_file(role, "int8", quantization={
+        "format": "QDQ", "activations": "uint8", "weights": "int8 per-channel",
+        "calibration": calibration,
+        "excluded_nodes": [e.to_dict() for e in result.excluded],
+        "exclusion_search": result.to_dict(),
+        "tolerance": tol.describe(),
+        "measured_val_error": {k: round(v, 6) for k, v in result.figures.items()},
+        "tolerance_met": result.met})
+    return facts, result
+
+
+def decode_head_nodes(graph) -> list[str]:
+    """The YOLOv8 Detect decode: /model.22/* nodes outside the cv2/cv3 conv branches."""
+    return [n.name for n in graph.node if n.name.startswith(DECODE_PREFIX)
+            and not any(f"{DECODE_PREFIX}{b}." in n.name for b in ("cv2", "cv3"))]
+
+
+def run(cfg: QuantizeConfig, splits: dict[str, list] | None = None, read: Callable | None = None,
+        progress: Callable[[str], None] | None = None) -> QuantizeResult:
+    """Make the requested variants in cfg.art. `splits` (train/val/test records) defaults to
+    the split of cfg.data; `read` reads a record's photo (default yakimov.read_rgb)."""
+    art = Artifact.load(cfg.art)
+    for role in cfg.roles:
+        art.path(role, "fp32")  # raises with a clear message if missing
+    res = QuantizeResult()
+    for role in cfg.roles:
+        res.files[file_name(role, "fp32")] = art.files[file_name(role, "fp32")]
+    if "fp16" in cfg.variants:
+        for role in cfg.roles:
+            res.files[file_name(role, "fp16")] = make_fp16(art, role)
+            art.save()
+    if "int8" in cfg.variants:
+        splits = splits if splits is not None else load_splits(cfg.data, cfg.split_seed)
+        for name in ("train", "val"):
+            if not splits.get(name):
+                raise QuantizeError(f"the {name} split is empty; int8 needs train photos for "
+                                    "calibration and val photos for the tolerance check")
+        inputs = model_inputs(art, splits, cfg, read)
+        for role in cfg.roles:
+            facts, search = make_int8(art, role, inputs[role], cfg, progress)
+            res.files[file_name(role, "int8")] = facts
+            res.searches[role] = search
+            art.save()
+    return res
+
+
+# ------------------------------------------------------------------ command line
+
+def cli(args) -> int:
+    cfg = QuantizeConfig(
+        art=Path(args.art), variants=tuple(args.variants),
+        data=Path(args.calib) if args.calib else None, method=args.method,
+        samples=args.samples, tolerance_hb=args.tolerance_hb)
+    from rich.console import Console
+
+    console = Console()
+    with console.status("quantising") as status:
+        res = run(cfg, progress=lambda msg: (status.update(msg), log.info(msg)))
+    print_table(res, console)
+    for role, s in res.searches.items():
+        if not s.met:
+            console.print(f"[yellow]warning:[/] {role} int8 misses its tolerance ({s.stop_reason}): "
+                          + "; ".join(s.tolerance.failures(s.figures)))
+    return 0
+
+
+def print_table(res: QuantizeResult, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    t = Table(title="hemoedge quantize")
+    for col in ("file", "MB", "of fp32", "QuantizeLinear", "kept float", "val error vs fp32", "met"):
+        t.add_column(col)
+    notes = []
+    for name, f in sorted(res.files.items()):
+        base = res.files.get(file_name(f["model"], "fp32"), {}).get("bytes")
+        q = f.get("quantization") or {}
+        err = q.get("measured_val_error") or {}
+        kept = [e["name"] for e in q.get("excluded_nodes", [])]
+        if kept:
+            notes.append(f"{name} keeps in float: {', '.join(kept)}")
+        t.add_row(name, f"{f['bytes'] / 1e6:.2f}", f"{f['bytes'] / base:.0%}" if base else "",
+                  str(f.get("op_census", {}).get("QuantizeLinear", 0)), str(len(kept)),
+                  " ".join(f"{k}={v:.3g}" for k, v in err.items()) or "-",
+                  "" if "tolerance_met" not in q else ("yes" if q["tolerance_met"] else "NO"))
+    console.print(t)
+    for n in notes:
+        console.print(n)

@@ -1,0 +1,131 @@
+"""Accuracy-aware node exclusion: error figures, SQNR ranking, the search loop."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import qtiny
+
+from hemoedge.errors import QuantizeError
+from hemoedge.quantize import int8, run, sensitivity
+from hemoedge.quantize.sensitivity import SearchConfig, Tolerance
+
+
+# ------------------------------------------------------------------ pure figures
+
+def test_estimator_error_hand_case():
+    f = sensitivity.estimator_error(np.array([10.0, 12.0, 14.0, 9.0]), np.array([10.1, 11.8, 14.0, 9.0]))
+    assert f["hb_abs_mean"] == pytest.approx(0.075)
+    assert f["hb_abs_max"] == pytest.approx(0.2)
+
+
+def test_detector_error_hand_case():
+    ref = np.zeros((1, 6, 5), np.float32)
+    ref[0, :4] = 100.0
+    ref[0, 4] = [0.9, 0.1, 0.0, 0.0, 0.0]
+    out = ref.copy()
+    out[0, 4, 0] = 0.0  # the best nail anchor loses its score
+    out[0, 0, 0] = 102.0  # and moves 2 px
+    f = sensitivity.detector_error([ref], [out], top_k=1)
+    assert f["score_abs_max"] == pytest.approx(0.9)
+    # top-1 anchor of class 4 is anchor 0 (|d box| mean 0.5), of class 5 anchor 0 as well
+    assert f["box_abs_mean_px"] == pytest.approx(0.5)
+
+
+def test_channel_sqnr_finds_a_zeroed_channel():
+    pre = np.ones((1, 2, 4), np.float32)
+    pre[:, 0] *= 300.0  # box pixels
+    pre[:, 1] *= 0.5  # scores
+    post = pre.copy()
+    post[:, 1] = 0.0  # scores rounded away
+    assert sensitivity.channel_sqnr(pre, post) == pytest.approx(0.0, abs=1e-6)
+    whole = 10 * math.log10((pre ** 2).sum() / ((pre - post) ** 2).sum())
+    assert whole > 50  # the whole tensor looks healthy
+
+
+def test_tolerance():
+    tol = Tolerance((("a", 1.0), ("b", 0.5)))
+    assert tol.failures({"a": 0.5, "b": 0.5}) == []
+    assert tol.failures({"a": 2.0, "b": 0.1}) == ["a 2 > 1"]
+    assert tol.badness({"a": 2.0, "b": 0.1}) == pytest.approx(2.0)
+    with pytest.raises(QuantizeError, match=">= 0"):
+        Tolerance((("a", -1.0),))
+
+
+# ------------------------------------------------------------------ the search on tiny models
+
+def _det_problem(tmp_path: Path):
+    """A calibrated tiny detector and quantize/measure/rank closures over real photos."""
+    from hemoedge.preprocess import letterbox
+
+    src, pre = tmp_path / "d.onnx", tmp_path / "d.pre.onnx"
+    onnx.save(qtiny.detector(), str(src))
+    int8.pre_process(src, pre)
+    _, images, _ = qtiny.dataset(patients=12)
+    xs = [letterbox(img, qtiny.det_spec().preprocess)[0] for img in images.values()]
+    cache = int8.calibrate(pre, "images", xs[:8], int8.CalibSettings(), tmp_path, tmp_path / "r.json")
+    ref = run._outputs(src, xs[8:])
+
+    def quantize(exclude, dst):
+        int8.quantize(pre, cache, dst, "minmax", exclude)
+
+    def measure(path):
+        return sensitivity.detector_error(ref, run._outputs(path, xs[8:]))
+
+    def rank(path):
+        return sensitivity.rank_tensors(pre, path, "images", xs[8:10], tmp_path)
+
+    return pre, quantize, measure, rank
+
+
+def test_search_finds_the_output_concat(tmp_path):
+    pre, quantize, measure, rank = _det_problem(tmp_path)
+    tol = Tolerance((("score_abs_max", 0.05), ("box_abs_mean_px", 1.0)))
+    res = sensitivity.search(quantize, measure, rank, tol, tmp_path, SearchConfig(max_steps=3))
+    assert tol.failures(res.steps[0].figures)  # fully quantised: the scores are broken
+    assert res.met
+    assert [e.name for e in res.excluded] == ["/model.22/Concat_3"]
+    e = res.excluded[0]
+    assert e.error_after["score_abs_max"] < 0.05 < e.error_before["score_abs_max"]
+    assert e.channel_sqnr_db < e.tensor_sqnr_db  # found through its worst channel
+    # the returned model really keeps the concat in float
+    m = onnx.load(str(res.model))
+    dq_outputs = {o for n in m.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    assert "output0" not in dq_outputs
+    assert any(n.name == "/model.22/Concat_3" for n in m.graph.node)
+
+
+def test_search_stops_when_the_tolerance_cannot_be_met(tmp_path):
+    pre, quantize, measure, rank = _det_problem(tmp_path)
+    calls = []
+
+    def counting_measure(path):
+        calls.append(path)
+        return measure(path)
+
+    tol = Tolerance((("score_abs_max", 0.0), ("box_abs_mean_px", 0.0)))  # int8 never gets 0
+    cfg = SearchConfig(max_steps=2, shortlist=2)
+    res = sensitivity.search(quantize, counting_measure, rank, tol, tmp_path, cfg)
+    assert not res.met
+    assert len(res.steps) <= cfg.max_steps + 1
+    assert len(calls) <= 1 + cfg.max_steps * cfg.shortlist
+    assert "not met" in res.stop_reason or "no quantised node" in res.stop_reason
+    assert res.model.is_file()
+    assert res.to_dict()["met"] is False
+
+
+def test_seed_hint_is_recorded_as_a_hint(tmp_path):
+    pre, quantize, measure, rank = _det_problem(tmp_path)
+    graph = onnx.load(str(pre)).graph
+    hint = run.decode_head_nodes(graph)
+    assert "/model.22/Concat_3" in hint
+    assert not any("cv2" in n or "cv3" in n for n in hint)
+    tol = Tolerance((("score_abs_max", 0.05), ("box_abs_mean_px", 1.0)))
+    res = sensitivity.search(quantize, measure, rank, tol, tmp_path,
+                             seed=[(n, "seed hint") for n in hint])
+    assert res.met and len(res.steps) == 1
+    assert {e.reason for e in res.excluded} == {"seed hint"}

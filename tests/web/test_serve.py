@@ -1,0 +1,68 @@
+"""hemoedge.web.serve: isolation headers, MIME types, cache policy, bad input."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import needs_ort
+from hemoedge.errors import HemoedgeError
+from hemoedge.web.serve import make_server, serve_in_thread
+
+
+def get(url: str):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.headers, r.read()  # HTTPMessage: case-insensitive
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+@needs_ort
+def test_headers_mime_and_cache(dist):
+    bm = json.loads((dist / "build-manifest.json").read_text())
+    f = {k: v["file"] for k, v in bm["files"].items()}
+    with serve_in_thread(dist) as (server, url):
+        assert url.startswith("http://127.0.0.1:")
+        expect = {
+            "index.html": ("text/html", "no-cache"),
+            "sw.js": ("text/javascript", "no-cache"),
+            f["src/app.js"]: ("text/javascript", "immutable"),
+            f["src/ort.wasm.min.mjs"]: ("text/javascript", "immutable"),
+            f["ort-wasm-simd-threaded.mjs"]: ("text/javascript", "immutable"),
+            f["ort-wasm-simd-threaded.wasm"]: ("application/wasm", "immutable"),
+            f["manifest.webmanifest"]: ("application/manifest+json", "immutable"),
+            f["models/detector.int8.onnx"]: ("application/octet-stream", "immutable"),
+            f["icons/icon-192.png"]: ("image/png", "immutable"),
+        }
+        for name, (mime, cache) in expect.items():
+            status, h, body = get(url + name)
+            assert status == 200, name
+            assert h["Content-Type"].startswith(mime), (name, h["Content-Type"])
+            assert cache in h["Cache-Control"], (name, h["Cache-Control"])
+            assert h["Cross-Origin-Opener-Policy"] == "same-origin"
+            assert h["Cross-Origin-Embedder-Policy"] == "require-corp"
+            assert h["Cross-Origin-Resource-Policy"] == "same-origin"
+            assert "connect-src 'self'" in h["Content-Security-Policy"]
+            assert h["X-Content-Type-Options"] == "nosniff"
+            assert len(body) == int(h["Content-Length"])
+        status, h, _ = get(url + "nope.js")
+        assert status == 404 and h["Cross-Origin-Embedder-Policy"] == "require-corp"
+        status, _, body = get(url)
+        assert status == 200 and b"hemoedge" in body
+
+
+def test_not_a_dist(tmp_path):
+    with pytest.raises(HemoedgeError, match="not a built webapp"):
+        make_server(tmp_path)
+
+
+@needs_ort
+def test_port_in_use(dist):
+    with serve_in_thread(dist) as (server, url):
+        port = server.server_address[1]
+        with pytest.raises(HemoedgeError, match=f"cannot listen on 127.0.0.1:{port}"):
+            make_server(dist, port=port)
