@@ -139,3 +139,14 @@ class Artifact:
         out = self.root / "manifest.json"
         os.replace(tmp, out)
         return out
+
+
+def record_sizes(art: Artifact, results) -> None:
+    """size.<role>.bytes for every file (variant det=P / est=P), replacing earlier figures."""
+    from hemoedge.report.results import variant_name
+
+    results.metrics = [m for m in results.metrics if not m.name.startswith("size.")]
+    for facts in art.files.values():
+        role, prec = facts["model"], facts["precision"]
+        v = variant_name(det=prec) if role == "detector" else variant_name(est=prec)
+        results.add(f"size.{role}.bytes", v, facts["bytes"], "bytes", "lower")

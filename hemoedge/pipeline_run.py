@@ -24,6 +24,8 @@ class RunConfig:
     out: Path
     quick: bool = False  # small data and few timing runs: the CI form
     data: Path | None = None  # a Yakimov-layout folder; None: synthesise one
+    gate: bool = True  # finish with the CI gate against the committed baseline
+    baseline: Path = Path("ci/baseline.json")
 
     @property
     def patients(self) -> int:
@@ -56,10 +58,15 @@ def stages(cfg: RunConfig) -> list[tuple[str, list[str], str]]:
          "hemoedge.bench.web"),
         ("report", ["report", str(res), "--html", str(out / "report.html"),
                     "--md", str(out / "report.md")], "hemoedge.report.html"),
-        ("choose", ["choose", str(res), "--target", "web"], "hemoedge.report.choose"),
+        ("choose", ["choose", str(res), "--target",
+                    "web" if _available("hemoedge.bench.web") else "cpu"], "hemoedge.report.choose"),
         ("webapp", ["webapp", "build", "--art", str(art), "--out", str(out / "webapp")],
          "hemoedge.web.build"),
     ]
+    if cfg.gate and cfg.baseline.is_file():
+        s.append(("gate", ["gate", str(res), "--baseline", str(cfg.baseline), "--md",
+                           str(out / "gate.md"), "--junit", str(out / "gate.xml"),
+                           "--benchmark-json", str(out / "benchmark.json")], "hemoedge.gate"))
     return s
 
 
@@ -70,6 +77,7 @@ def run(cfg: RunConfig) -> int:
     parser = build_parser()
     verdicts: list[str] = []
     timings = []
+    res_path = cfg.out / "results.json"
     for label, argv, module in stages(cfg):
         if not _available(module):
             log.warning("stage %s: %s is not part of this build yet; skipped", label, module)
@@ -80,7 +88,12 @@ def run(cfg: RunConfig) -> int:
         args = parser.parse_args(argv)
         code = int(args.func(args) or 0)
         timings.append((label, time.perf_counter() - t0))
-        res_path = cfg.out / "results.json"
+        if label in ("export", "quantize"):
+            from hemoedge.artifact import Artifact, record_sizes
+
+            res = Results.load_or_new(res_path)
+            record_sizes(Artifact.load(cfg.out / "art"), res)
+            res.save(res_path)
         if res_path.is_file():
             res = Results.load(res_path)
             if cmd not in res.commands:
@@ -90,6 +103,9 @@ def run(cfg: RunConfig) -> int:
             verdicts.append(f"{label}: verdict failure (exit 1)")
         elif code != 0:
             raise HemoedgeError(f"stage {label} failed with exit code {code}: {cmd}")
+    if cfg.gate and not cfg.baseline.is_file():
+        print(f"gate skipped: no baseline at {cfg.baseline} (create one with "
+              f"`hemoedge gate {res_path} --update-baseline --baseline {cfg.baseline}`)")
     print("\nstage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings))
     print(f"results: {cfg.out / 'results.json'}")
     for v in verdicts:

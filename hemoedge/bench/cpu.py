@@ -93,6 +93,7 @@ class CpuBenchConfig:
     warmup: int = 20  # untimed runs before each measurement
     runs: int = 200  # timed runs per model x precision x threads (and per pairing)
     cold_starts: int = 5  # fresh sessions timed for cold_start_ms
+    block: int = 10  # timed runs per variant per round-robin turn (0: each variant in one go)
     memory: bool = True  # peak RSS in a child process per model x precision x threads
     spin: bool = True  # onnxruntime intra-op spin-wait (its default); False helps on busy CPUs
     # machine
@@ -109,9 +110,11 @@ class CpuBenchConfig:
             raise BenchError("bench cpu needs an artifact folder (ART) or --model FILE.onnx")
         if not self.threads or any(t < 1 for t in self.threads):
             raise BenchError(f"--threads needs positive integers, got {list(self.threads)}")
-        if self.runs < 1 or self.warmup < 0 or self.cold_starts < 1 or self.frames < 1:
-            raise BenchError(f"need runs >= 1, warmup >= 0, cold_starts >= 1, frames >= 1; got "
-                             f"runs={self.runs} warmup={self.warmup} "
+        if (self.runs < 1 or self.warmup < 0 or self.cold_starts < 1 or self.frames < 1
+                or self.block < 0):
+            raise BenchError("need runs >= 1, warmup >= 0, block >= 0, cold_starts >= 1, "
+                             f"frames >= 1; got runs={self.runs} warmup={self.warmup} "
+                             f"block={self.block} "
                              f"cold_starts={self.cold_starts} frames={self.frames}")
         if self.shard is not None and not 1 <= self.shard[0] <= self.shard[1]:
             raise BenchError(f"--shard i/n needs 1 <= i <= n, got {self.shard}")
@@ -157,8 +160,7 @@ def _frequency(model_name: str, cpuinfo: str) -> tuple[float, str]:
     m = re.search(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo, re.M)
     if m:
         return float(m.group(1)) / 1e3, "/proc/cpuinfo cpu MHz (current)"
-    raise BenchError("cannot find the CPU frequency (no cpufreq, lscpu max MHz, model-name "
-                     "GHz or cpuinfo MHz); set CpuBenchConfig.fma_units and run on Linux")
+    return 0.0, "unknown (only the measured sgemm can set it)"
 
 
 def peak(fma_units: int | None = None, sgemm_gflops: float | None = None) -> dict[str, Any]:
@@ -462,15 +464,19 @@ class FramePath:
     found a nail. Stage times (STAGES, ms) go to `stage_ms`: the first three for every frame,
     crop_resize and estimator for frames with a detected nail only."""
 
-    def __init__(self, art: Artifact, det: str, est: str, threads: int, spin: bool = True) -> None:
+    def __init__(self, art: Artifact, det: str, est: str, threads: int, spin: bool = True,
+                 sessions: Callable[[Path, int], Any] | None = None) -> None:
         from hemoedge.pipeline import OnnxPipeline
 
         det_path, est_path = art.path("detector", det), art.path("estimator", est)
         self.pipe = OnnxPipeline(det_path, est_path, threads)
-        if not spin:  # the pipeline's sessions have the same options apart from spin-wait
-            self.pipe.det = session(det_path, threads, spin)
-            self.pipe.est = session(est_path, threads, spin)
+        if sessions is not None or not spin:
+            # this module's sessions have hemoedge.pipeline.session's options plus the spin
+            # setting; `sessions` (e.g. a cache shared with the per-model jobs) saves memory
+            make = sessions or (lambda path, t: session(path, t, spin))
+            self.pipe.det, self.pipe.est = make(det_path, threads), make(est_path, threads)
         self.stage_ms: dict[str, list[float]] = {k: [] for k in STAGES}
+        self.record = True  # False: calls are not added to stage_ms
 
     def reset(self) -> None:
         for v in self.stage_ms.values():
@@ -482,8 +488,9 @@ class FramePath:
         r = self.pipe.frame(img)
         if r.nail is None:
             self.pipe.estimate(crop(img, fallback))
-        for k in STAGES[:3] if r.nail is None else STAGES:
-            self.stage_ms[k].append(r.ms[k])
+        if self.record:
+            for k in STAGES[:3] if r.nail is None else STAGES:
+                self.stage_ms[k].append(r.ms[k])
         return r.nail is not None
 
 
@@ -554,55 +561,65 @@ def _params(u: Unit, cfg: CpuBenchConfig) -> dict[str, Any]:
     return {"threads": u.threads} if cfg.spin else {"threads": u.threads, "spin": False}
 
 
-def _measure_model(u: Unit, cfg: CpuBenchConfig, arrays: list[np.ndarray] | None,
-                   res: Results, pk: dict[str, Any], flops: FlopCount,
-                   step: Callable[[], Any]) -> None:
-    prefix = f"cpu.{u.role}"
-    kw = _params(u, cfg)
-    probe = session(u.path, u.threads, cfg.spin)
-    inputs = _real_feeds(probe, arrays) if arrays else None
+@dataclass
+class _Job:
+    """One unit ready to time: `call` is one timed operation, `finish` turns the samples
+    (ms) into metrics; `recording` is False during untimed calls."""
+
+    unit: Unit
+    call: Callable[[], Any]
+    finish: Callable[[np.ndarray], None]
+    recording: list[bool] = field(default_factory=lambda: [True])
+
+
+def _model_job(u: Unit, cfg: CpuBenchConfig, arrays: list[np.ndarray] | None, res: Results,
+               pk: dict[str, Any], flops: FlopCount, sessions: Callable[[Path, int], Any]) -> _Job:
+    """Cold start, memory and FLOPs now; latency later, through the returned job."""
+    assert u.path is not None  # model units always carry their file
+    prefix, kw = f"cpu.{u.role}", _params(u, cfg)
+    sess = sessions(u.path, u.threads)
+    inputs = _real_feeds(sess, arrays) if arrays else None
     res.env.setdefault("cpu_inputs", {})[u.variant] = "real" if inputs else "random"
     if not inputs:  # --model files, or a model whose input does not match its spec
-        inputs = [random_feeds(probe, np.random.default_rng([cfg.seed, k]))
+        inputs = [random_feeds(sess, np.random.default_rng([cfg.seed, k]))
                   for k in range(cfg.frames)]
-    del probe
     # cold start: a fresh session + its first run, cold_starts times
     cold = []
     for _ in range(cfg.cold_starts):
         t = Timer()
         with t:
-            sess = session(u.path, u.threads, cfg.spin)
-            sess.run(None, inputs[0])
+            session(u.path, u.threads, cfg.spin).run(None, inputs[0])
         cold.append(t.ms[0])
     s = summarize(cold, seed=cfg.seed)
     res.add(f"{prefix}.cold_start_ms", u.variant, s.p50, unit="ms", better="lower", n=s.n,
             ci95=list(s.ci95), **kw)
-    # steady-state latency, cycling through the inputs
-    it = iter(range(1 << 62))
-
-    def call() -> None:
-        sess.run(None, inputs[next(it) % len(inputs)])
-
-    lat = summarize(Timer.measure(call, cfg.runs, cfg.warmup, on_step=step), seed=cfg.seed)
-    lat.add_to(res, f"{prefix}.latency_ms", u.variant, **kw)
-    # FLOPs and efficiency against the ISA peak for this many cores
     if u.first_thread:
         res.add(f"flops.{u.role}.gflop", u.variant, flops.gflop, unit="GFLOP", better="none")
-    if flops.flops > 0:
-        _efficiency(res, prefix, u, lat, flops, pk, kw)
     if cfg.memory:
         rss = _peak_rss(u.path, u.threads, min(cfg.runs, 20), cfg.spin)
         res.add(f"{prefix}.peak_rss_bytes", u.variant, rss["peak"], unit="bytes",
                 better="lower", n=1, **kw)
         res.add(f"{prefix}.peak_rss_delta_bytes", u.variant, rss["peak"] - rss["before"],
                 unit="bytes", better="lower", n=1, **kw)
+    it = iter(range(1 << 62))
+
+    def call() -> None:
+        sess.run(None, inputs[next(it) % len(inputs)])
+
+    def finish(ms: np.ndarray) -> None:
+        lat = summarize(ms, seed=cfg.seed)
+        lat.add_to(res, f"{prefix}.latency_ms", u.variant, **kw)
+        if flops.flops > 0:
+            _efficiency(res, prefix, u, lat, flops, pk, kw)
+
+    return _Job(u, call, finish)
 
 
 def _efficiency(res: Results, prefix: str, u: Unit, lat: Summary, flops: FlopCount,
                 pk: dict[str, Any], kw: dict[str, Any]) -> None:
     cores = min(u.threads, machine()["cores"])
     key = "gflops_per_core_int8" if u.precision == "int8" else "gflops_per_core_fp32"
-    peak_gflops = pk[key] * cores
+    peak_gflops = pk[key] * cores  # env.cpu_peak says how; not a param (keys stay stable)
 
     def rate(ms: float) -> float:
         return flops.gflop / (ms / 1e3)
@@ -610,38 +627,66 @@ def _efficiency(res: Results, prefix: str, u: Unit, lat: Summary, flops: FlopCou
     ci = [rate(lat.ci95[1]), rate(lat.ci95[0])]  # a slower median gives a lower rate
     res.add(f"{prefix}.gflops_per_s", u.variant, rate(lat.p50), unit="GFLOP/s",
             better="higher", n=lat.n, ci95=ci, **kw)
-    res.add(f"{prefix}.efficiency", u.variant, rate(lat.p50) / peak_gflops, unit="fraction",
-            better="higher", n=lat.n, ci95=[c / peak_gflops for c in ci], **kw,
-            peak_gflops=round(peak_gflops, 1))
+    if peak_gflops > 0:  # 0 only with no clock found and no sgemm measured
+        res.add(f"{prefix}.efficiency", u.variant, rate(lat.p50) / peak_gflops,
+                unit="fraction", better="higher", n=lat.n,
+                ci95=[c / peak_gflops for c in ci], **kw)
 
 
-def _measure_frame(u: Unit, cfg: CpuBenchConfig, art: Artifact, frames: Frames,
-                   res: Results, step: Callable[[], Any]) -> None:
+def _frame_job(u: Unit, cfg: CpuBenchConfig, art: Artifact, frames: Frames, res: Results,
+               sessions: Callable[[Path, int], Any]) -> _Job:
     kw = _params(u, cfg)
-    fp = FramePath(art, u.det, u.est, u.threads, cfg.spin)
+    fp = FramePath(art, u.det, u.est, u.threads, cfg.spin, sessions)
     fallbacks = [b or _centre(im) for im, b in zip(frames.images, frames.nails, strict=True)]
     k = len(frames.images)
     it = iter(range(1 << 62))
     found: list[bool] = []
+    job = _Job(u, lambda: None, lambda ms: None)
 
     def call() -> None:
         i = next(it) % k
-        found.append(fp(frames.images[i], fallbacks[i]))
+        fp.record = job.recording[0]
+        hit = fp(frames.images[i], fallbacks[i])
+        if job.recording[0]:
+            found.append(hit)
 
-    for _ in range(cfg.warmup):
-        call()
-        step()
-    found.clear()
-    fp.reset()
-    s = summarize(Timer.measure(call, cfg.runs, 0, on_step=step), seed=cfg.seed)
-    s.add_to(res, "cpu.frame_ms", u.variant, **kw)
-    res.add("cpu.frame.nail_found_rate", u.variant, float(np.mean(found)), unit="fraction",
-            better="higher", n=len(found), **kw)
-    for stage, ms in fp.stage_ms.items():  # where a frame's time goes
-        if ms:
-            st = summarize(ms, seed=cfg.seed)
-            res.add(f"cpu.frame.{stage}_ms.p50", u.variant, st.p50, unit="ms", better="lower",
-                    n=st.n, ci95=list(st.ci95), **kw)
+    def finish(ms: np.ndarray) -> None:
+        summarize(ms, seed=cfg.seed).add_to(res, "cpu.frame_ms", u.variant, **kw)
+        res.add("cpu.frame.nail_found_rate", u.variant, float(np.mean(found)),
+                unit="fraction", better="higher", n=len(found), **kw)
+        for stage, st_ms in fp.stage_ms.items():  # where a frame's time goes
+            if st_ms:
+                st = summarize(st_ms, seed=cfg.seed)
+                res.add(f"cpu.frame.{stage}_ms.p50", u.variant, st.p50, unit="ms",
+                        better="lower", n=st.n, ci95=list(st.ci95), **kw)
+
+    job.call, job.finish = call, finish
+    return job
+
+
+def _time_jobs(jobs: list[_Job], cfg: CpuBenchConfig, step: Callable[[], Any]) -> None:
+    """Warm every job up, then time them round-robin in blocks of cfg.block runs (one
+    untimed call before each block absorbs the switch from the previous job: caches, and
+    the previous session's spinning threads), so slow drifts in machine load hit every
+    variant alike instead of whichever happened to run during them."""
+    for j in jobs:
+        j.recording[0] = False
+        for _ in range(cfg.warmup):
+            j.call()
+            step()
+    samples: dict[int, list[np.ndarray]] = {id(j): [] for j in jobs}
+    block = cfg.block or cfg.runs
+    done = 0
+    while done < cfg.runs:
+        b = min(block, cfg.runs - done)
+        for j in jobs:
+            j.recording[0] = False
+            j.call()
+            j.recording[0] = True
+            samples[id(j)].append(Timer.measure(j.call, b, 0, on_step=step))
+        done += b
+    for j in jobs:
+        j.finish(np.concatenate(samples[id(j)]))
 
 
 def _peak_rss(path: Path, threads: int, runs: int, spin: bool = True) -> dict[str, int]:
@@ -698,32 +743,42 @@ def run(cfg: CpuBenchConfig) -> Results:
         res.env["cpu_frames"] = frames.source
     real = _model_inputs(art, frames) if frames is not None else {}
     flops_cache: dict[Path, FlopCount] = {}
+    cache_: dict[tuple[Path, int], Any] = {}
+
+    def sessions(path: Path, threads: int):  # one session per file x threads, shared by jobs
+        if (path, threads) not in cache_:
+            cache_[path, threads] = session(path, threads, cfg.spin)
+        return cache_[path, threads]
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    total = sum(cfg.warmup + cfg.runs for _ in work)
+    blocks = -(-cfg.runs // (cfg.block or cfg.runs))  # ceil: one untimed call per block
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), disable=not cfg.progress, transient=True) as bar:
-        task = bar.add_task("bench cpu", total=total)
+        prep = bar.add_task("bench cpu: cold starts, memory", total=len(work))
+        jobs: list[_Job] = []
         for u in work:
-            bar.update(task, description=f"bench cpu {u.label}")
-            step = lambda: bar.advance(task)  # noqa: E731
+            bar.update(prep, description=f"bench cpu: preparing {u.label}")
             if u.kind == "frame":
                 assert art is not None and frames is not None  # units() makes frames only then
                 res.variants.setdefault(u.variant, {}).update(
                     detector=art.path("detector", u.det).name,
                     estimator=art.path("estimator", u.est).name)
-                _measure_frame(u, cfg, art, frames, res, step)
-                continue
-            assert u.path is not None
-            res.variants.setdefault(u.variant, {})[
-                u.role if u.variant.startswith(("det=", "est=")) else "model"] = (
-                u.path.name if art is not None and u.path.parent == art.root else str(u.path))
-            if u.path not in flops_cache:
-                flops_cache[u.path] = count_flops(u.path)
-            arrays = real.get(u.role) if art is not None and u.path.parent == art.root else None
-            _measure_model(u, cfg, arrays, res, pk, flops_cache[u.path], step)
-            log.debug("done %s", u.label)
+                jobs.append(_frame_job(u, cfg, art, frames, res, sessions))
+            else:
+                assert u.path is not None
+                in_art = art is not None and u.path.parent == art.root
+                key = u.role if u.variant.startswith(("det=", "est=")) else "model"
+                res.variants.setdefault(u.variant, {})[key] = (
+                    u.path.name if in_art else str(u.path))
+                if u.path not in flops_cache:
+                    flops_cache[u.path] = count_flops(u.path)
+                jobs.append(_model_job(u, cfg, real.get(u.role) if in_art else None, res, pk,
+                                       flops_cache[u.path], sessions))
+            bar.advance(prep)
+        timing = bar.add_task(f"bench cpu: timing {len(jobs)} variants, interleaved",
+                              total=len(jobs) * (cfg.warmup + cfg.runs + blocks))
+        _time_jobs(jobs, cfg, lambda: bar.advance(timing))
     return res
 
 

@@ -125,6 +125,8 @@ def train_estimator(recipe: Recipe, parts, out: Path, seed: int = 0) -> tuple[Pa
                 opt.step()
                 sched.step()
                 prog.advance(task)
+            log.info("estimator epoch %d/%d: last batch Huber loss %.3f (%.0f s)", _epoch + 1,
+                     recipe.est_epochs, float(loss), time.perf_counter() - t0)
     log.info("estimator backbone: %d steps in %.0f s, last loss %.3f", steps,
              time.perf_counter() - t0, float(loss))
 

@@ -6,6 +6,7 @@ The app feeds and reads float32 tensors, so keep_io_types=True means it needs no
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 from hemoedge.errors import QuantizeError
@@ -23,7 +24,10 @@ def convert(src: str | Path, dst: str | Path) -> None:
     # refuses the file; shapes are re-inferred by ORT at load anyway.
     del model.graph.value_info[:]
     try:
-        half = float16.convert_float_to_float16(model, keep_io_types=True)
+        with warnings.catch_warnings():
+            # one UserWarning per weight below fp16's smallest normal (1e-7): noise, not news
+            warnings.simplefilter("ignore", UserWarning)
+            half = float16.convert_float_to_float16(model, keep_io_types=True)
     except Exception as e:  # the converter raises bare Exceptions/ValueErrors
         raise QuantizeError(f"{src}: fp16 conversion failed ({type(e).__name__}: {e})") from e
     del half.metadata_props[:]

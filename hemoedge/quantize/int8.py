@@ -16,6 +16,8 @@ create_calibrator(extra_options={"num_bins": ...}) applies it.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -35,7 +37,7 @@ METHODS = ("minmax", "percentile", "entropy")
 class CalibSettings:
     method: str = "minmax"  # minmax | percentile | entropy
     num_bins: int = 2048  # histogram bins (percentile, entropy)
-    num_quantized_bins: int = 128  # entropy: candidate thresholds are searched from this bin count up
+    num_quantized_bins: int = 128  # entropy: thresholds are searched from this many bins up
     percentile: float = 99.999  # percentile method: % of |values| kept inside the range
     chunk: int = 8  # samples per calibrator pass; bounds memory (activations of every tensor)
 
@@ -44,7 +46,8 @@ class CalibSettings:
             raise QuantizeError(f"calibration method must be one of {METHODS}, got {self.method!r}")
         if self.method == "entropy" and self.num_bins <= self.num_quantized_bins:
             raise QuantizeError(f"entropy calibration needs num_bins > num_quantized_bins "
-                                f"({self.num_bins} <= {self.num_quantized_bins}): with equal counts "
+                                f"({self.num_bins} <= {self.num_quantized_bins}): with equal "
+                                "counts"
                                 "the only candidate range is min-max")
         if not 0.0 < self.percentile <= 100.0:
             raise QuantizeError(f"percentile must be in (0, 100], got {self.percentile}")
@@ -58,6 +61,23 @@ class CalibSettings:
         elif self.method == "percentile":
             d.update(num_bins=self.num_bins, percentile=self.percentile)
         return d
+
+
+@contextlib.contextmanager
+def _quiet():
+    """onnxruntime.quantization prints progress and logs one INFO line per shared bias on the
+    root logger; keep them out of the CLI's output (they go to this module's debug log)."""
+    root = logging.getLogger()
+    level = root.level
+    out = io.StringIO()
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        with contextlib.redirect_stdout(out):
+            yield
+    finally:
+        root.setLevel(level)
+        if out.getvalue().strip():
+            log.debug("onnxruntime.quantization: %s", out.getvalue().strip())
 
 
 def _ort_method(name: str):
@@ -102,7 +122,8 @@ def pre_process(src: str | Path, dst: str | Path) -> None:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     try:
-        quant_pre_process(str(src), str(dst))
+        with _quiet():
+            quant_pre_process(str(src), str(dst))
     except Exception as e:
         raise QuantizeError(f"{src}: quant_pre_process failed ({type(e).__name__}: {e})") from e
 
@@ -124,9 +145,10 @@ def calibrate(model: str | Path, input_name: str, samples: Sequence[np.ndarray],
     calibrator = create_calibrator(
         Path(model), None, augmented_model_path=str(Path(workdir) / "augmented.onnx"),
         calibrate_method=_ort_method(settings.method), extra_options=opts)
-    for start in range(0, len(samples), settings.chunk):
-        calibrator.collect_data(ListReader(input_name, samples[start:start + settings.chunk]))
-    ranges = calibrator.compute_data()
+    with _quiet():
+        for start in range(0, len(samples), settings.chunk):
+            calibrator.collect_data(ListReader(input_name, samples[start:start + settings.chunk]))
+        ranges = calibrator.compute_data()
     save_tensors_data(ranges, cache)
     return Path(cache)
 
@@ -137,12 +159,13 @@ def quantize(model: str | Path, cache: str | Path, dst: str | Path, method: str,
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     try:
-        quantize_static(
-            str(model), str(dst), calibration_data_reader=None,
-            quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=sorted(exclude), calibrate_method=_ort_method(method),
-            calibration_cache_path=str(cache))
+        with _quiet():
+            quantize_static(
+                str(model), str(dst), calibration_data_reader=None,
+                quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                nodes_to_exclude=sorted(exclude), calibrate_method=_ort_method(method),
+                calibration_cache_path=str(cache))
     except Exception as e:
         raise QuantizeError(f"{model}: quantize_static failed ({type(e).__name__}: {e})") from e
 

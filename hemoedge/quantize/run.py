@@ -173,7 +173,8 @@ class _Session:
 
 
 def make_int8(art: Artifact, role: str, inputs: Inputs, cfg: QuantizeConfig,
-              progress: Callable[[str], None] | None = None) -> tuple[dict, sensitivity.SearchResult]:
+              progress: Callable[[str], None] | None = None,
+              ) -> tuple[dict, sensitivity.SearchResult]:
     """Calibrate, search the exclusions, write ART/{role}.int8.onnx, record it."""
     import onnx
 
@@ -200,9 +201,13 @@ def make_int8(art: Artifact, role: str, inputs: Inputs, cfg: QuantizeConfig,
                 return sensitivity.estimator_error(np.concatenate(ref), np.concatenate(out))
             return sensitivity.detector_error(ref, out)
 
+        rank_inputs = inputs.val[:cfg.search.rank_samples]
+        float_acts: dict = {}  # the float model's activations, dumped once per search
+
         def rank(path: Path) -> list[sensitivity.TensorError]:
-            return sensitivity.rank_tensors(pre, path, input_name,
-                                            inputs.val[:cfg.search.rank_samples], wd)
+            if not float_acts:
+                float_acts.update(sensitivity.activations(pre, input_name, rank_inputs, wd))
+            return sensitivity.rank_tensors(pre, path, input_name, rank_inputs, wd, float_acts)
 
         graph = onnx.load(str(pre), load_external_data=False).graph
         op_types = {n.name: n.op_type for n in graph.node}
@@ -272,13 +277,18 @@ def cli(args) -> int:
         samples=args.samples, tolerance_hb=args.tolerance_hb)
     from rich.console import Console
 
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     with console.status("quantising") as status:
-        res = run(cfg, progress=lambda msg: (status.update(msg), log.info(msg)))
+        def progress(msg: str) -> None:
+            status.update(msg.strip())
+            (log.debug if msg.startswith(" ") else log.info)(msg.strip())
+
+        res = run(cfg, progress=progress)
     print_table(res, console)
     for role, s in res.searches.items():
         if not s.met:
-            console.print(f"[yellow]warning:[/] {role} int8 misses its tolerance ({s.stop_reason}): "
+            console.print(f"[yellow]warning:[/] {role} int8 misses its tolerance "
+                          f"({s.stop_reason}): "
                           + "; ".join(s.tolerance.failures(s.figures)))
     return 0
 
@@ -289,19 +299,21 @@ def print_table(res: QuantizeResult, console=None) -> None:
 
     console = console or Console()
     t = Table(title="hemoedge quantize")
-    for col in ("file", "MB", "of fp32", "QuantizeLinear", "kept float", "val error vs fp32", "met"):
+    for col in ("variant", "MB", "of fp32", "Q nodes", "in float", "val error vs fp32", "met"):
         t.add_column(col)
     notes = []
     for name, f in sorted(res.files.items()):
         base = res.files.get(file_name(f["model"], "fp32"), {}).get("bytes")
         q = f.get("quantization") or {}
         err = q.get("measured_val_error") or {}
+        shown = {k: v for k, v in err.items() if k in q.get("tolerance", {})}
         kept = [e["name"] for e in q.get("excluded_nodes", [])]
         if kept:
             notes.append(f"{name} keeps in float: {', '.join(kept)}")
-        t.add_row(name, f"{f['bytes'] / 1e6:.2f}", f"{f['bytes'] / base:.0%}" if base else "",
+        t.add_row(name.removesuffix(".onnx"), f"{f['bytes'] / 1e6:.2f}",
+                  f"{f['bytes'] / base:.0%}" if base else "",
                   str(f.get("op_census", {}).get("QuantizeLinear", 0)), str(len(kept)),
-                  " ".join(f"{k}={v:.3g}" for k, v in err.items()) or "-",
+                  " ".join(f"{k}={v:.3g}" for k, v in shown.items()) or "-",
                   "" if "tolerance_met" not in q else ("yes" if q["tolerance_met"] else "NO"))
     console.print(t)
     for n in notes:

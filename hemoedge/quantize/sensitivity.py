@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from hemoedge.errors import QuantizeError
 log = logging.getLogger(__name__)
 
 Figures = dict[str, float]
+XMODEL_CAP_DB = 100.0  # SQNR taken for a node's inputs when none is measured (the image)
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,8 @@ class TensorError:
     sqnr_db: float  # whole tensor, float vs after QDQ (higher is better)
     channel_sqnr_db: float  # worst channel (axis 1); = sqnr_db for tensors without channels
     noise_rms: float = 0.0  # RMS of (after QDQ - float), in the tensor's own unit
+    injected_db: float = 0.0  # SQNR against the fp32 model lost from the node's inputs to
+    #                           this output: error the node adds (weights and rounding)
 
 
 @dataclass
@@ -88,12 +90,15 @@ class Exclusion:
     reason: str
     tensor_sqnr_db: float | None  # of the node's output tensor when it was chosen
     channel_sqnr_db: float | None
+    injected_db: float | None  # SQNR vs fp32 lost at this node
     error_before: Figures
     error_after: Figures
 
     def to_dict(self) -> dict:
         return {"name": self.name, "op_type": self.op_type, "reason": self.reason,
-                "tensor_sqnr_db": _r(self.tensor_sqnr_db), "channel_sqnr_db": _r(self.channel_sqnr_db),
+                "tensor_sqnr_db": _r(self.tensor_sqnr_db),
+                "channel_sqnr_db": _r(self.channel_sqnr_db),
+                "sqnr_lost_vs_fp32_db": _r(self.injected_db),
                 "measured_error_before": {k: _r(v) for k, v in self.error_before.items()},
                 "measured_error_after": {k: _r(v) for k, v in self.error_after.items()}}
 
@@ -120,7 +125,8 @@ class SearchResult:
         return {"tolerance": self.tolerance.describe(), "met": self.met,
                 "stop_reason": self.stop_reason,
                 "measured_val_error": {k: _r(v) for k, v in self.figures.items()},
-                "steps": [{"excluded": len(s.excluded), "error": {k: _r(v) for k, v in s.figures.items()},
+                "steps": [{"excluded": len(s.excluded),
+                           "error": {k: _r(v) for k, v in s.figures.items()},
                            "failures": s.failures, "candidates_tried": s.candidates_tried}
                           for s in self.steps]}
 
@@ -138,7 +144,8 @@ def estimator_error(ref_hb: np.ndarray, hb: np.ndarray) -> Figures:
             "hb_abs_max": float(d.max())}
 
 
-def detector_error(ref: Sequence[np.ndarray], out: Sequence[np.ndarray], top_k: int = 20) -> Figures:
+def detector_error(ref: Sequence[np.ndarray], out: Sequence[np.ndarray],
+                   top_k: int = 20) -> Figures:
     """Raw detector outputs (1, 4 + nc, A) against fp32 on the anchors that matter: per image
     and class the top_k anchors by fp32 score (the ones that become detections).
 
@@ -176,30 +183,50 @@ def channel_sqnr(pre: np.ndarray, post: np.ndarray, dead: float = 1e-6) -> float
     return float(_sqnr(a[keep], a[keep] - b[keep], axis_sum=1).min())
 
 
-def rank_tensors(float_model: Path, qdq_model: Path, input_name: str,
-                 inputs: Sequence[np.ndarray], workdir: Path) -> list[TensorError]:
-    """Per-tensor SQNR between the float values and the values after QDQ in the int8 model,
-    worst first. Uses onnxruntime.quantization.qdq_loss_debug to dump the activations."""
-    import onnx
+def activations(model: Path, input_name: str, inputs: Sequence[np.ndarray],
+                workdir: Path) -> dict[str, list[np.ndarray]]:
+    """Every intermediate tensor of `model` on `inputs` (onnxruntime's qdq_loss_debug)."""
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations,
-        create_activation_matching,
         modify_model_output_intermediate_tensors,
     )
 
     from hemoedge.quantize.int8 import ListReader
 
-    aug = Path(workdir) / "qdq.debug.onnx"
-    modify_model_output_intermediate_tensors(str(qdq_model), str(aug))
-    acts = collect_activations(str(aug), ListReader(input_name, inputs))
-    match = create_activation_matching(acts)  # tensor -> pre_qdq / post_qdq lists
-    aug.unlink()
+    aug = Path(workdir) / f"{Path(model).stem}.debug.onnx"
+    modify_model_output_intermediate_tensors(str(model), str(aug))
+    try:
+        return collect_activations(str(aug), ListReader(input_name, inputs))
+    finally:
+        aug.unlink(missing_ok=True)
+
+
+def rank_tensors(float_model: Path, qdq_model: Path, input_name: str,
+                 inputs: Sequence[np.ndarray], workdir: Path,
+                 float_acts: dict[str, list[np.ndarray]] | None = None) -> list[TensorError]:
+    """Per-tensor errors of the int8 model, worst channel SQNR first: the QDQ rounding of each
+    tensor (pre vs post QDQ) and, against the float model's activations on the same inputs,
+    how much SQNR each node loses from its inputs to its output. Activations are dumped with
+    onnxruntime.quantization.qdq_loss_debug. Pass `float_acts` to reuse the float dump."""
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import create_activation_matching
+
+    if float_acts is None:
+        float_acts = activations(float_model, input_name, inputs, workdir)
+    # tensor -> pre_qdq / post_qdq / float lists
+    match = create_activation_matching(activations(qdq_model, input_name, inputs, workdir),
+                                       float_acts)
 
     fmodel = onnx.shape_inference.infer_shapes(onnx.load(str(float_model)))
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in [*fmodel.graph.value_info, *fmodel.graph.output]}
     producer = {o: n for n in fmodel.graph.node for o in n.output}
     inits = {i.name: i for i in fmodel.graph.initializer}
+    xmodel: dict[str, float] = {}  # tensor -> SQNR (dB) of the int8 model against fp32
+    for name, m in match.items():
+        if m.get("float") and np.any(np.stack(m["float"])):
+            f = np.stack([np.asarray(t) for t in m["float"]])
+            xmodel[name] = float(_sqnr(f, f - np.stack([np.asarray(t) for t in m["post_qdq"]])))
     out: list[TensorError] = []
     for name, m in match.items():
         node = producer.get(name)
@@ -224,7 +251,11 @@ def rank_tensors(float_model: Path, qdq_model: Path, input_name: str,
         else:
             chan = whole
         noise = float(np.sqrt(np.mean((post.astype(np.float64) - pre) ** 2)))
-        out.append(TensorError(name, node.name, node.op_type, whole, min(chan, whole), noise))
+        upstream = [xmodel[i] for i in node.input if i in xmodel]
+        injected = (max(0.0, min([*upstream, XMODEL_CAP_DB]) - xmodel[name])
+                    if name in xmodel else 0.0)
+        out.append(TensorError(name, node.name, node.op_type, whole, min(chan, whole), noise,
+                               injected))
     out.sort(key=lambda t: t.channel_sqnr_db)
     return out
 
@@ -247,17 +278,20 @@ def _clip_bounds(node, inits) -> tuple[float | None, float | None]:
 
 def shortlist(ranked: Sequence[TensorError], excluded: Sequence[str], k: int,
               skip: int = 0) -> list[TensorError]:
-    """k candidates, taken in turn from three orders: worst-channel SQNR, whole-tensor SQNR and
-    largest absolute noise (the last finds wide-range tensors such as box pixels, whose
-    rounding error is large in task units although their SQNR looks healthy). The first
-    `skip` distinct candidates are passed over (they were tried in an earlier round)."""
-    orders = (sorted(ranked, key=lambda t: (t.channel_sqnr_db, t.node)),
+    """k candidates, taken in turn from four orders: most SQNR lost against fp32 at the node
+    (weight and rounding error the node adds, which QDQ rounding alone does not show),
+    worst-channel SQNR, whole-tensor SQNR and largest absolute noise (the last finds
+    wide-range tensors such as box pixels, whose rounding error is large in task units
+    although their SQNR looks healthy). The first `skip` distinct candidates are passed over
+    (they were tried in an earlier round)."""
+    orders = (sorted(ranked, key=lambda t: (-t.injected_db, t.node)),
+              sorted(ranked, key=lambda t: (t.channel_sqnr_db, t.node)),
               sorted(ranked, key=lambda t: (t.sqnr_db, t.node)),
               sorted(ranked, key=lambda t: (-t.noise_rms, t.node)))
     seen = set(excluded)
     out: list[TensorError] = []
-    for triple in zip(*orders, strict=True):
-        for t in triple:
+    for row in zip(*orders, strict=True):
+        for t in row:
             if t.node not in seen:
                 seen.add(t.node)
                 out.append(t)
@@ -295,7 +329,7 @@ def search(quantize: Callable[[Sequence[str], Path], None],
     cur_path, cur = build([s[0] for s in seed])
     for node, reason in seed:
         names.append(node)
-        excluded.append(Exclusion(node, op_types.get(node, ""), reason, None, None, {}, cur))
+        excluded.append(Exclusion(node, op_types.get(node, ""), reason, None, None, None, {}, cur))
     steps = [Step(tuple(names), cur, tolerance.failures(cur))]
     best = (tolerance.badness(cur), cur_path, cur, len(excluded))
     stop = "tolerance met"
@@ -316,7 +350,8 @@ def search(quantize: Callable[[Sequence[str], Path], None],
             path, figs = build([*names, t.node])
             trials.append((tolerance.badness(figs), t, path, figs))
             say(f"  try {t.node} ({t.op_type}, SQNR {t.sqnr_db:.1f} dB, worst channel "
-                f"{t.channel_sqnr_db:.1f} dB, noise rms {t.noise_rms:.3g}): {_fmt(figs)}")
+                f"{t.channel_sqnr_db:.1f} dB, noise rms {t.noise_rms:.3g}, adds "
+                f"{t.injected_db:.1f} dB vs fp32): {_fmt(figs)}")
         trials.sort(key=lambda x: (x[0], x[1].node))  # ties: by name, for determinism
         bad, t, path, figs = trials[0]
         for _, _, p, _ in trials[1:]:
@@ -334,7 +369,7 @@ def search(quantize: Callable[[Sequence[str], Path], None],
         excluded.append(Exclusion(t.node, t.op_type,
                                   "measured: keeping it in float reduced the validation error most "
                                   f"among {len(cands)} SQNR-ranked candidates",
-                                  t.sqnr_db, t.channel_sqnr_db, before, figs))
+                                  t.sqnr_db, t.channel_sqnr_db, t.injected_db, before, figs))
         cur_path, cur = path, figs
         steps.append(Step(tuple(names), cur, tolerance.failures(cur), len(cands)))
         say(f"keep {t.node} in float -> {_fmt(cur)}")
@@ -351,7 +386,3 @@ def search(quantize: Callable[[Sequence[str], Path], None],
 
 def _fmt(figs: Figures) -> str:
     return ", ".join(f"{k}={v:.4g}" for k, v in figs.items())
-
-
-def new_workdir(parent: Path) -> tempfile.TemporaryDirectory:
-    return tempfile.TemporaryDirectory(dir=parent, prefix=".quantize.")

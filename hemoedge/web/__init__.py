@@ -1,1 +1,1 @@
-"""The offline PWA's build (`hemoedge webapp build`) and loopback server (`hemoedge webapp serve`)."""
+"""The offline PWA: its build (`hemoedge webapp build`) and server (`hemoedge webapp serve`)."""

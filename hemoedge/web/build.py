@@ -38,8 +38,11 @@ PRECISIONS = ("fp32", "fp16", "int8")
 HASH_LEN = 10  # hex chars of sha256 in asset names
 TEXT_SUFFIXES = (".html", ".js", ".css", ".json", ".webmanifest")
 ENTRY_POINTS = ("index.html", "sw.js")  # keep their names: the browser finds them by URL
-ICONS = (("icons/icon-192.png", 192, False), ("icons/icon-512.png", 512, False),
-         ("icons/icon-maskable-512.png", 512, True))
+ICONS = (
+    ("icons/icon-192.png", 192, False),
+    ("icons/icon-512.png", 512, False),
+    ("icons/icon-maskable-512.png", 512, True),
+)
 SCHEMA = "hemoedge.webapp/1"
 _REF = re.compile(r"""(?<=["'(])(\.{1,2}/[\w./-]+)(?=["')])""")  # './x.js', "../y.css", url(./z)
 
@@ -59,7 +62,9 @@ class BuildConfig:
     def __post_init__(self) -> None:
         for role, p in (("detector", self.detector), ("estimator", self.estimator)):
             if p not in PRECISIONS:
-                raise HemoedgeError(f"unknown {role} precision {p!r}; expected one of {list(PRECISIONS)}")
+                raise HemoedgeError(
+                    f"unknown {role} precision {p!r}; expected one of {list(PRECISIONS)}"
+                )
 
     @property
     def variant(self) -> str:
@@ -80,12 +85,19 @@ def parse_variant(text: str) -> tuple[str, str]:
     for item in (s.strip() for s in (text or "").split(",") if s.strip()):
         key, sep, val = item.partition("=")
         if not sep or key not in ("det", "est") or key in parts:
-            raise HemoedgeError(f"bad --variant {text!r}: expected 'det=P,est=Q' with P, Q in {list(PRECISIONS)}")
+            raise HemoedgeError(
+                f"bad --variant {text!r}: expected 'det=P,est=Q' with P, Q in {list(PRECISIONS)}"
+            )
         if val not in PRECISIONS:
-            raise HemoedgeError(f"bad --variant {text!r}: unknown precision {val!r}; expected one of {list(PRECISIONS)}")
+            raise HemoedgeError(
+                f"bad --variant {text!r}: unknown precision {val!r}; "
+                f"expected one of {list(PRECISIONS)}"
+            )
         parts[key] = val
     if set(parts) != {"det", "est"}:
-        raise HemoedgeError(f"bad --variant {text!r}: the app needs both models, e.g. 'det=int8,est=fp32'")
+        raise HemoedgeError(
+            f"bad --variant {text!r}: the app needs both models, e.g. 'det=int8,est=fp32'"
+        )
     return parts["det"], parts["est"]
 
 
@@ -104,18 +116,24 @@ def read_spec(path: Path, role: str) -> dict:
         raise HemoedgeError(f"{path}: not a readable ONNX model ({e})") from e
     meta = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in meta:
-        raise HemoedgeError(f"{path}: no {METADATA_KEY!r} in metadata_props; re-export it with `hemoedge export`")
+        raise HemoedgeError(
+            f"{path}: no {METADATA_KEY!r} in metadata_props; re-export it with `hemoedge export`"
+        )
     try:
         spec = ModelSpec.from_json(meta[METADATA_KEY])
     except (ValueError, TypeError, KeyError) as e:
-        raise HemoedgeError(f"{path}: {METADATA_KEY!r} metadata is not a valid ModelSpec ({e})") from e
+        raise HemoedgeError(
+            f"{path}: {METADATA_KEY!r} metadata is not a valid ModelSpec ({e})"
+        ) from e
     if spec.role != role:
         raise HemoedgeError(f"{path}: expected a {role} spec, found role {spec.role!r}")
     inputs = {i.name for i in model.graph.input}
     outputs = {o.name for o in model.graph.output}
     if spec.input_name not in inputs or spec.output_name not in outputs:
-        raise HemoedgeError(f"{path}: spec names input {spec.input_name!r} / output {spec.output_name!r}, "
-                            f"graph has inputs {sorted(inputs)} / outputs {sorted(outputs)}")
+        raise HemoedgeError(
+            f"{path}: spec names input {spec.input_name!r} / output {spec.output_name!r}, "
+            f"graph has inputs {sorted(inputs)} / outputs {sorted(outputs)}"
+        )
     return json.loads(spec.to_json())
 
 
@@ -136,8 +154,12 @@ def _png(rgba) -> bytes:
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def icon_png(size: int, maskable: bool) -> bytes:
@@ -147,15 +169,18 @@ def icon_png(size: int, maskable: bool) -> bytes:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     k = 0.62 if maskable else 0.8  # drop height as a fraction of the icon
     cx, cy, r = 0.5, 0.5 + 0.18 * k, 0.3 * k
-    body = (xx - cx) ** 2 + (yy - cy) ** 2 <= r ** 2
+    body = (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
     tip_y = cy - 0.62 * k  # point of the drop
     t = (yy - tip_y) / (cy - tip_y)  # 0 at the tip, 1 at the circle's centre line
     cone = (t >= 0) & (t <= 1) & (np.abs(xx - cx) <= r * t)
     img = np.zeros((size, size, 4), np.uint8)
     img[...] = (0x7A, 0x10, 0x20, 255)
     if not maskable:  # rounded square for the "any" purpose
-        d = np.maximum(np.abs(xx - 0.5) - 0.34, 0) ** 2 + np.maximum(np.abs(yy - 0.5) - 0.34, 0) ** 2
-        img[d > 0.16 ** 2, 3] = 0
+        d = (
+            np.maximum(np.abs(xx - 0.5) - 0.34, 0) ** 2
+            + np.maximum(np.abs(yy - 0.5) - 0.34, 0) ** 2
+        )
+        img[d > 0.16**2, 3] = 0
     img[body | cone, :3] = 255
     return _png(img)
 
@@ -210,11 +235,13 @@ def _resolve(assets: dict[str, _Asset]) -> dict[str, str]:
         if state.get(key) == 2:
             return
         if state.get(key) == 1:
-            raise HemoedgeError(f"webapp assets refer to each other in a cycle: {' -> '.join(chain + (key,))}")
+            raise HemoedgeError(
+                f"webapp assets refer to each other in a cycle: {' -> '.join((*chain, key))}"
+            )
         state[key] = 1
         a = assets[key]
         for dep in _refs(a, assets):
-            visit(dep, chain + (key,))
+            visit(dep, (*chain, key))
         if a.text:
             a.data = _rewrite(a, names)
         names[key] = _hashed_name(key, a.data) if a.hashed else key
@@ -233,8 +260,12 @@ def _source_assets(cfg: BuildConfig) -> dict[str, _Asset]:
     if not (src / "index.html").is_file():
         raise HemoedgeError(f"{src}: webapp sources missing (no index.html)")
     assets: dict[str, _Asset] = {}
-    for rel in ["index.html", "styles.css", "manifest.webmanifest",
-                *sorted(f"src/{p.name}" for p in (src / "src").glob("*.js"))]:
+    for rel in [
+        "index.html",
+        "styles.css",
+        "manifest.webmanifest",
+        *sorted(f"src/{p.name}" for p in (src / "src").glob("*.js")),
+    ]:
         assets[rel] = _Asset(rel, (src / rel).read_bytes(), hashed=rel not in ENTRY_POINTS)
     for rel, size, maskable in ICONS:
         assets[rel] = _Asset(rel, icon_png(size, maskable))
@@ -248,8 +279,10 @@ def _ort_assets(cfg: BuildConfig) -> dict[str, _Asset]:
         raise HemoedgeError(f"{d}: onnxruntime-web files missing; run `npm ci` in {cfg.webapp}")
     found = json.loads(pkg.read_text()).get("version")
     if found != ORT_VERSION:
-        raise HemoedgeError(f"{pkg}: onnxruntime-web {found} installed, the app pins {ORT_VERSION}; "
-                            f"run `npm ci` in {cfg.webapp}")
+        raise HemoedgeError(
+            f"{pkg}: onnxruntime-web {found} installed, the app pins {ORT_VERSION}; "
+            f"run `npm ci` in {cfg.webapp}"
+        )
     out = {}
     for f in ORT_FILES:
         data = (d / f).read_bytes()
@@ -281,32 +314,53 @@ def build(cfg: BuildConfig) -> BuildResult:
         "schema": SCHEMA,
         "variant": cfg.variant,
         "postprocess": postprocess_defaults(),
-        "ort": {"version": ORT_VERSION, "module": f"./{leaf['src/ort.wasm.min.mjs']}",
-                "mjs": f"./{leaf['ort-wasm-simd-threaded.mjs']}",
-                "wasm": f"./{leaf['ort-wasm-simd-threaded.wasm']}"},
+        "ort": {
+            "version": ORT_VERSION,
+            "module": f"./{leaf['src/ort.wasm.min.mjs']}",
+            "mjs": f"./{leaf['ort-wasm-simd-threaded.mjs']}",
+            "wasm": f"./{leaf['ort-wasm-simd-threaded.wasm']}",
+        },
     }
     for role, (prec, path, spec) in models.items():
         a = assets[f"models/{role}.{prec}.onnx"]
-        manifest[role] = {"url": f"./{leaf[a.logical]}", "precision": prec, "source": path.name,
-                          "sha256": hashlib.sha256(a.data).hexdigest(), "bytes": len(a.data),
-                          "spec": spec}
+        manifest[role] = {
+            "url": f"./{leaf[a.logical]}",
+            "precision": prec,
+            "source": path.name,
+            "sha256": hashlib.sha256(a.data).hexdigest(),
+            "bytes": len(a.data),
+            "spec": spec,
+        }
     # app.js loads it as './models.json' (next to it in src/); hashed like everything else
     assets["src/models.json"] = _Asset("src/models.json", json.dumps(manifest, indent=1).encode())
     names = _resolve(assets)
 
-    files = {k: {"file": names[k], "sha256": hashlib.sha256(a.data).hexdigest(), "bytes": len(a.data)}
-             for k, a in sorted(assets.items())}
+    files = {
+        k: {"file": names[k], "sha256": hashlib.sha256(a.data).hexdigest(), "bytes": len(a.data)}
+        for k, a in sorted(assets.items())
+    }
     precache = sorted({f["file"] for f in files.values()})
-    version = hashlib.sha256("\n".join(f"{f['file']} {f['sha256']}" for f in files.values())
-                             .encode()).hexdigest()[:12]
+    version = hashlib.sha256(
+        "\n".join(f"{f['file']} {f['sha256']}" for f in files.values()).encode()
+    ).hexdigest()[:12]
     sw = (cfg.webapp / "sw.js").read_text()
-    for marker, value in (("'__HEMOEDGE_VERSION__'", json.dumps(version)),
-                          ("/*__HEMOEDGE_PRECACHE__*/[]", json.dumps(precache, indent=1))):
+    for marker, value in (
+        ("'__HEMOEDGE_VERSION__'", json.dumps(version)),
+        ("/*__HEMOEDGE_PRECACHE__*/[]", json.dumps(precache, indent=1)),
+    ):
         if sw.count(marker) != 1:
-            raise HemoedgeError(f"{cfg.webapp / 'sw.js'}: expected the marker {marker} exactly once")
+            raise HemoedgeError(
+                f"{cfg.webapp / 'sw.js'}: expected the marker {marker} exactly once"
+            )
         sw = sw.replace(marker, value)
-    build_manifest = {"schema": SCHEMA, "version": version, "variant": cfg.variant,
-                      "onnxruntime_web": ORT_VERSION, "files": files, "precache": precache}
+    build_manifest = {
+        "schema": SCHEMA,
+        "version": version,
+        "variant": cfg.variant,
+        "onnxruntime_web": ORT_VERSION,
+        "files": files,
+        "precache": precache,
+    }
     _write_atomically(cfg.out, assets, names, sw, build_manifest)
     log.info("built %s (%s, version %s, %d files)", cfg.out, cfg.variant, version, len(files) + 2)
     return BuildResult(cfg.out, version, files, precache)
@@ -314,8 +368,12 @@ def build(cfg: BuildConfig) -> BuildResult:
 
 def _write_atomically(out: Path, assets, names, sw: str, build_manifest: dict) -> None:
     out = Path(out)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "build-manifest.json").is_file())):
-        raise HemoedgeError(f"{out}: exists and is not a previous webapp build; choose another --out")
+    if out.exists() and (
+        not out.is_dir() or (any(out.iterdir()) and not (out / "build-manifest.json").is_file())
+    ):
+        raise HemoedgeError(
+            f"{out}: exists and is not a previous webapp build; choose another --out"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.build-"))
     tmp.chmod(0o755)  # mkdtemp makes it private; DIST is meant to be served
@@ -348,6 +406,8 @@ def cli(args) -> int:
         art = default_artifact()
         art = getattr(art, "root", art)  # an Artifact or a folder
     res = build(BuildConfig(art=Path(art), detector=det, estimator=est, out=Path(args.out)))
-    print(f"built {res.out} ({det=}, {est=}; version {res.version}); serve it with "
-          f"`hemoedge webapp serve {res.out}`")
+    print(
+        f"built {res.out} ({det=}, {est=}; version {res.version}); serve it with "
+        f"`hemoedge webapp serve {res.out}`"
+    )
     return 0

@@ -21,10 +21,12 @@ from hemoedge.errors import HemoedgeError
 
 log = logging.getLogger(__name__)
 
-CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
-       "connect-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
-       "style-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
-       "form-action 'none'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
+    "connect-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
+    "style-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
 SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
@@ -51,7 +53,8 @@ REVALIDATE = "no-cache"
 
 
 class Handler(SimpleHTTPRequestHandler):
-    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, **MIME}
+    # the stdlib's own class attribute, replaced (never mutated)
+    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, **MIME}  # noqa: RUF012
     protocol_version = "HTTP/1.1"  # keep-alive: the app loads ~20 files
 
     def end_headers(self) -> None:
@@ -61,15 +64,17 @@ class Handler(SimpleHTTPRequestHandler):
         self.send_header("Cache-Control", IMMUTABLE if HASHED.search(path) else REVALIDATE)
         super().end_headers()
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
 
 def _check_dist(dist: str | Path) -> Path:
     dist = Path(dist)
     if not (dist / "index.html").is_file() or not (dist / "sw.js").is_file():
-        raise HemoedgeError(f"{dist}: not a built webapp (no index.html / sw.js); "
-                            "build one with `hemoedge webapp build --out DIST`")
+        raise HemoedgeError(
+            f"{dist}: not a built webapp (no index.html / sw.js); "
+            "build one with `hemoedge webapp build --out DIST`"
+        )
     return dist
 
 
@@ -78,7 +83,9 @@ def make_server(dist: str | Path, host: str = "127.0.0.1", port: int = 0) -> Thr
     try:
         server = ThreadingHTTPServer((host, port), functools.partial(Handler, directory=str(dist)))
     except OSError as e:
-        raise HemoedgeError(f"cannot listen on {host}:{port} ({e.strerror}); try another --port") from e
+        raise HemoedgeError(
+            f"cannot listen on {host}:{port} ({e.strerror}); try another --port"
+        ) from e
     server.daemon_threads = True
     return server
 
@@ -89,7 +96,9 @@ def url_of(server: ThreadingHTTPServer) -> str:
 
 
 @contextlib.contextmanager
-def serve_in_thread(dist: str | Path, host: str = "127.0.0.1", port: int = 0) -> Iterator[tuple[ThreadingHTTPServer, str]]:
+def serve_in_thread(
+    dist: str | Path, host: str = "127.0.0.1", port: int = 0
+) -> Iterator[tuple[ThreadingHTTPServer, str]]:
     """with serve_in_thread(dist) as (server, url): ...  — port 0 picks a free port."""
     server = make_server(dist, host, port)
     t = threading.Thread(target=server.serve_forever, name="hemoedge-webapp", daemon=True)
@@ -106,9 +115,12 @@ def cli(args) -> int:
     server = make_server(args.dist, args.host, args.port)
     url = url_of(server)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("serving on %s: reachable from other machines; the camera needs https "
-                    "there (browsers allow it on loopback only)", args.host)
-    print(f"serving {args.dist} at {url} (Ctrl-C to stop)")
+        log.warning(
+            "serving on %s: reachable from other machines; the camera needs https "
+            "there (browsers allow it on loopback only)",
+            args.host,
+        )
+    print(f"serving {args.dist} at {url} (Ctrl-C to stop)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -259,6 +259,29 @@ def test_shards_partition_the_units_in_a_fixed_order(art, frames_dir):
     assert got == {(u.variant, u.threads) for u in shards[1]}
 
 
+@pytest.mark.parametrize("block, order", [
+    # warm-ups, then rounds of one untimed call (lower case) + `block` timed (upper case)
+    (2, "ab" + "aAAbBB" * 2),
+    (0, "ab" + "aAAAA" + "bBBBB"),  # block 0: each variant's runs in one go
+])
+def test_jobs_are_timed_round_robin_in_blocks(block, order):
+    seen, finished = [], {}
+    jobs = []
+    for name in "ab":
+        job = cpu._Job(cpu.Unit("model", 1), lambda: None, lambda ms: None)
+
+        def call(job=job, name=name):
+            seen.append(name.upper() if job.recording[0] else name)
+
+        job.call = call
+        job.finish = lambda ms, name=name: finished.__setitem__(name, ms)
+        jobs.append(job)
+    cfg = quick(model=Path("x.onnx"), warmup=1, runs=4, block=block)
+    cpu._time_jobs(jobs, cfg, step=lambda: None)
+    assert "".join(seen) == order
+    assert {k: v.shape for k, v in finished.items()} == {"a": (4,), "b": (4,)}
+
+
 def test_peak_rss_is_measured_in_a_child(art):
     u = cpu.units(quick(art=art), Artifact.load(art))[0]
     rss = cpu._peak_rss(u.path, 1, 3)

@@ -130,7 +130,7 @@ def photo(hb: float, rng: np.random.Generator) -> np.ndarray:
     img += rng.integers(0, 6, img.shape, dtype=np.uint8)
     g = int(np.clip(150 - 5 * (hb - 8), 90, 160))  # redder nail for higher Hb
     for t, l in NAIL_SLOTS:
-        img[t:t + 16, l:l + 16] = (230, g + rng.integers(-4, 5), 130)
+        img[t:t + 16, l:l + 16] = (230, g + rng.integers(-4, 5), 160)
     for t, l in SKIN_SLOTS:
         img[t:t + 16, l:l + 16] = (200, 170, 110)
     return img

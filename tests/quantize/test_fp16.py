@@ -24,7 +24,8 @@ def test_fp16_keeps_fp32_io_and_metadata(tmp_path):
     fp16.convert(src, dst)
     m = onnx.load(str(dst))
     assert _io_types(m) == ([TensorProto.FLOAT], [TensorProto.FLOAT])
-    assert {i.data_type for i in m.graph.initializer if i.name.startswith("w_")} == {TensorProto.FLOAT16}
+    weights = {i.data_type for i in m.graph.initializer if i.name.startswith("w_")}
+    assert weights == {TensorProto.FLOAT16}
     assert {p.key: p.value for p in m.metadata_props} == {
         p.key: p.value for p in onnx.load(str(src)).metadata_props}
     x = np.random.default_rng(0).random((1, 3, qtiny.DET_SIZE, qtiny.DET_SIZE), np.float32)

@@ -22,7 +22,8 @@ def test_run_writes_every_variant(tiny_art, tiny_data):
     art = Artifact.load(tiny_art)
     for role in ("detector", "estimator"):
         assert art.precisions(role) == ["fp32", "fp16", "int8"]
-        fp32_meta = [(p.key, p.value) for p in onnx.load(str(art.path(role, "fp32"))).metadata_props]
+        fp32_model = onnx.load(str(art.path(role, "fp32")))
+        fp32_meta = [(p.key, p.value) for p in fp32_model.metadata_props]
         for prec in ("fp16", "int8"):
             meta = [(p.key, p.value) for p in onnx.load(str(art.path(role, prec))).metadata_props]
             assert meta == fp32_meta and meta[0][0] == METADATA_KEY

@@ -18,7 +18,8 @@ from hemoedge.quantize.sensitivity import SearchConfig, Tolerance
 # ------------------------------------------------------------------ pure figures
 
 def test_estimator_error_hand_case():
-    f = sensitivity.estimator_error(np.array([10.0, 12.0, 14.0, 9.0]), np.array([10.1, 11.8, 14.0, 9.0]))
+    f = sensitivity.estimator_error(np.array([10.0, 12.0, 14.0, 9.0]),
+                                    np.array([10.1, 11.8, 14.0, 9.0]))
     assert f["hb_abs_mean"] == pytest.approx(0.075)
     assert f["hb_abs_max"] == pytest.approx(0.2)
 
@@ -67,7 +68,8 @@ def _det_problem(tmp_path: Path):
     int8.pre_process(src, pre)
     _, images, _ = qtiny.dataset(patients=12)
     xs = [letterbox(img, qtiny.det_spec().preprocess)[0] for img in images.values()]
-    cache = int8.calibrate(pre, "images", xs[:8], int8.CalibSettings(), tmp_path, tmp_path / "r.json")
+    cache = int8.calibrate(pre, "images", xs[:8], int8.CalibSettings(), tmp_path,
+                           tmp_path / "r.json")
     ref = run._outputs(src, xs[8:])
 
     def quantize(exclude, dst):
@@ -129,3 +131,17 @@ def test_seed_hint_is_recorded_as_a_hint(tmp_path):
                              seed=[(n, "seed hint") for n in hint])
     assert res.met and len(res.steps) == 1
     assert {e.reason for e in res.excluded} == {"seed hint"}
+
+
+def test_shortlist_takes_each_order_in_turn_and_skips():
+    TE = sensitivity.TensorError
+    ranked = [TE("t1", "injects", "Conv", 40.0, 40.0, 0.01, 20.0),
+              TE("t2", "bad_channel", "Concat", 40.0, 1.0, 0.01, 0.0),
+              TE("t3", "bad_whole", "Add", 10.0, 10.0, 0.01, 0.0),
+              TE("t4", "wide_range", "Mul", 45.0, 45.0, 3.0, 0.0),
+              TE("t5", "fine", "Conv", 50.0, 50.0, 0.001, 0.0)]
+    assert [t.node for t in sensitivity.shortlist(ranked, [], 4)] == [
+        "injects", "bad_channel", "bad_whole", "wide_range"]
+    assert [t.node for t in sensitivity.shortlist(ranked, ["bad_channel"], 2)] == [
+        "injects", "bad_whole"]
+    assert [t.node for t in sensitivity.shortlist(ranked, [], 2, skip=4)] == ["fine"]

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
+import webtiny as tiny
 from PIL import Image
-
-import tiny
-from conftest import REPO, open_app, wait_js
+from webhelp import FRAMES, INTERVAL_MS, assert_clean, open_app, run_capture, start_camera, wait_js
 
 pytestmark = pytest.mark.browser
 
-FRAMES, INTERVAL_MS = 30, 80.0
 CADENCE_MEAN_TOL_MS = 2.0  # mean grab interval vs 80 ms (the benchmark gates the tight figure)
 CADENCE_MAX_DEV_MS = 30.0  # any single interval; loose because the CI machine is shared
 TINY_HB_TOL = 0.5  # g/dL: the tiny estimator on the video's nail vs on the clean photo
@@ -38,26 +33,6 @@ def tiny_hb_of_nail() -> float:
     return float(ort.InferenceSession(m).run(None, {"input": x})[0][0, 0])
 
 
-def start_camera(page) -> None:
-    # let the service worker finish precaching first: it competes for the 2 cores
-    wait_js(page, "navigator.serviceWorker.controller !== null")
-    page.click("#camera-btn")
-    wait_js(page, "!document.querySelector('#capture-btn').disabled")
-
-
-def run_capture(page) -> dict:
-    n = page.evaluate("window.__hemoedgeBench.captures.length")
-    page.click("#capture-btn")
-    wait_js(page, f"window.__hemoedgeBench.captures.length > {n}")
-    return page.evaluate("window.__hemoedgeBench.lastCapture")
-
-
-def assert_clean(guard) -> None:
-    assert guard.requests > 0
-    assert not guard.foreign, f"requests left the origin: {guard.foreign}"
-    assert not [e for e in guard.errors if "Content Security Policy" in e or "pageerror" in e], guard.errors
-
-
 def test_capture_30_frames_at_80ms(app):
     page, _, url, guard = app
     info = open_app(page, url)
@@ -65,6 +40,8 @@ def test_capture_30_frames_at_80ms(app):
     assert info["session"]["numThreads"] == 2 and info["session"]["crossOriginIsolated"] is True
     start_camera(page)
     cap = run_capture(page)
+    if cap["reanchored"]:  # the shared machine stalled the page: one more try, then judge
+        cap = run_capture(page)
 
     ticks = np.asarray(cap["ticks"])
     assert cap["mode"] == "pipelined" and len(ticks) == FRAMES and len(cap["frames"]) == FRAMES
@@ -80,7 +57,9 @@ def test_capture_30_frames_at_80ms(app):
     idx = [r["frameIndex"] for r in frames]
     assert all(0 <= i < 75 for i in idx) and len(set(idx)) >= FRAMES - 2, idx  # fresh source frames
     assert [r["reason"] for r in frames] == [None] * FRAMES
-    assert sum(r["detected"] for r in frames) == FRAMES // 2  # detector every 2nd frame, tracked between
+    assert (
+        sum(r["detected"] for r in frames) == FRAMES // 2
+    )  # detector every 2nd frame, tracked between
 
     s = cap["summary"]
     assert s["ok"] and s["used"] >= 25, s
@@ -89,6 +68,12 @@ def test_capture_30_frames_at_80ms(app):
     assert page.text_content("#result-hb") == f"{s['hb']:.1f} g/dL"
     assert "anaemia" in page.text_content("#result-category")
     assert f"of {FRAMES} frames" in page.text_content("#result-detail")
+    # the WHO threshold option re-labels the same reading (12-13 g/dL: anaemic for men only)
+    assert 12.0 < s["hb"] < 13.0
+    page.select_option("#sex", "male")
+    assert page.text_content("#result-category") == "Mild anaemia (WHO)"
+    page.select_option("#sex", "female")
+    assert page.text_content("#result-category") == "No anaemia (WHO)"
     assert_clean(guard)
 
 
@@ -122,6 +107,9 @@ def test_upload_gives_per_nail_results(app, tmp_path):
     items = page.eval_on_selector_all("#nails li", "els => els.map(e => e.textContent)")
     assert len(items) == 3 and all(f"{hb:.1f} g/dL" in t for t in items)
     assert "3 nail(s) found. Median" in page.text_content("#upload-msg")
+    assert page.text_content("#upload-msg").endswith("No anaemia (WHO).")
+    page.select_option("#sex", "male")  # 12-13 g/dL: anaemic by the men's threshold only
+    assert page.text_content("#upload-msg").endswith("Mild anaemia (WHO).")
     assert_clean(guard)
 
 
@@ -130,10 +118,13 @@ def test_upload_non_image_gives_a_message(app, name, mime):
     page, _, url, guard = app
     open_app(page, url)
     page.click("#tab-upload")
-    page.set_input_files("#file", files=[{"name": name, "mimeType": mime, "buffer": b"hello, not a photo"}])
+    page.set_input_files(
+        "#file", files=[{"name": name, "mimeType": mime, "buffer": b"hello, not a photo"}]
+    )
     wait_js(page, "document.querySelector('#upload-msg').textContent.length > 0")
     assert page.text_content("#upload-msg") == (
-        f"“{name}” is not an image this browser can read. Choose a JPEG or PNG photo.")
+        f"“{name}” is not an image this browser can read. Choose a JPEG or PNG photo."
+    )
     assert page.evaluate("document.querySelectorAll('#nails li').length") == 0
     assert_clean(guard)
 
@@ -155,7 +146,10 @@ def test_offline_reload(app, tmp_path):
     wait_js(page, "navigator.serviceWorker.controller !== null")
     ctx.set_offline(True)
     page.reload()
-    wait_js(page, "window.__hemoedgeBench && (window.__hemoedgeBench.ready || window.__hemoedgeBench.error)")
+    wait_js(
+        page,
+        "window.__hemoedgeBench && (window.__hemoedgeBench.ready || window.__hemoedgeBench.error)",
+    )
     assert page.evaluate("window.__hemoedgeBench.error") is None
     assert page.evaluate("self.crossOriginIsolated") is True
     assert page.evaluate("window.__hemoedgeBench.numThreads") == 2
@@ -175,8 +169,11 @@ def test_not_isolated_falls_back_to_one_thread(browser, dist, tmp_path):
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
     class Plain(SimpleHTTPRequestHandler):
-        extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript",
-                          ".wasm": "application/wasm"}
+        extensions_map = {  # noqa: RUF012
+            **SimpleHTTPRequestHandler.extensions_map,
+            ".mjs": "text/javascript",
+            ".wasm": "application/wasm",
+        }
 
         def log_message(self, *a):
             pass
@@ -204,7 +201,10 @@ def test_installable_manifest(app):
     sizes = {(i["sizes"], i["purpose"]) for i in m["icons"]}
     assert {("192x192", "any"), ("512x512", "any"), ("512x512", "maskable")} <= sizes
     for i in m["icons"]:
-        assert page.evaluate(f"fetch('{i['src']}').then(r => r.ok && r.headers.get('content-type'))") == "image/png"
+        assert (
+            page.evaluate(f"fetch('{i['src']}').then(r => r.ok && r.headers.get('content-type'))")
+            == "image/png"
+        )
     # the notice is visible, controls are labelled
     assert page.is_visible("#notice") and "Not a medical device" in page.text_content("#notice")
     for sel in ("#sex", "#file"):

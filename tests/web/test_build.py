@@ -9,8 +9,8 @@ import sys
 
 import onnx
 import pytest
+from webhelp import needs_ort
 
-from conftest import needs_ort
 from hemoedge.errors import HemoedgeError
 from hemoedge.spec import METADATA_KEY, detector_spec, estimator_spec
 from hemoedge.web.build import HASH_LEN, ORT_FILES, BuildConfig, build, parse_variant
@@ -24,13 +24,16 @@ def test_parse_variant():
     assert parse_variant(" est=fp16 , det=fp32 ") == ("fp32", "fp16")
 
 
-@pytest.mark.parametrize("text, why", [
-    ("det=int9,est=fp32", "unknown precision 'int9'"),
-    ("det=int8", "needs both models"),
-    ("det=int8,est=fp32,det=fp16", "expected 'det=P,est=Q'"),
-    ("int8", "expected 'det=P,est=Q'"),
-    ("", "needs both models"),
-])
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("det=int9,est=fp32", "unknown precision 'int9'"),
+        ("det=int8", "needs both models"),
+        ("det=int8,est=fp32,det=fp16", "expected 'det=P,est=Q'"),
+        ("int8", "expected 'det=P,est=Q'"),
+        ("", "needs both models"),
+    ],
+)
 def test_bad_variant(text, why):
     with pytest.raises(HemoedgeError, match=re.escape(why)):
         parse_variant(text)
@@ -46,6 +49,7 @@ def test_layout_hashes_and_precache(dist):
     # every hashed name really is the content's hash
     for logical, f in bm["files"].items():
         import hashlib
+
         data = (dist / f["file"]).read_bytes()
         assert hashlib.sha256(data).hexdigest() == f["sha256"] and len(data) == f["bytes"], logical
         if f["file"] != "index.html":
@@ -79,8 +83,13 @@ def test_model_manifest_comes_from_onnx_metadata(dist, tiny_art):
     m = json.loads((dist / name).read_text())
     assert m["variant"] == "det=int8,est=fp32"
     assert m["postprocess"] == {"conf": 0.25, "iou": 0.45, "maxDet": 50}
-    for role, prec, spec in (("detector", "int8", detector_spec()), ("estimator", "fp32", estimator_spec())):
-        meta = {p.key: p.value for p in onnx.load(str(tiny_art / f"{role}.{prec}.onnx")).metadata_props}
+    for role, prec, spec in (
+        ("detector", "int8", detector_spec()),
+        ("estimator", "fp32", estimator_spec()),
+    ):
+        meta = {
+            p.key: p.value for p in onnx.load(str(tiny_art / f"{role}.{prec}.onnx")).metadata_props
+        }
         assert m[role]["spec"] == json.loads(meta[METADATA_KEY]) == json.loads(spec.to_json())
         assert m[role]["precision"] == prec and (dist / m[role]["url"][2:]).is_file()
     for k in ("module", "mjs", "wasm"):
@@ -114,7 +123,11 @@ def test_failed_build_leaves_dist_untouched(dist, tiny_art, tmp_path):
 
 def test_missing_artifact(tmp_path):
     with pytest.raises(HemoedgeError, match="not an artifact folder"):
-        build(BuildConfig(art=tmp_path / "nope", detector="int8", estimator="fp32", out=tmp_path / "d"))
+        build(
+            BuildConfig(
+                art=tmp_path / "nope", detector="int8", estimator="fp32", out=tmp_path / "d"
+            )
+        )
     assert not (tmp_path / "d").exists()
 
 
@@ -129,7 +142,7 @@ def test_model_without_spec_metadata(tiny_art, tmp_path):
     m = onnx.load(str(art / "detector.int8.onnx"))
     del m.metadata_props[:]
     onnx.save(m, str(art / "detector.int8.onnx"))
-    with pytest.raises(HemoedgeError, match="no 'hemoedge.spec' in metadata_props"):
+    with pytest.raises(HemoedgeError, match=r"no 'hemoedge\.spec' in metadata_props"):
         build(BuildConfig(art=art, detector="int8", estimator="fp32", out=tmp_path / "d"))
 
 
@@ -144,15 +157,35 @@ def test_refuses_to_replace_a_foreign_folder(tiny_art, tmp_path):
 
 def test_missing_onnxruntime_web(tiny_art, tmp_path):
     with pytest.raises(HemoedgeError, match="run `npm ci`"):
-        build(BuildConfig(art=tiny_art, detector="int8", estimator="fp32", out=tmp_path / "d",
-                          ort_dist=tmp_path / "none"))
+        build(
+            BuildConfig(
+                art=tiny_art,
+                detector="int8",
+                estimator="fp32",
+                out=tmp_path / "d",
+                ort_dist=tmp_path / "none",
+            )
+        )
 
 
 def test_cli_exit_codes(tiny_art, tmp_path, monkeypatch, capsys):
     from hemoedge.cli import main
 
-    assert main(["webapp", "build", "--art", str(tiny_art), "--variant", "det=int3,est=fp32",
-                 "--out", str(tmp_path / "d")]) == 2
+    assert (
+        main(
+            [
+                "webapp",
+                "build",
+                "--art",
+                str(tiny_art),
+                "--variant",
+                "det=int3,est=fp32",
+                "--out",
+                str(tmp_path / "d"),
+            ]
+        )
+        == 2
+    )
     assert "unknown precision 'int3'" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "hemoedge.export.onnx_export", None)  # import fails
     assert main(["webapp", "build", "--out", str(tmp_path / "d")]) == 2

@@ -8,10 +8,18 @@ import shutil
 
 import numpy as np
 import pytest
-
-import tiny
-from conftest import launch, open_app, wait_js, write_y4m
-from test_app import FRAMES, INTERVAL_MS, assert_clean, run_capture, start_camera
+import webtiny as tiny
+from webhelp import (
+    FRAMES,
+    INTERVAL_MS,
+    assert_clean,
+    launch,
+    open_app,
+    run_capture,
+    start_camera,
+    wait_js,
+    write_y4m,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -66,6 +74,27 @@ def test_rejected_frames_give_reasons_and_try_again(quality_browser, server):
         ctx.close()
 
 
+def test_small_nail_is_rejected(playwright_session, server, tmp_path):
+    """At 96x72 px the tiny detector's box is under QUALITY.minNailSide (12 px)."""
+    from PIL import Image
+
+    img, _ = tiny.nail_photo(cells=((4, 4),))
+    small = np.asarray(Image.fromarray(img).resize((96, 72), Image.NEAREST))
+    b = launch(playwright_session, write_y4m(tmp_path / "small.y4m", [small] * 10))
+    try:
+        page = b.new_context(permissions=["camera"]).new_page()
+        open_app(page, server)
+        start_camera(page)
+        cap = run_capture(page)
+        assert {r["reason"] for r in cap["frames"]} == {"nail too small"}
+        assert page.text_content("#result-hb") == "Try again"
+        assert page.eval_on_selector_all("#reasons li", "els => els.map(e => e.textContent)") == [
+            f"{FRAMES} frame(s) rejected: nail too small"
+        ]
+    finally:
+        b.close()
+
+
 def test_seed_loop_and_threads_options(app):
     """?seedloop=1 waits for each inference then sleeps 80 ms, on 1 thread (benchmark reference)."""
     page, _, url, guard = app
@@ -109,11 +138,19 @@ def test_update_waits_for_the_capture(app, dist, tiny_art, tmp_path):
         assert v1 != v2
         page.click("#capture-btn")
         page.evaluate("navigator.serviceWorker.getRegistration().then(r => r.update())")
-        wait_js(page, "document.querySelector('#update').textContent.includes('after this capture')")
+        wait_js(
+            page, "document.querySelector('#update').textContent.includes('after this capture')"
+        )
         assert page.evaluate("window.__hemoedgeBench.captures.length") == 0  # still capturing
         # the capture finishes, then the new worker takes over and the page reloads on v2
-        wait_js(page, f"""(async () => {{ const k = await caches.keys();
-                          return k.includes('hemoedge-{v2}') && !k.includes('hemoedge-{v1}'); }})()""")
-        wait_js(page, "window.__hemoedgeBench && window.__hemoedgeBench.ready && "
-                      "window.__hemoedgeBench.captures.length === 0")  # reloaded: a fresh page
+        wait_js(
+            page,
+            f"""(async () => {{ const k = await caches.keys();
+                  return k.includes('hemoedge-{v2}') && !k.includes('hemoedge-{v1}'); }})()""",
+        )
+        wait_js(
+            page,
+            "window.__hemoedgeBench && window.__hemoedgeBench.ready && "
+            "window.__hemoedgeBench.captures.length === 0",
+        )  # reloaded: a fresh page
         assert page.evaluate("window.__hemoedgeBench.session.variant") == "det=fp32,est=fp32"

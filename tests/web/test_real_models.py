@@ -14,9 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from conftest import REPO, launch, open_app, read_y4m, wait_js
-from test_app import FRAMES, assert_clean, run_capture, start_camera
+from webhelp import (
+    FRAMES,
+    REPO,
+    assert_clean,
+    launch,
+    open_app,
+    read_y4m,
+    run_capture,
+    start_camera,
+    wait_js,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -67,8 +75,10 @@ def real(tmp_path_factory):
     det = "int8" if "int8" in Artifact.load(art).precisions("detector") else "fp32"
     video = Path(write_video(tmp_path_factory.mktemp("video") / "hand.y4m", VIDEO_HB, 150, 0))
     ref, n_ref = python_median(art, det, read_y4m(video, limit=60)[::2])
-    print(f"python pipeline on the video: median {ref:.2f} g/dL over {n_ref}/30 frames "
-          f"(video Hb {VIDEO_HB})")
+    print(
+        f"python pipeline on the video: median {ref:.2f} g/dL over {n_ref}/30 frames "
+        f"(video Hb {VIDEO_HB})"
+    )
     return art, det, video, ref, n_ref
 
 
@@ -93,11 +103,11 @@ def real_setup(real, playwright_session, tmp_path_factory):
 def test_real_models_capture(real_setup):
     from hemoedge.web.serve import serve_in_thread
 
-    art, det, dist, video, b, ref, n_ref = real_setup
+    art, _det, dist, _video, b, ref, n_ref = real_setup
     with serve_in_thread(dist) as (_, url):
         ctx = b.new_context(viewport={"width": 412, "height": 915}, permissions=["camera"])
         try:
-            from conftest import Guard
+            from webhelp import Guard
 
             guard = Guard(url)
             ctx.on("request", guard.on_request)
@@ -117,8 +127,10 @@ def test_real_models_capture(real_setup):
         finally:
             ctx.close()
     if not (n_ref >= FRAMES // 3 and abs(ref - VIDEO_HB) <= HB_TOL):
-        pytest.skip(f"models in {art} are not accurate on the synthetic video (Python pipeline "
-                    f"{ref:.2f} g/dL on {n_ref} frames vs {VIDEO_HB}): closeness not asserted")
+        pytest.skip(
+            f"models in {art} are not accurate on the synthetic video (Python pipeline "
+            f"{ref:.2f} g/dL on {n_ref} frames vs {VIDEO_HB}): closeness not asserted"
+        )
     assert s["hb"] == pytest.approx(VIDEO_HB, abs=HB_TOL)
 
 
@@ -127,7 +139,8 @@ def test_frame_index_decoder_matches_python(real_setup, tmp_path):
     import json
     import subprocess
 
-    from conftest import node
+    from webhelp import node
+
     from hemoedge.data.video import decode_index
 
     if node() is None:
@@ -136,18 +149,29 @@ def test_frame_index_decoder_matches_python(real_setup, tmp_path):
     frames = read_y4m(video, limit=40)
     want = [decode_index(f) for f in frames]
     assert want == list(range(len(frames)))
-    rgba = [np.concatenate([f, np.full(f.shape[:2] + (1,), 255, np.uint8)], 2) for f in frames]
+    rgba = [np.concatenate([f, np.full((*f.shape[:2], 1), 255, np.uint8)], 2) for f in frames]
     (tmp_path / "frames.rgba").write_bytes(b"".join(r.tobytes() for r in rgba))
     h, w = frames[0].shape[:2]
+    module = json.dumps((REPO / "webapp/src/frameindex.js").as_uri())
     script = f"""
         import {{ readFileSync }} from 'node:fs';
-        const {{ decodeIndex }} = await import({json.dumps((REPO / 'webapp/src/frameindex.js').as_uri())});
-        const all = new Uint8Array(readFileSync({json.dumps(str(tmp_path / 'frames.rgba'))}));
+        const {{ decodeIndex }} = await import({module});
+        const all = new Uint8Array(readFileSync({json.dumps(str(tmp_path / "frames.rgba"))}));
         const n = {w * h * 4}, out = [];
-        for (let i = 0; i < {len(frames)}; i++) out.push(decodeIndex({{ data: all.subarray(i * n, (i + 1) * n), width: {w}, height: {h} }}));
+        for (let i = 0; i < {len(frames)}; i++) {{
+          const data = all.subarray(i * n, (i + 1) * n);
+          out.push(decodeIndex({{ data, width: {w}, height: {h} }}));
+        }}
         console.log(JSON.stringify(out));"""
-    got = json.loads(subprocess.run([node(), "--input-type=module", "-e", script], check=True,
-                                    capture_output=True, text=True, timeout=60).stdout)
+    got = json.loads(
+        subprocess.run(
+            [node(), "--input-type=module", "-e", script],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
+    )
     assert got == want
 
 
@@ -160,7 +184,7 @@ def test_screenshot_tiny_fallback(app, real):
     """docs/app.png from the tiny models when the real models give no reading."""
     if gives_a_reading(real):
         pytest.skip("the real-model test takes the screenshot")
-    page, _, url, guard = app
+    page, _, url, _guard = app
     open_app(page, url)
     start_camera(page)
     run_capture(page)

@@ -7,8 +7,8 @@ import urllib.error
 import urllib.request
 
 import pytest
+from webhelp import needs_ort
 
-from conftest import needs_ort
 from hemoedge.errors import HemoedgeError
 from hemoedge.web.serve import make_server, serve_in_thread
 
@@ -25,7 +25,7 @@ def get(url: str):
 def test_headers_mime_and_cache(dist):
     bm = json.loads((dist / "build-manifest.json").read_text())
     f = {k: v["file"] for k, v in bm["files"].items()}
-    with serve_in_thread(dist) as (server, url):
+    with serve_in_thread(dist) as (_server, url):
         assert url.startswith("http://127.0.0.1:")
         expect = {
             "index.html": ("text/html", "no-cache"),
@@ -62,7 +62,7 @@ def test_not_a_dist(tmp_path):
 
 @needs_ort
 def test_port_in_use(dist):
-    with serve_in_thread(dist) as (server, url):
+    with serve_in_thread(dist) as (server, _url):
         port = server.server_address[1]
         with pytest.raises(HemoedgeError, match=f"cannot listen on 127.0.0.1:{port}"):
             make_server(dist, port=port)

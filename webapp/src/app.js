@@ -127,7 +127,8 @@ function startCapture() {
   let finished = false;
   const video = refs.video;
   const record = { mode: SEEDLOOP ? 'seedloop' : 'pipelined', detectEvery: DETECT_EVERY,
-    intervalMs: CAPTURE.intervalMs, frames: recs, ticks: null, lastGrabT: null, resultT: null, summary: null };
+    intervalMs: CAPTURE.intervalMs, frames: recs, ticks: null, reanchored: 0, lastGrabT: null,
+    resultT: null, summary: null };
 
   refs.captureBtn.disabled = true;
   refs.cancelBtn.disabled = false;
@@ -192,11 +193,20 @@ function startCapture() {
     const values = recs.filter((r) => r.hb !== null).map((r) => r.hb);
     const s = summarise(values, { minValid: MIN_VALID, sex: refs.sex.value });
     renderSummary(s, recs, n);
+    lastResult = { values, recs, n };
     end(`Captured ${n} frames.`);
     record.resultT = performance.now();
     record.summary = s;
     if (bench) { bench.captures.push(record); bench.lastCapture = record; }
   }
+}
+
+let lastResult = null; // re-rendered when the WHO threshold option changes
+function rerender() {
+  if (lastUpload) lastUpload();
+  if (!lastResult) return;
+  const { values, recs, n } = lastResult;
+  renderSummary(summarise(values, { minValid: MIN_VALID, sex: refs.sex.value }), recs, n);
 }
 
 function renderSummary(s, recs, n) {
@@ -222,7 +232,9 @@ function renderSummary(s, recs, n) {
 }
 
 // ------------------------------------------------------------------ upload
+let lastUpload = null; // re-renders the upload message when the WHO threshold option changes
 async function onUpload() {
+  lastUpload = null;
   const file = refs.file.files[0];
   refs.nails.replaceChildren();
   if (!file) return;
@@ -253,7 +265,9 @@ async function onUpload() {
     { labels: r.nails.map((nl, i) => `${i + 1}: ${fmt(nl.hb)}`), clear: false });
   const med = median(r.nails.map((nl) => nl.hb));
   fillList(refs.nails, r.nails.map((nl, i) => `Nail ${i + 1}: ${fmt(nl.hb)} g/dL (detector score ${fmt(nl.score, 2)})`));
-  setText(refs.uploadMsg, `${r.nails.length} nail(s) found. Median ${fmt(med)} g/dL — ${CATEGORY_TEXT[whoCategory(med, refs.sex.value)]}.`);
+  lastUpload = () => setText(refs.uploadMsg, `${r.nails.length} nail(s) found. Median ${fmt(med)} g/dL — ` +
+    `${CATEGORY_TEXT[whoCategory(med, refs.sex.value)]}.`);
+  lastUpload();
   refs.uploadMsg.dataset.kind = 'ok';
   if (bench) bench.lastUpload = r;
 }
@@ -278,14 +292,17 @@ function applyUpdateWhenIdle() {
 
 async function registerServiceWorker() {
   if (!('serviceWorker' in navigator)) return;
-  const hadController = !!navigator.serviceWorker.controller;
+  // The first worker's clients.claim() also fires controllerchange: reload only when a
+  // controller is replaced, i.e. an update took over (which it does only between captures).
+  let controlled = !!navigator.serviceWorker.controller;
   let reloading = false;
   navigator.serviceWorker.addEventListener('controllerchange', () => {
-    if (hadController && !reloading) { reloading = true; location.reload(); }
+    if (controlled && !reloading) { reloading = true; location.reload(); }
+    controlled = true;
   });
   const reg = await navigator.serviceWorker.register('./sw.js');
   const offer = (w) => { pendingWorker = w; applyUpdateWhenIdle(); };
-  if (reg.waiting && hadController) offer(reg.waiting);
+  if (reg.waiting && navigator.serviceWorker.controller) offer(reg.waiting);
   reg.addEventListener('updatefound', () => {
     const w = reg.installing;
     w.addEventListener('statechange', () => {
@@ -299,6 +316,7 @@ refs.cameraBtn.addEventListener('click', startCamera);
 refs.captureBtn.addEventListener('click', startCapture);
 refs.cancelBtn.addEventListener('click', () => capture && capture.cancel());
 refs.file.addEventListener('change', () => onUpload().catch((err) => setText(refs.uploadMsg, `Analysis failed: ${err.message}`)));
+refs.sex.addEventListener('change', rerender);
 refs.tabCamera.addEventListener('click', () => selectTab(true));
 refs.tabUpload.addEventListener('click', () => selectTab(false));
 

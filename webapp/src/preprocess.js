@@ -30,32 +30,60 @@ export function axisTable(start, nOut, nTotal, nIn) {
   return { i0, i1, w0, w1 };
 }
 
+/** Horizontal pass of one source row into buf (outW * 3 float32): Python's `top` / `bot`. */
+function hpass(src, rowOff, xs, outW, buf) {
+  const { i0, i1, w0, w1 } = xs;
+  for (let i = 0, o = 0; i < outW; i++, o += 3) {
+    const a = rowOff + i0[i] * 4, b = rowOff + i1[i] * 4;
+    const wa = w0[i], wb = w1[i];
+    buf[o] = f32(f32(src[a] * wa) + f32(src[b] * wb));
+    buf[o + 1] = f32(f32(src[a + 1] * wa) + f32(src[b + 1] * wb));
+    buf[o + 2] = f32(f32(src[a + 2] * wa) + f32(src[b + 2] * wb));
+  }
+}
+
 /**
  * Bilinear resize of rect {x, y, w, h} of img to a (newH, newW) image, keeping only the window
- * [top, top+outH) x [left, left+outW); values rounded to uint8 like Python's
- * clip(floor(v + 0.5), 0, 255). Returns Uint8Array (outH * outW * 3), RGB interleaved.
+ * [top, top+outH) x [left, left+outW), each value rounded to uint8 like Python's
+ * clip(floor(v + 0.5), 0, 255), then handed to put(j, i, r, g, b). Source rows' horizontal
+ * passes are computed once and reused (exact: a row's pass does not depend on the output row).
  */
-export function resizeWindow(img, rect, newH, newW, top, left, outH, outW) {
+function resizeEach(img, rect, newH, newW, top, left, outH, outW, put) {
   const ys = axisTable(top, outH, newH, rect.h);
   const xs = axisTable(left, outW, newW, rect.w);
-  const src = img.data, stride = img.width * 4;
-  const out = new Uint8Array(outH * outW * 3);
-  let o = 0;
+  const src = img.data, stride = img.width * 4, base = rect.x * 4;
+  let rowA = -1, rowB = -1;
+  let bufA = new Float32Array(outW * 3), bufB = new Float32Array(outW * 3);
+  const row = (y) => { // the horizontal pass of source row y, from the 2-row cache
+    if (y === rowA) return bufA;
+    if (y === rowB) return bufB;
+    [bufA, bufB, rowA] = [bufB, bufA, rowB]; // evict the older row
+    rowB = y;
+    hpass(src, (rect.y + y) * stride + base, xs, outW, bufB);
+    return bufB;
+  };
   for (let j = 0; j < outH; j++) {
-    const r0 = (rect.y + ys.i0[j]) * stride + rect.x * 4;
-    const r1 = (rect.y + ys.i1[j]) * stride + rect.x * 4;
+    const t = row(ys.i0[j]), b = row(ys.i1[j]);
     const wy0 = ys.w0[j], wy1 = ys.w1[j];
-    for (let i = 0; i < outW; i++) {
-      const c0 = xs.i0[i] * 4, c1 = xs.i1[i] * 4;
-      const wx0 = xs.w0[i], wx1 = xs.w1[i];
-      for (let c = 0; c < 3; c++) {
-        const t = f32(f32(src[r0 + c0 + c] * wx0) + f32(src[r0 + c1 + c] * wx1));
-        const b = f32(f32(src[r1 + c0 + c] * wx0) + f32(src[r1 + c1 + c] * wx1));
-        const v = Math.floor(f32(f32(f32(t * wy0) + f32(b * wy1)) + 0.5));
-        out[o++] = v < 0 ? 0 : v > 255 ? 255 : v;
-      }
+    for (let i = 0, o = 0; i < outW; i++, o += 3) {
+      let r = Math.floor(f32(f32(f32(t[o] * wy0) + f32(b[o] * wy1)) + 0.5));
+      let g = Math.floor(f32(f32(f32(t[o + 1] * wy0) + f32(b[o + 1] * wy1)) + 0.5));
+      let bl = Math.floor(f32(f32(f32(t[o + 2] * wy0) + f32(b[o + 2] * wy1)) + 0.5));
+      r = r < 0 ? 0 : r > 255 ? 255 : r;
+      g = g < 0 ? 0 : g > 255 ? 255 : g;
+      bl = bl < 0 ? 0 : bl > 255 ? 255 : bl;
+      put(j, i, r, g, bl);
     }
   }
+}
+
+/** resizeEach collected as interleaved RGB uint8 (outH * outW * 3). */
+export function resizeWindow(img, rect, newH, newW, top, left, outH, outW) {
+  const out = new Uint8Array(outH * outW * 3);
+  resizeEach(img, rect, newH, newW, top, left, outH, outW, (j, i, r, g, b) => {
+    const o = (j * outW + i) * 3;
+    out[o] = r; out[o + 1] = g; out[o + 2] = b;
+  });
   return out;
 }
 
@@ -99,15 +127,19 @@ export function letterboxGeometry(h, w, size) {
 
 /** preprocess.letterbox: RGBA image -> {tensor (1,3,S,S) float32, geo {scale,left,top}}. */
 export function letterbox(img, p, out) {
-  const S = p.size;
+  const S = p.size, n = S * S;
   const g = letterboxGeometry(img.height, img.width, S);
-  const resized = resizeWindow(img, { x: 0, y: 0, w: img.width, h: img.height },
-    g.newH, g.newW, 0, 0, g.newH, g.newW);
-  const canvas = new Uint8Array(S * S * 3).fill(p.pad_value);
-  for (let y = 0; y < g.newH; y++) {
-    canvas.set(resized.subarray(y * g.newW * 3, (y + 1) * g.newW * 3), ((g.top + y) * S + g.left) * 3);
-  }
-  return { tensor: normalise(canvas, S, S, p, out), geo: { scale: g.scale, left: g.left, top: g.top } };
+  const [t0, t1, t2] = tablesFor(p);
+  const x = out || new Float32Array(3 * n);
+  x.fill(t0[p.pad_value], 0, n);
+  x.fill(t1[p.pad_value], n, 2 * n);
+  x.fill(t2[p.pad_value], 2 * n, 3 * n);
+  resizeEach(img, { x: 0, y: 0, w: img.width, h: img.height }, g.newH, g.newW, 0, 0, g.newH, g.newW,
+    (j, i, r, gr, b) => {
+      const k = (g.top + j) * S + g.left + i;
+      x[k] = t0[r]; x[n + k] = t1[gr]; x[2 * n + k] = t2[b];
+    });
+  return { tensor: x, geo: { scale: g.scale, left: g.left, top: g.top } };
 }
 
 /** preprocess.crop: integer rect {x, y, w, h} of an (x1, y1, x2, y2) box, clamped, >= 2x2 px. */
@@ -126,8 +158,14 @@ export function resizeCrop(img, rect, p, out) {
   const newH = Math.max(p.size, roundHalfEven(rect.h * r));
   const newW = Math.max(p.size, roundHalfEven(rect.w * r));
   const top = Math.floor((newH - p.size) / 2), left = Math.floor((newW - p.size) / 2);
-  const win = resizeWindow(img, rect, newH, newW, top, left, p.size, p.size);
-  return normalise(win, p.size, p.size, p, out);
+  const S = p.size, n = S * S;
+  const [t0, t1, t2] = tablesFor(p);
+  const x = out || new Float32Array(3 * n);
+  resizeEach(img, rect, newH, newW, top, left, S, S, (j, i, r, g, b) => {
+    const k = j * S + i;
+    x[k] = t0[r]; x[n + k] = t1[g]; x[2 * n + k] = t2[b];
+  });
+  return x;
 }
 
 /** Dispatch on spec.preprocess.mode like preprocess.preprocess (whole image for resize_crop). */

@@ -1,0 +1,185 @@
+"""A quick CPU-only gate, end to end, inside `make test` (not marked slow).
+
+Tiny models built in code with the real I/O names and shapes; the artifact's "int8" files are
+copies of the fp32 graphs, so the int8/fp32 latency ratio of the unchanged artifact is about
+1. The same commands as CI: `hemoedge bench cpu ART --quick`, `hemoedge gate --update-baseline`,
+`hemoedge gate`. Then the int8 detector is slowed for real (hemoedge.bench.inject.slow_down:
+extra MatMuls on the output path, output unchanged) and the ratio budget must fail.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from hemoedge.artifact import Artifact
+from hemoedge.bench import inject
+from hemoedge.cli import main
+from hemoedge.errors import BenchError
+from hemoedge.gate import evaluate, load_budgets
+from hemoedge.report.results import Results
+from hemoedge.spec import METADATA_KEY, OPSET, detector_spec, estimator_spec
+
+RATIO_MAX = 2.0  # int8 copy / fp32: ~1 unchanged; the injected slowdown is >> 2
+SLOW_MATMULS = 8  # 8 x (2400 x 128 @ 128 x 128) = 0.63 GFLOP: ~5 ms on one thread (model ~0.1 ms)
+
+BUDGETS = f"""
+[[budget]]
+name = "int8 / fp32 detector CPU latency"
+kind = "ratio"
+numerator = {{ metric = "cpu.detector.latency_ms.p50", variant = "det=int8", params = {{ threads = 1 }} }}
+denominator = {{ metric = "cpu.detector.latency_ms.p50", variant = "det=fp32", params = {{ threads = 1 }} }}
+max = {RATIO_MAX}
+
+[[budget]]
+name = "nail found rate vs baseline"
+kind = "baseline"
+metric = "cpu.frame.nail_found_rate"
+variant = "det=int8,est=int8"
+params = {{ threads = 1 }}
+max_worse = 0.1
+
+[[budget]]
+name = "int8 pipeline frame time <= 0.001 ms (target)"
+kind = "absolute"
+metric = "cpu.frame_ms.p50"
+variant = "det=int8,est=int8"
+params = {{ threads = 1 }}
+max = 0.001
+severity = "warn"
+"""
+
+
+def _save(graph, path: Path, spec) -> None:
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    m.ir_version = 8
+    helper.set_model_props(m, {METADATA_KEY: spec.to_json()})
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+
+
+def _vi(name: str, shape: list[int]):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def tiny_detector(path: Path) -> None:
+    """images (1,3,320,320) -> Conv 3->6 k32 s32 -> (1,6,100): cx,cy,w,h + 2 sigmoid scores."""
+    w = (np.random.default_rng(1).standard_normal((6, 3, 32, 32)) * 0.01).astype(np.float32)
+    init = [numpy_helper.from_array(w, "W"),
+            numpy_helper.from_array(np.array([160, 160, 60, 40, 0, -3], np.float32), "B"),
+            numpy_helper.from_array(np.array([1, 6, 100], np.int64), "shape"),
+            numpy_helper.from_array(np.array([4, 2], np.int64), "split")]
+    nodes = [helper.make_node("Conv", ["images", "W", "B"], ["c"], kernel_shape=[32, 32],
+                              strides=[32, 32]),
+             helper.make_node("Reshape", ["c", "shape"], ["r"]),
+             helper.make_node("Split", ["r", "split"], ["box", "cls"], axis=1),
+             helper.make_node("Sigmoid", ["cls"], ["s"]),
+             helper.make_node("Concat", ["box", "s"], ["output0"], axis=1)]
+    _save(helper.make_graph(nodes, "tiny_det", [_vi("images", [1, 3, 320, 320])],
+                            [_vi("output0", [1, 6, 100])], init), path, detector_spec())
+
+
+def tiny_estimator(path: Path) -> None:
+    """input (1,3,224,224) -> GlobalAveragePool -> Flatten -> Gemm 3->1 -> hb (1,1)."""
+    init = [numpy_helper.from_array(np.array([[1.0, 2.0, 3.0]], np.float32), "G"),
+            numpy_helper.from_array(np.array([12.0], np.float32), "GB")]
+    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "G", "GB"], ["hb"], transB=1)]
+    _save(helper.make_graph(nodes, "tiny_est", [_vi("input", [1, 3, 224, 224])],
+                            [_vi("hb", [1, 1])], init), path, estimator_spec())
+
+
+def tiny_artifact(root: Path) -> Path:
+    root.mkdir(parents=True)
+    art = Artifact(root)
+    art.set_model("detector", detector_spec(), {"checkpoint": "tiny-in-code"})
+    art.set_model("estimator", estimator_spec(), {"checkpoint": "tiny-in-code"})
+    for p in ("fp32", "int8"):
+        tiny_detector(root / f"detector.{p}.onnx")
+        tiny_estimator(root / f"estimator.{p}.onnx")
+        art.add_file("detector", p)
+        art.add_file("estimator", p)
+    art.save()
+    return root
+
+
+def bench(art: Path, results: Path) -> Path:
+    assert main(["bench", "cpu", str(art), "--quick", "--threads", "1",
+                 "--results", str(results)]) == 0
+    return results
+
+
+def gate(results: Path, tmp: Path, *extra: str) -> int:
+    return main(["gate", str(results), "--budgets", str(tmp / "budgets.toml"),
+                 "--baseline", str(tmp / "baseline.json"), "--md", str(tmp / "gate.md"), *extra])
+
+
+def test_quick_gate_passes_unchanged_and_fails_a_slowed_model(tmp_path, capsys):
+    art = tiny_artifact(tmp_path / "art")
+    (tmp_path / "budgets.toml").write_text(BUDGETS)
+    budgets = load_budgets(tmp_path / "budgets.toml")
+
+    # the baseline, on purpose, from a first run
+    ref = bench(art, tmp_path / "ref.json")
+    assert gate(ref, tmp_path, "--update-baseline") == 0
+    baseline = Results.load(tmp_path / "baseline.json")
+    assert baseline.get("cpu.frame.nail_found_rate", "det=int8,est=int8", threads=1)
+
+    # (i) unchanged code, a fresh run: exit 0 (a warn-only target may fail, it never counts)
+    run = bench(art, tmp_path / "unchanged.json")
+    assert gate(run, tmp_path) == 0, (tmp_path / "gate.md").read_text()
+    res = evaluate(Results.load(run), budgets, baseline)
+    ratio = res.checks[0]
+    assert ratio.verdict == "pass" and 0.3 < ratio.value < RATIO_MAX
+    assert [c.budget.name for c in res.warnings] == [
+        "int8 pipeline frame time <= 0.001 ms (target)"]
+
+    # (ii) the int8 detector slowed for real: same outputs, the ratio budget fails (exit 1)
+    slow = tmp_path / "art-slow"
+    shutil.copytree(art, slow)
+    inject.rewrite(slow, "detector", "int8", lambda m: inject.slow_down(m, SLOW_MATMULS),
+                   f"slow_down matmuls={SLOW_MATMULS}")
+    assert Artifact.load(slow).files["detector.int8.onnx"]["injected"].startswith("slow_down")
+    run = bench(slow, tmp_path / "slowed.json")
+    capsys.readouterr()
+    assert gate(run, tmp_path) == 1
+    out = capsys.readouterr().out
+    assert "FAIL int8 / fp32 detector CPU latency" in out
+    res = evaluate(Results.load(run), budgets, baseline)
+    assert [c.budget.name for c in res.failures] == ["int8 / fp32 detector CPU latency"]
+    ratio = res.checks[0]
+    assert ratio.interval[0] > RATIO_MAX  # the whole 95 % interval lies beyond the budget
+    assert "**fail**" in (tmp_path / "gate.md").read_text()
+
+
+def test_slow_down_keeps_outputs_and_survives_the_optimiser(tmp_path):
+    tiny_detector(tmp_path / "d.onnx")
+    model = onnx.load(str(tmp_path / "d.onnx"))
+    slow = inject.slow_down(model, 3)
+    assert inject.optimised_matmuls(slow) == 3  # onnxruntime's ORT_ENABLE_ALL kept them all
+    check = inject.verify_slowdown(tmp_path / "d.onnx", 3, threads=1, runs=5)
+    assert check.max_abs_output_change == 0.0
+    assert check.kept_in_optimised_graph == 3
+    assert check.slow_ms > check.base_ms
+
+
+def test_perturb_head_changes_only_the_head(tmp_path):
+    g = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "head.weight", "head.bias"], ["hb"], transB=1)], "est",
+        [_vi("x", [1, 4])], [_vi("hb", [1, 1])],
+        [numpy_helper.from_array(np.ones((1, 4), np.float32), "head.weight"),
+         numpy_helper.from_array(np.array([10.0], np.float32), "head.bias")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)])
+    out = inject.perturb_head(m, rel=0.5)
+    w = {t.name: numpy_helper.to_array(t) for t in out.graph.initializer}
+    assert not np.allclose(w["head.weight"], 1.0)
+    assert w["head.bias"][0] == 10.0
+    assert np.array_equal(numpy_helper.to_array(m.graph.initializer[0]), np.ones((1, 4)))
+    with pytest.raises(BenchError, match="no initializer 'nope'"):
+        inject.perturb_head(m, weight="nope")
