@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only", choices=("detector", "estimator"), help="train one model only")
     s.add_argument("--det-epochs", type=int, help="override the recipe's detector epochs")
     s.add_argument("--est-epochs", type=int, help="override the recipe's estimator epochs")
+    s.add_argument("--det-hours", type=float,
+                   help="detector time budget in hours (ultralytics fits its schedule to it)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=_handler("hemoedge.models.train"))
 
@@ -101,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--samples", type=int, default=64, help="calibration samples per model")
     s.add_argument("--tolerance-hb", type=float, default=0.05,
                    help="max allowed int8 estimator Hb MAE vs fp32 on val, g/dL")
+    s.add_argument("--tolerance-det-score", type=float, default=0.05,
+                   help="max int8 detector |score change| on the top anchors (0-1)")
+    s.add_argument("--tolerance-det-box-px", type=float, default=1.0,
+                   help="max int8 detector mean |box change| on the top anchors, network px")
+    s.add_argument("--val-samples", type=int, default=32, help="validation photos for the search")
+    s.add_argument("--max-steps", type=int, help="at most this many node-exclusion rounds")
+    s.add_argument("--seed-hint", action="store_true",
+                   help="start the detector search from the YOLO decode-head nodes (a hint)")
     s.set_defaults(func=_handler("hemoedge.quantize.run"))
 
     s = sub.add_parser("parity", help="numerical parity of every ONNX file against PyTorch")

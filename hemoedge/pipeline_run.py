@@ -48,7 +48,9 @@ def stages(cfg: RunConfig) -> list[tuple[str, list[str], str]]:
     s += [
         ("export", ["export", "--out", str(art)], "hemoedge.export.onnx_export"),
         ("quantize", ["quantize", str(art), "--calib", str(data),
-                      "--samples", "16" if cfg.quick else "64"], "hemoedge.quantize.run"),
+                      "--samples", "16" if cfg.quick else "64",
+                      *(["--val-samples", "8", "--max-steps", "2"] if cfg.quick else [])],
+         "hemoedge.quantize.run"),
         ("parity", ["parity", str(art), "--data", str(data), "--images", "6" if cfg.quick else "16",
                     "--results", str(res)], "hemoedge.export.parity"),
         ("eval", ["eval", str(art), "--data", str(data), "--results", str(res)],

@@ -32,9 +32,15 @@ BUDGETS = f"""
 [[budget]]
 name = "int8 / fp32 detector CPU latency"
 kind = "ratio"
-numerator = {{ metric = "cpu.detector.latency_ms.p50", variant = "det=int8", params = {{ threads = 1 }} }}
-denominator = {{ metric = "cpu.detector.latency_ms.p50", variant = "det=fp32", params = {{ threads = 1 }} }}
 max = {RATIO_MAX}
+[budget.numerator]
+metric = "cpu.detector.latency_ms.p50"
+variant = "det=int8"
+params = {{ threads = 1 }}
+[budget.denominator]
+metric = "cpu.detector.latency_ms.p50"
+variant = "det=fp32"
+params = {{ threads = 1 }}
 
 [[budget]]
 name = "nail found rate vs baseline"

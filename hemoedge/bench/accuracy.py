@@ -14,7 +14,7 @@ end to end as the app does it (variant det=P,est=Q): the detector variant at the
   fp32 pipeline's MAE on the patients both found a nail in),
   acc.e2e.abs_delta.mean / .p95 / .max (per patient |Hb - Hb of the fp32 pipeline|),
   acc.e2e.band_agreement (vs the fp32 pipeline), acc.e2e.nail_found_rate
-sizes (variant det=P / est=P): size.<role>.bytes, size.<role>.ratio_vs_fp32
+sizes: size.<role>.bytes (variant det=P / est=P) via hemoedge.artifact.record_sizes
 
 AP integration, precision and recall come from ultralytics.utils.metrics.ap_per_class, box
 IoU from ultralytics' box_iou and the prediction-to-label matching from its validator's
@@ -28,7 +28,7 @@ import shlex
 import statistics
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -186,8 +186,7 @@ def abs_delta(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, float
 @dataclass
 class Evaluation:
     results: Results
-    patients: int
-    table: list[dict[str, Any]] = field(default_factory=list)
+    patients: int  # test patients (photos)
 
 
 def _pipeline(det: Path, est: Path, conf: float, iou: float):
@@ -221,15 +220,9 @@ def evaluate(cfg: EvalConfig, records: Sequence[Any] | None = None,
     pids = list(truth)
     images = {str(r.patient_id): read(r.photo) for r in records}
 
-    # sizes
     for role, ps, short in (("detector", dets_p, "det"), ("estimator", ests_p, "est")):
-        base = art.files[file_name(role, "fp32")]["bytes"]
         for p in ps:
-            v = f"{short}={p}"
-            b = art.files[file_name(role, p)]["bytes"]
-            res.variants.setdefault(v, {})[role] = file_name(role, p)
-            res.add(f"size.{role}.bytes", v, b, "bytes", "lower")
-            res.add(f"size.{role}.ratio_vs_fp32", v, b / base, "ratio", "lower")
+            res.variants.setdefault(f"{short}={p}", {})[role] = file_name(role, p)
 
     # detector mAP
     any_est = art.path("estimator", "fp32")
@@ -330,17 +323,22 @@ def evaluate(cfg: EvalConfig, records: Sequence[Any] | None = None,
 
 # ------------------------------------------------------------------ command line
 
-REPLACED_PREFIXES = ("acc.", "size.")  # a new eval replaces the previous eval's metrics
+REPLACED_PREFIX = "acc."  # a new eval replaces the previous eval's metrics
 
 
 def results_path(args: Any) -> Path:
     return Path(args.results) if getattr(args, "results", None) else Path(args.art) / "results.json"
 
 
-def merge_into(path: Path, new: Results) -> Results:
-    """Load `path` (if any), drop the metrics a previous eval wrote, append the new ones."""
+def merge_into(path: Path, new: Results, art: Artifact | None = None) -> Results:
+    """Load `path` (if any), drop the metrics a previous eval wrote, append the new ones;
+    with `art`, also (re)record its file sizes (size.<role>.bytes)."""
+    from hemoedge.artifact import record_sizes
+
     res = Results.load_or_new(path)
-    res.metrics = [m for m in res.metrics if not m.name.startswith(REPLACED_PREFIXES)]
+    res.metrics = [m for m in res.metrics if not m.name.startswith(REPLACED_PREFIX)]
+    if art is not None:
+        record_sizes(art, res)
     for k, v in new.variants.items():
         res.variants.setdefault(k, {}).update(v)
     res.metrics.extend(new.metrics)
@@ -358,13 +356,14 @@ def cli(args: Any) -> int:
     with console.status("evaluating every variant on the test split"):
         ev = evaluate(cfg)
     out = results_path(args)
-    merge_into(out, ev.results)
-    print_table(ev.results, ev.patients, console)
-    console.print(f"{len(ev.results.metrics)} metrics written to {out}")
+    art = Artifact.load(cfg.art)
+    merge_into(out, ev.results, art)
+    print_table(ev.results, ev.patients, console, art)
+    console.print(f"{len(ev.results.metrics)} accuracy metrics written to {out}")
     return 0
 
 
-def print_table(res: Results, patients: int, console=None) -> None:
+def print_table(res: Results, patients: int, console=None, art: Artifact | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -374,14 +373,20 @@ def print_table(res: Results, patients: int, console=None) -> None:
         m = res.get(name, variant)
         return "-" if m is None or not np.isfinite(m.value) else format(m.value * scale, spec)
 
+    def size(role: str, variant: str) -> tuple[str, str]:
+        files = art.files if art is not None else {}
+        f, base = (files.get(file_name(role, p)) for p in (variant.split("=")[1], "fp32"))
+        if not f or not base:
+            return "-", "-"
+        return f"{f['bytes'] / 1e6:.2f}", f"{f['bytes'] / base['bytes']:.0%}"
+
     t = Table(title=f"detector (test split, {patients} photos)")
     for c in ("variant", "nail mAP50", "Δ", "P", "R", "skin mAP50", "MB", "of fp32"):
         t.add_column(c)
     for v in sorted({m.variant for m in res.find("acc.det.")}):
         t.add_row(v, fmt("acc.det.nail.map50", v), fmt("acc.det.nail.map50_delta", v, "+.3f"),
                   fmt("acc.det.nail.precision", v), fmt("acc.det.nail.recall", v),
-                  fmt("acc.det.skin.map50", v), fmt("size.detector.bytes", v, ".2f", 1e-6),
-                  fmt("size.detector.ratio_vs_fp32", v, ".0%"))
+                  fmt("acc.det.skin.map50", v), *size("detector", v))
     console.print(t)
     t = Table(title="estimator on ground-truth nail crops (per patient median, g/dL)")
     for c in ("variant", "MAE", "Δ MAE", "RMSE", "R²", "band agr.", "|ΔHb| mean", "p95", "max",
@@ -391,7 +396,7 @@ def print_table(res: Results, patients: int, console=None) -> None:
         t.add_row(v, fmt("acc.hb_mae", v), fmt("acc.hb_mae_delta", v, "+.3f"),
                   fmt("acc.hb_rmse", v), fmt("acc.hb_r2", v), fmt("acc.band_agreement", v, ".1%"),
                   fmt("acc.hb_abs_delta.mean", v), fmt("acc.hb_abs_delta.p95", v),
-                  fmt("acc.hb_abs_delta.max", v), fmt("size.estimator.ratio_vs_fp32", v, ".0%"))
+                  fmt("acc.hb_abs_delta.max", v), size("estimator", v)[1])
     console.print(t)
     t = Table(title="end to end (detector -> up to 3 nails -> estimator, per patient median)")
     for c in ("pairing", "nail found", "MAE", "Δ MAE vs fp32", "|ΔHb| mean", "p95", "max",

@@ -22,8 +22,12 @@ hemoedge.pipeline.OnnxPipeline.frame (the app's own code path):
                                             a nail (otherwise the ground-truth box, or the
                                             centre, is cropped so the estimator still runs)
   cpu.frame.<stage>_ms.p50                  median of each stage: letterbox, detector,
-                                            decode (+NMS, best nail) over all frames;
-                                            crop_resize, estimator over frames with a nail
+                                            decode (+NMS, best nail), crop_resize, estimator
+
+Timing is interleaved: every variant (model x precision x threads, pairing x threads) is
+prepared first (cold starts, memory), warmed up, then timed round-robin in blocks of
+CpuBenchConfig.block runs, one untimed call before each block, so drifts in the load of a
+shared machine hit every variant alike and same-run ratios (int8 vs fp32) stay fair.
 
 Sessions: CPUExecutionProvider, intra_op_num_threads=t, inter_op_num_threads=1,
 ORT_SEQUENTIAL, graph optimisation ORT_ENABLE_ALL, intra-op spin-wait on (onnxruntime's
@@ -58,6 +62,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -461,8 +466,8 @@ class FramePath:
     estimator). When the detector finds no nail the app skips the estimator; here the
     ground-truth box (or the centre) is then cropped and estimated inside the same timed
     call, so every timed frame pays for both models. Calling it returns whether the detector
-    found a nail. Stage times (STAGES, ms) go to `stage_ms`: the first three for every frame,
-    crop_resize and estimator for frames with a detected nail only."""
+    found a nail. Stage times (STAGES, ms) of every frame go to `stage_ms` (for a frame
+    without a nail, crop_resize and estimator are those of the fallback crop)."""
 
     def __init__(self, art: Artifact, det: str, est: str, threads: int, spin: bool = True,
                  sessions: Callable[[Path, int], Any] | None = None) -> None:
@@ -483,14 +488,20 @@ class FramePath:
             v.clear()
 
     def __call__(self, img: np.ndarray, fallback: tuple[float, float, float, float]) -> bool:
-        from hemoedge.preprocess import crop
+        from hemoedge.preprocess import crop, resize_crop
 
         r = self.pipe.frame(img)
-        if r.nail is None:
-            self.pipe.estimate(crop(img, fallback))
+        ms = r.ms
+        if r.nail is None:  # what OnnxPipeline.frame does after a detection, timed the same way
+            t0 = time.perf_counter_ns()
+            x = resize_crop(crop(img, fallback), self.pipe.est_spec.preprocess)
+            t1 = time.perf_counter_ns()
+            self.pipe.est.run(None, {self.pipe.est_spec.input_name: x})
+            t2 = time.perf_counter_ns()
+            ms = {**r.ms, "crop_resize": (t1 - t0) / 1e6, "estimator": (t2 - t1) / 1e6}
         if self.record:
-            for k in STAGES[:3] if r.nail is None else STAGES:
-                self.stage_ms[k].append(r.ms[k])
+            for k in STAGES:
+                self.stage_ms[k].append(ms[k])
         return r.nail is not None
 
 
@@ -767,8 +778,8 @@ def run(cfg: CpuBenchConfig) -> Results:
                 jobs.append(_frame_job(u, cfg, art, frames, res, sessions))
             else:
                 assert u.path is not None
-                in_art = art is not None and u.path.parent == art.root
-                key = u.role if u.variant.startswith(("det=", "est=")) else "model"
+                in_art = u.variant.startswith(("det=", "est="))  # else a --model file
+                key = u.role if in_art else "model"
                 res.variants.setdefault(u.variant, {})[key] = (
                     u.path.name if in_art else str(u.path))
                 if u.path not in flops_cache:

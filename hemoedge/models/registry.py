@@ -16,10 +16,11 @@ class Recipe:
     det_size: int = 320  # input side, px
     det_epochs: int = 25
     det_batch: int = 16
+    det_hours: float = 0.0  # > 0: ultralytics' time budget, overrides det_epochs (LR schedule fits it)
     # estimator: timm backbone -> pooled features -> Ridge head folded into one Linear
     backbone: str = "mobilenetv4_conv_small"
     est_size: int = 224  # input side, px
-    est_epochs: int = 6  # backbone fine-tuning on nail crops before freezing
+    est_epochs: int = 5  # backbone fine-tuning on nail crops before freezing
     est_batch: int = 32
     est_lr: float = 2e-3  # AdamW
     ridge_alphas: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)

@@ -65,7 +65,8 @@ def train_detector(recipe: Recipe, parts, out: Path, seed: int = 0) -> tuple[Pat
     model.train(data=str(data), imgsz=recipe.det_size, epochs=recipe.det_epochs,
                 batch=recipe.det_batch, device="cpu", workers=2, pretrained=False, amp=False,
                 plots=False, project=str((out / "ultralytics").resolve()), name="detector",
-                exist_ok=True, seed=seed, deterministic=True, verbose=False, patience=100)
+                exist_ok=True, seed=seed, deterministic=True, verbose=False, patience=100,
+                cache="ram", **({"time": recipe.det_hours} if recipe.det_hours > 0 else {}))
     best = out / "ultralytics" / "detector" / "weights" / "best.pt"
     if not best.is_file():
         raise HemoedgeError(f"ultralytics training wrote no {best}")
@@ -179,9 +180,10 @@ def run(recipe: Recipe, data: Path, out: Path, seed: int = 0, only: str | None =
 
 
 def cli(args) -> int:
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    # HEMOEDGE_TRAIN_THREADS=1 on a shared machine: oversubscribed OpenMP threads thrash
+    torch.set_num_threads(int(os.environ.get("HEMOEDGE_TRAIN_THREADS", os.cpu_count() or 1)))
     recipe = create(args.recipe, backbone=args.backbone, det_epochs=args.det_epochs,
-                    est_epochs=args.est_epochs)
+                    est_epochs=args.est_epochs, det_hours=args.det_hours)
     out = Path(args.out)
     data = Path(args.data) if args.data else None
     if data is None:

@@ -53,6 +53,8 @@ class QuantizeConfig:
     tolerance_det_score: float = 0.05  # detector: max |d score| on the top anchors, 0-1
     tolerance_det_box_px: float = 1.0  # detector: mean |d box| on the top anchors, network px
     val_samples: int = 32  # validation photos (estimator: up to 3 crops each)
+    max_size_ratio: float | None = 0.30  # int8 bytes / fp32 bytes a kept-float node may not
+    #                                      push past (issue 4's size target); None: no limit
     search: sensitivity.SearchConfig = field(default_factory=sensitivity.SearchConfig)
     seed_hint: bool = False  # start the detector search from the YOLO decode-head nodes
 
@@ -133,8 +135,13 @@ def model_inputs(art: Artifact, splits: dict[str, list], cfg: QuantizeConfig,
         est_spec = art.spec("estimator")
         c = calib.detector_crops(splits["train"], det, est_spec, cfg.samples, read)
         v = calib.detector_crops(splits["val"], det, est_spec, 3 * cfg.val_samples, read)
-        out["estimator"] = Inputs(c.inputs, v.inputs, {"source": CALIB_SOURCE["estimator"],
-                                                        **c.describe(), "val": v.describe()})
+        source = CALIB_SOURCE["estimator"]
+        if c.fallback and not c.detected:
+            source = "ground-truth nail crops of train split (the fp32 detector found no nail)"
+        elif c.fallback:
+            source += " (ground-truth boxes where it found no nail)"
+        out["estimator"] = Inputs(c.inputs, v.inputs, {"source": source, **c.describe(),
+                                                        "val": v.describe()})
     return out
 
 
@@ -215,8 +222,10 @@ def make_int8(art: Artifact, role: str, inputs: Inputs, cfg: QuantizeConfig,
         if cfg.seed_hint and role == "detector":
             seed = [(n, "seed hint (FACTS.md: YOLO decode head breaks under int8), not measured")
                     for n in sorted(decode_head_nodes(graph))]
+        max_bytes = (None if cfg.max_size_ratio is None
+                     else int(cfg.max_size_ratio * src.stat().st_size))
         result = sensitivity.search(quantize, measure, rank, tol, wd, cfg.search, seed,
-                                    op_types, progress)
+                                    op_types, progress, max_bytes)
         int8.copy_metadata(src, result.model)
         dst = art.root / file_name(role, "int8")
         os.replace(result.model, dst)  # same filesystem: ART/.quantize.*/ -> ART/
@@ -228,6 +237,7 @@ def make_int8(art: Artifact, role: str, inputs: Inputs, cfg: QuantizeConfig,
         "excluded_nodes": [e.to_dict() for e in result.excluded],
         "exclusion_search": result.to_dict(),
         "tolerance": tol.describe(),
+        "max_size_ratio": cfg.max_size_ratio,
         "measured_val_error": {k: round(v, 6) for k, v in result.figures.items()},
         "tolerance_met": result.met})
     return facts, result
@@ -270,11 +280,23 @@ def run(cfg: QuantizeConfig, splits: dict[str, list] | None = None, read: Callab
 
 # ------------------------------------------------------------------ command line
 
-def cli(args) -> int:
-    cfg = QuantizeConfig(
+def config_from_args(args) -> QuantizeConfig:
+    """QuantizeConfig from the parsed command line. Options the parser may not (yet) offer —
+    --val-samples, --max-steps, --tolerance-det-score, --tolerance-det-box-px, --seed-hint —
+    are read when present and otherwise keep their defaults."""
+    opt = {k: getattr(args, k) for k in ("val_samples", "tolerance_det_score",
+                                         "tolerance_det_box_px", "seed_hint")
+           if getattr(args, k, None) is not None}
+    if getattr(args, "max_steps", None) is not None:
+        opt["search"] = sensitivity.SearchConfig(max_steps=args.max_steps)
+    return QuantizeConfig(
         art=Path(args.art), variants=tuple(args.variants),
         data=Path(args.calib) if args.calib else None, method=args.method,
-        samples=args.samples, tolerance_hb=args.tolerance_hb)
+        samples=args.samples, tolerance_hb=args.tolerance_hb, **opt)
+
+
+def cli(args) -> int:
+    cfg = config_from_args(args)
     from rich.console import Console
 
     console = Console(width=max(Console().width, 120))

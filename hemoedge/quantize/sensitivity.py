@@ -3,13 +3,15 @@
 Each round:
 1. measure the current int8 model against fp32 on validation inputs (task-level figures:
    Hb error for the estimator, class-score and box error for the detector);
-2. if a limit is exceeded, rank the quantised tensors by signal-to-quantisation-noise ratio
-   between their float values and their values after QuantizeLinear/DequantizeLinear
-   (onnxruntime.quantization.qdq_loss_debug) — both over the whole tensor and over its worst
-   channel (a tensor that concatenates box pixels 0-480 with scores 0-1 looks fine as a whole
-   while its score channels are rounded to 0);
-3. shortlist the producers of the worst tensors, re-quantise once per candidate with that
-   node also kept in float, measure each, and keep the candidate that reduces the error most.
+2. if a limit is exceeded, dump the activations of the int8 and the float model
+   (onnxruntime.quantization.qdq_loss_debug) and score every quantised tensor: SQNR of its
+   QDQ rounding over the whole tensor and over its worst channel (a tensor concatenating box
+   pixels 0-480 with scores 0-1 looks fine as a whole while its score channels are rounded
+   to 0), absolute rounding noise, and the SQNR against fp32 its node loses between inputs
+   and output (which also shows int8 weight error);
+3. shortlist candidates from those orders in turn, re-quantise once per candidate with that
+   node also kept in float, measure each, and keep the candidate that reduces the error most
+   (none if none helps; a candidate over the file-size budget is not taken).
 
 The loop stops when the limits hold, when no candidate is left, or after `max_steps` rounds;
 the result reports every step, so a tolerance that cannot be met is visible, not hidden.
@@ -251,13 +253,37 @@ def rank_tensors(float_model: Path, qdq_model: Path, input_name: str,
         else:
             chan = whole
         noise = float(np.sqrt(np.mean((post.astype(np.float64) - pre) ** 2)))
-        upstream = [xmodel[i] for i in node.input if i in xmodel]
-        injected = (max(0.0, min([*upstream, XMODEL_CAP_DB]) - xmodel[name])
-                    if name in xmodel else 0.0)
-        out.append(TensorError(name, node.name, node.op_type, whole, min(chan, whole), noise,
-                               injected))
+        upstream = _upstream_sqnr(node, xmodel, producer)
+        injected = max(0.0, upstream - xmodel[name]) if name in xmodel else 0.0
+        target = node
+        if node.op_type in ("Relu", "Clip") and node.input[0] not in match \
+                and node.input[0] in producer:
+            # the activation was folded into its producer's QDQ pair: the error it shows
+            # (weights, rounding) is the producer's, so that is the node to keep in float
+            target = producer[node.input[0]]
+        out.append(TensorError(name, target.name, target.op_type, whole, min(chan, whole),
+                               noise, injected))
     out.sort(key=lambda t: t.channel_sqnr_db)
     return out
+
+
+def _upstream_sqnr(node, xmodel: dict[str, float], producer: dict, depth: int = 6) -> float:
+    """Worst SQNR against fp32 among the nearest measured tensors feeding `node` (walking back
+    through nodes whose outputs have no QDQ pair, e.g. a Conv folded into its Relu's pair);
+    XMODEL_CAP_DB at the graph inputs."""
+    worst = XMODEL_CAP_DB
+    frontier = list(node.input)
+    for _ in range(depth):
+        nxt = []
+        for t in frontier:
+            if t in xmodel:
+                worst = min(worst, xmodel[t])
+            elif t in producer:
+                nxt.extend(producer[t].input)
+        if not nxt:
+            break
+        frontier = nxt
+    return worst
 
 
 def _clip_bounds(node, inits) -> tuple[float | None, float | None]:
@@ -305,12 +331,15 @@ def search(quantize: Callable[[Sequence[str], Path], None],
            rank: Callable[[Path], list[TensorError]],
            tolerance: Tolerance, workdir: Path, cfg: SearchConfig = SearchConfig(),
            seed: Sequence[tuple[str, str]] = (), op_types: dict[str, str] | None = None,
-           progress: Callable[[str], None] | None = None) -> SearchResult:
+           progress: Callable[[str], None] | None = None,
+           max_bytes: int | None = None) -> SearchResult:
     """Greedy forward selection of nodes to keep in float.
 
     quantize(exclude, dst) writes an int8 model; measure(path) returns error figures against
     fp32 on validation inputs; rank(path) returns per-tensor errors of that int8 model.
     seed: (node, reason) pairs excluded from the start (recorded as hints, not measured finds).
+    max_bytes: a candidate whose int8 file would be larger is not taken (keeping a big layer
+    in float can cost most of the size gain).
     """
     workdir = Path(workdir)
     op_types = op_types or {}
@@ -335,23 +364,30 @@ def search(quantize: Callable[[Sequence[str], Path], None],
     stop = "tolerance met"
     say(f"int8 with {len(names)} node(s) in float: {_fmt(cur)}")
     skip = 0  # candidates already tried without any gain in earlier rounds
+    ranked: tuple[Path | None, list[TensorError]] = (None, [])
     rounds = 0
     while tolerance.failures(cur):
         if rounds >= cfg.max_steps:
             stop = f"tolerance not met after {cfg.max_steps} exclusion rounds"
             break
         rounds += 1
-        cands = shortlist(rank(cur_path), names, cfg.shortlist, skip)
+        if ranked[0] != cur_path:  # re-rank only when the model changed
+            ranked = (cur_path, rank(cur_path))
+        cands = shortlist(ranked[1], names, cfg.shortlist, skip)
         if not cands:
             stop = "no quantised node left to exclude"
             break
         trials = []
         for t in cands:
             path, figs = build([*names, t.node])
-            trials.append((tolerance.badness(figs), t, path, figs))
+            size = path.stat().st_size
+            over = max_bytes is not None and size > max_bytes
+            trials.append((math.inf if over else tolerance.badness(figs), t, path, figs))
             say(f"  try {t.node} ({t.op_type}, SQNR {t.sqnr_db:.1f} dB, worst channel "
                 f"{t.channel_sqnr_db:.1f} dB, noise rms {t.noise_rms:.3g}, adds "
-                f"{t.injected_db:.1f} dB vs fp32): {_fmt(figs)}")
+                f"{t.injected_db:.1f} dB vs fp32): {_fmt(figs)}"
+                + (f" — {size / 1e6:.2f} MB, over the {max_bytes / 1e6:.2f} MB budget"
+                   if over else ""))
         trials.sort(key=lambda x: (x[0], x[1].node))  # ties: by name, for determinism
         bad, t, path, figs = trials[0]
         for _, _, p, _ in trials[1:]:

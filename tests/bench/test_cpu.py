@@ -53,14 +53,15 @@ def conv_gemm_model(path: Path) -> Path:
     return _save(g, path)
 
 
-def tiny_detector(path: Path) -> Path:
+def tiny_detector(path: Path, score_bias: float = 0.0) -> Path:
     """images (1,3,320,320) -> Conv 3->6 k32 s32 -> (1,6,10,10) -> (1,6,100): cx,cy,w,h + 2
     sigmoid scores, shaped like YOLOv8's output with 100 anchors."""
     rng = np.random.default_rng(1)
     spec = detector_spec()
     w = (rng.standard_normal((6, 3, 32, 32)) * 0.01).astype(np.float32)
     init = [numpy_helper.from_array(w, "W"),
-            numpy_helper.from_array(np.array([160, 160, 60, 40, 0, -3], np.float32), "B"),
+            numpy_helper.from_array(np.array([160, 160, 60, 40, score_bias, -3], np.float32),
+                                    "B"),
             numpy_helper.from_array(np.array([1, 6, 100], np.int64), "shape"),
             numpy_helper.from_array(np.array([4, 2], np.int64), "split")]
     nodes = [helper.make_node("Conv", ["images", "W", "B"], ["c"], kernel_shape=[32, 32],
@@ -89,7 +90,7 @@ def tiny_estimator(path: Path) -> Path:
     return _save(g, path, spec.to_json())
 
 
-def tiny_artifact(root: Path, precisions=("fp32", "int8")) -> Path:
+def tiny_artifact(root: Path, precisions=("fp32", "int8"), score_bias: float = 0.0) -> Path:
     """An artifact folder with a tiny detector and estimator per precision (the 'int8' files
     are copies of the fp32 graph: the harness only needs distinct files)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,7 @@ def tiny_artifact(root: Path, precisions=("fp32", "int8")) -> Path:
     art.set_model("detector", detector_spec(), {"sha256": "test"})
     art.set_model("estimator", estimator_spec(), {"sha256": "test"})
     for p in precisions:
-        tiny_detector(root / f"detector.{p}.onnx")
+        tiny_detector(root / f"detector.{p}.onnx", score_bias)
         tiny_estimator(root / f"estimator.{p}.onnx")
         art.add_file("detector", p)
         art.add_file("estimator", p)
@@ -257,6 +258,16 @@ def test_shards_partition_the_units_in_a_fixed_order(art, frames_dir):
     got = {(m.variant, m.params.get("threads")) for m in r.find("cpu.") if ".p50" in m.name
            and "frame." not in m.name}
     assert got == {(u.variant, u.threads) for u in shards[1]}
+
+
+def test_frames_without_a_nail_still_pay_for_the_estimator(tmp_path, frames_dir):
+    art = tiny_artifact(tmp_path / "art", ("fp32",), score_bias=-10.0)  # nail score ~0
+    r = cpu.run(quick(art=art, data=frames_dir))
+    v = "det=fp32,est=fp32"
+    assert r.get("cpu.frame.nail_found_rate", v, threads=1).value == 0.0
+    stages = {s: r.get(f"cpu.frame.{s}_ms.p50", v, threads=1) for s in cpu.STAGES}
+    assert all(m is not None and m.n == 5 and m.value > 0 for m in stages.values()), stages
+    assert sum(m.value for m in stages.values()) <= r.get("cpu.frame_ms.p90", v).value * 1.5
 
 
 @pytest.mark.parametrize("block, order", [

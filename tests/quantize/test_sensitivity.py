@@ -145,3 +145,11 @@ def test_shortlist_takes_each_order_in_turn_and_skips():
     assert [t.node for t in sensitivity.shortlist(ranked, ["bad_channel"], 2)] == [
         "injects", "bad_whole"]
     assert [t.node for t in sensitivity.shortlist(ranked, [], 2, skip=4)] == ["fine"]
+
+
+def test_size_budget_blocks_candidates(tmp_path):
+    pre, quantize, measure, rank = _det_problem(tmp_path)
+    tol = Tolerance((("score_abs_max", 0.05), ("box_abs_mean_px", 1.0)))
+    res = sensitivity.search(quantize, measure, rank, tol, tmp_path, SearchConfig(max_steps=1),
+                             max_bytes=1)  # no file fits: nothing may be kept in float
+    assert not res.met and res.excluded == []

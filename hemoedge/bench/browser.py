@@ -1,0 +1,332 @@
+"""Debian's Chromium under Playwright (Python) for the browser benchmark, with hard time limits.
+
+    with Chromium(BrowserConfig(video=...)) as chrome:
+        ctx = chrome.new_context(origin=url)          # an OriginGuard watches every request
+        page = chrome.page(ctx)
+        page.goto(url + "?bench=1")
+        page.wait("window.__hemoedgeBench && window.__hemoedgeBench.ready", "models ready")
+        page.evaluate("window.__hemoedgeBench.runModel('detector', 50, 10)", "detector runs")
+
+Playwright's sync `page.evaluate` has no timeout of its own: a page stuck in a loop, or a
+promise that never settles (a dead worker), would block forever. Every blocking call here
+therefore runs under a watchdog: when the step's time limit passes, the watchdog SIGKILLs the
+Chromium processes this object launched (by pid, recorded at launch), the blocked call fails
+at once, and the step raises BenchError naming what it was waiting for. A missing executable,
+a failed launch or a crashed page are BenchErrors too. The browser and Playwright are always
+closed on exit.
+
+The guard: any request that leaves the page's origin (other than data:/blob:) fails the
+benchmark with a BenchError naming the URL (the app promises no third-party request).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hemoedge.errors import BenchError
+
+log = logging.getLogger(__name__)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+FAKE_CAMERA_ARGS = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
+# performance.measureUserAgentSpecificMemory() otherwise waits for the next GC (10-60 s here)
+MEMORY_ARGS = ("--enable-blink-features=ForceEagerMeasureMemory",)
+LOCAL_SCHEMES = ("data:", "blob:", "about:")
+
+
+@dataclass(frozen=True)
+class BrowserConfig:
+    executable: Path = CHROMIUM  # Debian's chromium (playwright install cannot download here)
+    video: Path | None = None  # Y4M for the fake camera; None: Chromium's own test pattern
+    launch_timeout_s: float = 60.0  # Chromium start
+    step_timeout_s: float = 120.0  # any single navigation, evaluate or click
+    viewport: tuple[int, int] = (412, 915)  # CSS px, a phone-sized screen
+
+    def __post_init__(self) -> None:
+        if self.launch_timeout_s <= 0 or self.step_timeout_s <= 0:
+            raise BenchError("browser timeouts must be positive seconds, got "
+                             f"launch {self.launch_timeout_s}, step {self.step_timeout_s}")
+
+    @property
+    def args(self) -> list[str]:
+        a = [*CHROMIUM_ARGS, *FAKE_CAMERA_ARGS, *MEMORY_ARGS]
+        if self.video is not None:
+            a.append(f"--use-file-for-fake-video-capture={self.video}")
+        return a
+
+
+def check_executable(path: str | Path) -> Path:
+    """The Chromium executable, or a BenchError saying how to install it."""
+    exe = Path(path)
+    if not exe.is_file() or not os.access(exe, os.X_OK):
+        raise BenchError(f"{exe}: Chromium not found (or not executable); install Debian's "
+                         "with `apt-get install -y chromium fonts-dejavu-core`")
+    return exe
+
+
+def _children(pid: int) -> dict[int, int]:
+    """pid -> ppid of every process below `pid` (from /proc; no dependency)."""
+    parent: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                stat = f.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces or parentheses
+        rest = stat[stat.rfind(")") + 2:].split()
+        parent[int(d)] = int(rest[1])
+    out: dict[int, int] = {}
+    frontier = {pid}
+    while frontier:
+        nxt = {p for p, pp in parent.items() if pp in frontier and p not in out}
+        for p in nxt:
+            out[p] = parent[p]
+        frontier = nxt
+    return out
+
+
+@dataclass
+class OriginGuard:
+    """Records every request of a browser context; `check()` raises on one that left the origin."""
+
+    origin: str  # e.g. "http://127.0.0.1:41234"
+    requests: int = 0
+    foreign: list[str] = field(default_factory=list)
+
+    def on_request(self, req: Any) -> None:
+        self.requests += 1
+        url = req.url
+        if not (url == self.origin or url.startswith(self.origin + "/")
+                or url.startswith(LOCAL_SCHEMES)):
+            self.foreign.append(url)
+
+    def check(self) -> None:
+        if self.foreign:
+            raise BenchError(
+                f"a request left the app's origin {self.origin}: {self.foreign[0]}"
+                + (f" (and {len(self.foreign) - 1} more)" if len(self.foreign) > 1 else "")
+                + "; the app must make no third-party request, so the benchmark fails")
+
+
+class Page:
+    """A Playwright page whose every blocking call has a time limit and checks the guard."""
+
+    def __init__(self, chrome: Chromium, page: Any, guard: OriginGuard):
+        self.chrome, self.raw, self.guard = chrome, page, guard
+        self.errors: list[str] = []
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("crash", lambda _p: self.errors.append("the page crashed"))
+
+    def _step(self, what: str, timeout_s: float | None = None):
+        return self.chrome.step(what, timeout_s)
+
+    def goto(self, url: str, what: str = "") -> None:
+        t = self.chrome.cfg.step_timeout_s
+        with self._step(what or f"loading {url}", t + 5):
+            self.raw.goto(url, timeout=t * 1000, wait_until="load")
+        self.guard.check()
+
+    def reload(self, what: str = "reload") -> None:
+        t = self.chrome.cfg.step_timeout_s
+        with self._step(what, t + 5):
+            self.raw.reload(timeout=t * 1000, wait_until="load")
+        self.guard.check()
+
+    def evaluate(self, expr: str, what: str, timeout_s: float | None = None) -> Any:
+        with self._step(what, timeout_s):
+            v = self.raw.evaluate(expr)
+        self.guard.check()
+        return v
+
+    def click(self, selector: str, what: str = "") -> None:
+        t = self.chrome.cfg.step_timeout_s
+        with self._step(what or f"clicking {selector}", t + 5):
+            self.raw.click(selector, timeout=t * 1000)
+        self.guard.check()
+
+    def text(self, selector: str) -> str:
+        t = self.chrome.cfg.step_timeout_s
+        with self._step(f"reading {selector}", t + 5):
+            v = self.raw.text_content(selector, timeout=t * 1000)
+        return v or ""
+
+    def wait(self, expr: str, what: str, timeout_s: float | None = None,
+             poll_s: float = 0.05) -> Any:
+        """Poll a JS expression until truthy. (wait_for_function needs eval; the CSP forbids it.)"""
+        from playwright.sync_api import Error as PlaywrightError
+
+        limit = timeout_s or self.chrome.cfg.step_timeout_s
+        end = time.monotonic() + limit
+        while True:
+            try:
+                with self.chrome.step(what, limit):
+                    v = self.raw.evaluate(expr)
+            except BenchError as e:
+                # a navigation (reload, service-worker update) destroyed the context: poll again
+                cause = e.__cause__
+                if not (isinstance(cause, PlaywrightError)
+                        and ("context was destroyed" in str(cause) or "navigat" in str(cause))):
+                    raise
+                v = None
+            self.guard.check()
+            if v:
+                return v
+            if self.errors and "crashed" in self.errors[-1]:
+                raise BenchError(f"{what}: the page crashed")
+            if time.monotonic() > end:
+                raise BenchError(f"{what}: not done after {limit:.0f} s"
+                                 + (f" (page errors: {self.errors[-3:]})" if self.errors else ""))
+            time.sleep(poll_s)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception), self.chrome.step("closing a page", 30):
+            self.raw.close()
+
+
+class Chromium:
+    """Context manager: Playwright + one headless Chromium, killed by pid on a hung step."""
+
+    def __init__(self, cfg: BrowserConfig | None = None):
+        self.cfg = cfg or BrowserConfig()
+        self._pw = None
+        self.browser = None
+        self.pids: set[int] = set()  # Chromium processes this object launched
+        self._fired = threading.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> Chromium:
+        exe = check_executable(self.cfg.executable)
+        if self.cfg.video is not None and not Path(self.cfg.video).is_file():
+            raise BenchError(f"{self.cfg.video}: fake-camera video missing")
+        try:
+            from playwright.sync_api import Error as PlaywrightError
+            from playwright.sync_api import sync_playwright
+        except ImportError as e:
+            raise BenchError("the Playwright Python package is missing; "
+                             "`pip install -e .` installs it") from e
+        try:
+            self._pw = sync_playwright().start()
+            before = set(_children(os.getpid()))  # the Playwright driver is not ours to kill
+            with self.step(f"starting {exe}", self.cfg.launch_timeout_s + 5):
+                self.browser = self._pw.chromium.launch(
+                    executable_path=str(exe), args=self.cfg.args, headless=True,
+                    timeout=self.cfg.launch_timeout_s * 1000)
+            self.pids = set(_children(os.getpid())) - before
+        except BaseException as e:
+            self.close()
+            if isinstance(e, PlaywrightError):
+                raise BenchError(f"{exe} did not start: {_first_line(e)}") from e
+            raise
+        log.debug("chromium %s started (pids %s)", self.browser.version, sorted(self.pids))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.browser is not None:
+            try:
+                with self.step("closing the browser", 30):
+                    self.browser.close()
+            except BenchError as e:
+                log.warning("%s", e)
+            self.browser = None
+        if self._pw is not None:
+            with contextlib.suppress(Exception):
+                self._pw.stop()
+            self._pw = None
+        self._kill()  # anything left of what we launched (normally nothing)
+
+    @property
+    def version(self) -> str:
+        return self.browser.version if self.browser is not None else ""
+
+    # ------------------------------------------------------------------ the watchdog
+    def _kill(self) -> None:
+        me = os.getpid()
+        tree = _children(me)
+        ours = set(self.pids)
+        for p in self.pids:  # children the browser started since (renderers, GPU, ...)
+            ours |= {c for c in _children(p)}
+        for pid in ours:
+            if pid in tree:  # still ours (pids are not reused while they are our descendants)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+
+    def _fire(self) -> None:
+        self._fired.set()
+        log.error("a browser step hung: stopping Chromium (pids %s)", sorted(self.pids))
+        self._kill()
+
+    @contextlib.contextmanager
+    def step(self, what: str, timeout_s: float | None = None) -> Iterator[None]:
+        """Run one blocking Playwright call with a time limit; errors become BenchError."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        limit = timeout_s or self.cfg.step_timeout_s
+        if self._fired.is_set():
+            raise BenchError(f"{what}: the browser was already stopped after a hung step")
+        timer = threading.Timer(limit, self._fire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except PlaywrightError as e:
+            if self._fired.is_set():
+                raise BenchError(f"{what}: no answer within {limit:.0f} s (hung page or "
+                                 "browser); Chromium was stopped") from e
+            raise BenchError(f"{what}: {_first_line(e)}") from e
+        finally:
+            timer.cancel()
+        if self._fired.is_set():
+            raise BenchError(f"{what}: no answer within {limit:.0f} s; Chromium was stopped")
+
+    # ------------------------------------------------------------------ contexts and pages
+    def new_context(self, origin: str, camera: bool = True) -> tuple[Any, OriginGuard]:
+        """A fresh context (empty HTTP cache, no service worker) whose requests are guarded."""
+        w, h = self.cfg.viewport
+        with self.step("opening a browser context", 30):
+            ctx = self.browser.new_context(viewport={"width": w, "height": h},
+                                           device_scale_factor=1,
+                                           permissions=["camera"] if camera else [])
+        ctx.set_default_timeout(self.cfg.step_timeout_s * 1000)
+        guard = OriginGuard(origin.rstrip("/"))
+        ctx.on("request", guard.on_request)
+        return ctx, guard
+
+    def page(self, ctx: Any, guard: OriginGuard) -> Page:
+        with self.step("opening a page", 30):
+            raw = ctx.new_page()
+        return Page(self, raw, guard)
+
+    def close_context(self, ctx: Any) -> None:
+        try:
+            with self.step("closing a browser context", 30):
+                ctx.close()
+        except BenchError as e:
+            log.warning("%s", e)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -1,0 +1,605 @@
+"""`hemoedge bench web ART`: onnxruntime-web (WASM) latency and the 80 ms x 30-frame capture,
+measured inside the real PWA in Debian's headless Chromium (Playwright, Python).
+
+    run(WebBenchConfig(art=Path("runs/art"), capture=True)) -> Results
+
+For every variant pairing it builds the app (hemoedge.web.build), serves it on 127.0.0.1 with
+COOP/COEP (hemoedge.web.serve.serve_in_thread; every page must be crossOriginIsolated) and
+drives it through its bench hook (`?bench=1`, window.__hemoedgeBench). Per repeat, per pairing:
+
+  first visit, fresh context (empty cache), app default threads:
+    web.cold_start_ms          navigation start -> both sessions ready (bench.readyT)
+    web.first_visit_bytes      bytes the server sent (headers + bodies) until the service worker
+                               has precached everything; params: requests, unique file bytes
+    web.first_visit_bytes_gzip the same responses gzip-compressed (level 6): what a compressing
+                               server would send (`webapp serve` does not compress)
+    web.warm_start_ms          a new page in the same context (service worker + caches warm)
+    web.offline_reload_ms      context.set_offline(True) + reload -> ready again
+  one fresh page per thread count t (numThreads is fixed at WASM start):
+    web.<role>.session_ms      InferenceSession.create in the app's worker (variant det=P/est=P);
+                               the detector is created first, so its figure includes the WASM
+                               runtime start (params wasm_start=true)
+    web.models_ready_ms        fetch + WASM start + both sessions (the worker's init)
+    web.<role>.latency_ms.*    bare session.run in the worker (runModel: warm-up, then n runs)
+    web.frame_ms.*             per-frame work as the app runs it in a capture (pixels, letterbox,
+                               detector on every `detect_every`-th frame, NMS, tracking, crop,
+                               estimator), one sample per detector cycle (see webcapture.cycle_ms)
+    web.frame_full_ms.*        frames that ran the whole two-stage path (detector + estimator)
+    web.frame.<stage>_ms.p50   detector, estimator, preprocess (letterbox/NMS/crop), pixels
+    web.frame.hb_rate          share of frames that reached the estimator
+    web.capture.queue_ms.p50   grab -> the worker starts the frame (bitmap, transfer, backlog)
+    web.memory_bytes           performance.measureUserAgentSpecificMemory(), 1-thread page only:
+                               with a WASM thread pool the parked pthread workers never answer
+                               and Chromium waits 60 s, then leaves them out anyway
+  with --capture, per pairing and t, through the real UI and the fake camera:
+    web.capture.interval_ms.mean / .p95, web.capture.max_dev_ms (vs 80 ms),
+    web.capture.dropped_frames / .repeated_frames (source frame index from the video's code
+    strip), web.capture.result_ms (last grab -> result on screen), web.capture.hb_error
+    (|Hb shown - video Hb|), web.capture.long_tasks / .long_task_ms (main thread), and
+    web.capture.grab_ms, one metric per frame with the timeline in params (highest t)
+  the seed reference, same run (fp32 models, 1 thread, `?seedloop=1`: grab, wait, sleep 80 ms):
+    web.seed.frame_ms.* (variant ""), web.seed.capture.*, and per pairing and t
+    web.speedup_vs_seed = seed frame p50 / pairing frame p50 (bootstrap ci95 of the ratio)
+
+Every timing is pooled over repeats: n, mean, p50, p90, p99; ci95 is the bootstrap interval of
+the median widened to cover every repeat's own median (between-repeat drift on a shared machine
+is larger than the within-run interval); params.repeats holds the per-repeat medians and
+params.spread_pct their range over the median. Params carry the threads requested and in effect;
+results.env the browser, onnxruntime-web version and crossOriginIsolated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gzip
+import logging
+import shlex
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hemoedge.bench import webcapture as wc
+from hemoedge.bench.browser import CHROMIUM, BrowserConfig, Chromium, Page, check_executable
+from hemoedge.bench.webmetrics import Pool, emit, summary_lines
+from hemoedge.errors import BenchError, HemoedgeError
+from hemoedge.report.results import Results, variant_name
+
+log = logging.getLogger(__name__)
+
+ROLES = ("detector", "estimator")
+SHORT = {"detector": "det", "estimator": "est"}
+# Default pairings: fp16 is left out of the frame/capture sweep because onnxruntime-web converts
+# fp16 weights back to fp32 at load (FACTS: same speed as fp32, only half the download); its
+# model-level latency is still measured every run, so that claim is re-checked.
+DEFAULT_DET, DEFAULT_EST = ("fp32", "int8"), ("fp32", "int8")
+TUNED = ("int8", "fp32")  # fastest WASM pairing in FACTS; the gate's seed-ratio budget uses it
+SEED = ("fp32", "fp32")
+
+READY = ("window.__hemoedgeBench && (window.__hemoedgeBench.ready || "
+         "window.__hemoedgeBench.error)")
+INFO = """(() => { const b = window.__hemoedgeBench;
+  return {error: b.error, session: b.session, numThreads: b.numThreads,
+          requestedThreads: b.requestedThreads, coi: self.crossOriginIsolated,
+          readyT: b.readyT, detectEvery: b.detectEvery, seedloop: b.seedloop}; })()"""
+LONGTASKS = """(() => { if (!window.__benchLT) { window.__benchLT = [];
+  new PerformanceObserver((l) => { for (const e of l.getEntries())
+    window.__benchLT.push([e.startTime, e.duration]); })
+    .observe({type: 'longtask', buffered: true}); }
+  return true; })()"""
+MEMORY = """Promise.race([
+  performance.measureUserAgentSpecificMemory().then((m) => ({bytes: m.bytes,
+    breakdown: m.breakdown.filter((b) => b.bytes > 0).map((b) => ({bytes: b.bytes, types: b.types,
+      scope: b.attribution.map((a) => a.scope).join(',')}))})),
+  new Promise((r) => setTimeout(() => r(null), %d))])"""
+
+
+@dataclass(frozen=True)
+class WebBenchConfig:
+    # what to measure
+    art: Path  # artifact folder (manifest.json + {role}.{precision}.onnx)
+    threads: tuple[int, ...] = (1, 2)  # WASM threads; one fresh page per value
+    pairings: tuple[tuple[str, str], ...] | None = None  # (det, est); None: see default_pairings
+    capture: bool = False  # report the capture-quality metrics (web.capture.*)
+    seed: bool = True  # measure the seed reference (fp32, 1 thread, sequential loop)
+    seedloop: bool = False  # an injected regression (issue 8): the pairings' captures also run
+    #                         the seed's sequential loop (?seedloop=1: 1 thread, detector always)
+    # timing
+    runs: int = 50  # session.run timings per model x precision x threads x repeat
+    warmup: int = 10  # untimed session.run calls before them
+    captures: int = 3  # 30-frame captures per page
+    repeats: int = 3  # the whole sweep, pairings in rotated order; medians pooled
+    # input
+    video: Path | None = None  # Y4M for the fake camera; None: `hemoedge data video`
+    video_hb: float | None = 9.5  # g/dL the video shows (None: unknown, no hb_error)
+    video_frames: int = 150  # frames of the generated video (25 fps; the camera loops it)
+    # browser
+    chromium: Path = CHROMIUM
+    timeout_s: float = 120.0  # any single page step (navigation, evaluate, a capture)
+    # bookkeeping
+    quick: bool = False  # the CI form: one pairing, one repeat, few runs
+    shard: tuple[int, int] | None = None  # (i, n): units i-1, i-1+n, ... (1-based i)
+    workdir: Path | None = None  # builds and video go here (None: a temporary folder)
+    command: str = ""  # the command line, recorded in results.commands
+
+    def __post_init__(self) -> None:
+        if not self.threads or any(t < 1 for t in self.threads):
+            raise BenchError(f"--threads needs positive integers, got {list(self.threads)}")
+        if min(self.runs, self.captures, self.repeats) < 1 or self.warmup < 0:
+            raise BenchError("need runs, captures, repeats >= 1 and warmup >= 0; got "
+                             f"runs={self.runs} captures={self.captures} "
+                             f"repeats={self.repeats} warmup={self.warmup}")
+        if self.shard is not None and not 1 <= self.shard[0] <= self.shard[1]:
+            raise BenchError(f"--shard i/n needs 1 <= i <= n, got {self.shard}")
+        if self.timeout_s <= 0:
+            raise BenchError(f"timeout must be positive seconds, got {self.timeout_s}")
+
+    @staticmethod
+    def quick_form(**kw: Any) -> WebBenchConfig:
+        """Few runs, one repeat, one capture per page: fits in `make test`."""
+        base = {"runs": 10, "warmup": 3, "captures": 1, "repeats": 1, "video_frames": 75,
+                "quick": True}
+        return WebBenchConfig(**{**base, **kw})
+
+    @property
+    def default_threads(self) -> int:
+        """The thread count of the first-visit figures: the app's default (2) when swept."""
+        return 2 if 2 in self.threads else max(self.threads)
+
+
+@dataclass(frozen=True)
+class Unit:
+    kind: str  # "pairing" (frames, captures, start figures) | "models" (latency only) | "seed"
+    det: str
+    est: str
+    roles: tuple[str, ...] = ROLES  # roles whose bare latency this unit may measure
+
+    @property
+    def variant(self) -> str:
+        return "" if self.kind == "seed" else variant_name(self.det, self.est)
+
+    @property
+    def label(self) -> str:
+        return "seed (det=fp32,est=fp32, 1 thread, sequential)" if self.kind == "seed" else (
+            f"{variant_name(self.det, self.est)}" + (" (models)" if self.kind == "models" else ""))
+
+
+def default_pairings(have: dict[str, list[str]], quick: bool) -> list[tuple[str, str]]:
+    """quick: the tuned pairing (or the nearest available); else det x est over fp32/int8."""
+    if not have["detector"] or not have["estimator"]:
+        raise BenchError(f"the artifact needs a detector and an estimator; has {have}")
+    if quick:
+        det = TUNED[0] if TUNED[0] in have["detector"] else have["detector"][-1]
+        est = TUNED[1] if TUNED[1] in have["estimator"] else have["estimator"][0]
+        return [(det, est)]
+    dets = [p for p in DEFAULT_DET if p in have["detector"]] or have["detector"][:1]
+    ests = [p for p in DEFAULT_EST if p in have["estimator"]] or have["estimator"][:1]
+    return [(d, e) for d in dets for e in ests]
+
+
+def plan(cfg: WebBenchConfig, have: dict[str, list[str]]) -> tuple[list[Unit], tuple[str, str]]:
+    """The units of this shard, and the tuned pairing (the one the seed is compared with)."""
+    pairs = list(cfg.pairings) if cfg.pairings else default_pairings(have, cfg.quick)
+    for d, e in pairs:
+        if d not in have["detector"] or e not in have["estimator"]:
+            raise BenchError(f"pairing {variant_name(d, e)} is not in {cfg.art} "
+                             f"(detector: {have['detector']}, estimator: {have['estimator']})")
+    units = [Unit("pairing", d, e) for d, e in pairs]
+    if not cfg.quick and not cfg.pairings:  # model-level latency for precisions not paired
+        covered = {("detector", d) for d, _ in pairs} | {("estimator", e) for _, e in pairs}
+        for p in ("fp16", "fp32", "int8"):
+            roles = tuple(r for r in ROLES if p in have[r] and (r, p) not in covered)
+            if roles:
+                units.append(Unit("models", p if p in have["detector"] else pairs[0][0],
+                                  p if p in have["estimator"] else pairs[0][1], roles))
+    tuned = TUNED if TUNED in pairs else pairs[0]
+    if cfg.shard is not None:
+        i, n = cfg.shard
+        units = units[i - 1::n]
+    if cfg.seed and all(p in have[r] for r, p in zip(ROLES, SEED, strict=True)):
+        # the seed goes with the tuned pairing, so the speedup is measured within one job
+        if any(u.kind == "pairing" and (u.det, u.est) == tuned for u in units):
+            units.append(Unit("seed", *SEED))
+    elif cfg.seed:
+        log.warning("no fp32 detector + estimator in %s: the seed reference is skipped", cfg.art)
+    return units, tuned
+
+
+# ---------------------------------------------------------------------------- serving
+class _Counter:
+    """Bytes the server wrote (headers + bodies), per request path."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.bytes = 0
+            self.requests: list[str] = []
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            self.bytes += n
+
+    def request(self, path: str) -> None:
+        with self.lock:
+            self.requests.append(path)
+
+    def snapshot(self) -> tuple[int, list[str]]:
+        with self.lock:
+            return self.bytes, list(self.requests)
+
+
+class _CountingWriter:
+    def __init__(self, raw: Any, counter: _Counter):
+        self._raw, self._counter = raw, counter
+
+    def write(self, b: bytes) -> int:
+        n = self._raw.write(b)
+        self._counter.add(len(b) if n is None else n)
+        return n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+@contextlib.contextmanager
+def serve_counting(dist: Path):
+    """serve_in_thread with a byte counter: yields (url, counter)."""
+    from hemoedge.web.serve import Handler, serve_in_thread
+
+    counter = _Counter()
+
+    class Counting(Handler):
+        def setup(self) -> None:
+            super().setup()
+            self.wfile = _CountingWriter(self.wfile, counter)
+
+        def send_head(self):
+            counter.request(self.path.split("?", 1)[0])
+            return super().send_head()
+
+    with serve_in_thread(dist) as (server, url):
+        server.RequestHandlerClass = functools.partial(Counting, directory=str(dist))
+        yield url, counter
+
+
+# ---------------------------------------------------------------------------- one page
+def open_app(page: Page, url: str, query: str, what: str, timeout_s: float) -> dict:
+    page.goto(url + query, what=f"{what}: loading the app")
+    page.wait(READY, f"{what}: models ready", timeout_s)
+    info = page.evaluate(INFO, f"{what}: reading the bench hook")
+    if info.get("error"):
+        raise BenchError(f"{what}: the app failed to start: {info['error']}")
+    if not info.get("coi"):
+        raise BenchError(f"{what}: the page is not crossOriginIsolated (COOP/COEP missing?), "
+                         "so WASM threads would silently fall back to 1")
+    return info
+
+
+def _sw_ready(page: Page, what: str, timeout_s: float) -> None:
+    # the first visit precaches ~15 MB: let it finish, it competes for the 2 cores
+    page.wait("navigator.serviceWorker.controller !== null", f"{what}: service worker ready",
+              timeout_s)
+
+
+def start_camera(page: Page, what: str, timeout_s: float) -> None:
+    page.click("#camera-btn", f"{what}: starting the camera")
+    page.wait("!document.querySelector('#capture-btn').disabled",
+              f"{what}: camera preview (Capture enabled)", timeout_s)
+
+
+def run_capture(page: Page, what: str, timeout_s: float) -> dict:
+    page.evaluate(LONGTASKS, f"{what}: long-task observer")
+    page.wait("!document.querySelector('#capture-btn').disabled", f"{what}: Capture enabled",
+              timeout_s)
+    n = page.evaluate("window.__hemoedgeBench.captures.length", f"{what}: captures so far")
+    page.click("#capture-btn", f"{what}: Capture")
+    page.wait(f"window.__hemoedgeBench.captures.length > {n}", f"{what}: 30-frame capture",
+              timeout_s)
+    cap = page.evaluate("window.__hemoedgeBench.lastCapture", f"{what}: capture record")
+    cap["shown"] = page.text(
+        "#result-hb")  # what the user sees: "9.6 g/dL" or "Try again"
+    cap["longtasks"] = page.evaluate("window.__benchLT", f"{what}: long tasks")
+    return cap
+
+
+# ---------------------------------------------------------------------------- the run
+def _y4m_frames(path: Path) -> tuple[int, float]:
+    with open(path, "rb") as f:
+        header = f.readline()
+    tags = {t[:1]: t[1:] for t in header.split()[1:]}
+    try:
+        w, h = int(tags[b"W"]), int(tags[b"H"])
+        num, den = (int(x) for x in tags.get(b"F", b"25:1").split(b":"))
+    except (KeyError, ValueError) as e:
+        raise BenchError(f"{path}: not a Y4M video (header {header[:60]!r})") from e
+    frame = 6 + w * h * 3 // 2  # "FRAME\n" + 4:2:0 planes
+    return (path.stat().st_size - len(header)) // frame, num / den
+
+
+class _Run:
+    def __init__(self, cfg: WebBenchConfig, chrome: Chromium, video: tuple[int, float]):
+        self.cfg, self.chrome, self.video = cfg, chrome, video
+        self.pool = Pool()
+        self.t = cfg.timeout_s
+
+    # -------------------------------------------------------------- first visit, warm, offline
+    def start_figures(self, unit: Unit, url: str, counter: _Counter, dist: Path, ctx: Any,
+                      guard: Any) -> None:
+        """Needs a fresh context (empty cache, no service worker); leaves it online."""
+        cfg, pool, v = self.cfg, self.pool, unit.variant
+        t = cfg.default_threads
+        what = f"{unit.label} first visit"
+        try:
+            counter.reset()
+            page = self.chrome.page(ctx, guard)
+            info = open_app(page, url, f"?bench=1&threads={t}", what, self.t)
+            pool.values["web.cold_start_ms", v, t].append(info["readyT"])
+            _sw_ready(page, what, self.t)
+            time.sleep(0.3)  # let the last precache responses finish writing
+            sent, paths = counter.snapshot()
+            pool.values["web.first_visit_bytes", v, t].append(sent)
+            pool.env.setdefault("first_visit", {})[v] = _first_visit(dist, paths)
+            page.close()
+            page = self.chrome.page(ctx, guard)
+            info = open_app(page, url, f"?bench=1&threads={t}", f"{unit.label} warm start",
+                            self.t)
+            pool.values["web.warm_start_ms", v, t].append(info["readyT"])
+            with self.chrome.step(f"{unit.label}: going offline", 30):
+                ctx.set_offline(True)
+            page.reload(f"{unit.label}: offline reload")
+            page.wait(READY, f"{unit.label}: offline reload ready", self.t)
+            info = page.evaluate(INFO, f"{unit.label}: offline reload info")
+            if info.get("error") or not info.get("coi"):
+                raise BenchError(f"{unit.label}: the app did not come back offline "
+                                 f"(error {info.get('error')}, coi {info.get('coi')})")
+            pool.values["web.offline_reload_ms", v, t].append(info["readyT"])
+            page.close()
+            log.info("%s: cold %.0f ms, warm %.0f ms, offline %.0f ms, %d bytes sent",
+                     unit.label, pool.values["web.cold_start_ms", v, t][-1],
+                     pool.values["web.warm_start_ms", v, t][-1], info["readyT"], sent)
+        finally:  # never mask the first error: a stopped browser cannot go online either
+            with contextlib.suppress(BenchError), self.chrome.step(f"{unit.label}: online", 30):
+                ctx.set_offline(False)
+
+    # -------------------------------------------------------------- one fresh page per threads
+    def page_figures(self, unit: Unit, url: str, threads: int, repeat: int, ctx: Any,
+                     guard: Any) -> None:
+        cfg, pool = self.cfg, self.pool
+        seed = unit.kind == "seed"
+        what = f"{unit.label}" + ("" if seed else f" t{threads}") + f" repeat {repeat + 1}"
+        page = self.chrome.page(ctx, guard)
+        try:
+            query = "?bench=1&seedloop=1" if seed else f"?bench=1&threads={threads}" + (
+                "&seedloop=1" if cfg.seedloop else "")
+            info = open_app(page, url, query, what, self.t)
+            _sw_ready(page, what, self.t)
+            eff = int(info["numThreads"])
+            if eff != threads:
+                log.warning("%s: %d WASM thread(s) requested, %d in effect", what, threads, eff)
+            sess = info["session"]
+            pool.env["onnxruntime_web"] = sess.get("ortVersion")
+            key_t = threads
+            pool.effective[unit.variant, key_t].add(eff)
+            if not seed:
+                pool.timings["web.models_ready_ms", unit.variant, key_t][repeat].append(
+                    sess["totalMs"])
+                for role, prec in zip(ROLES, (unit.det, unit.est), strict=True):
+                    mv = variant_name(**{SHORT[role]: prec})
+                    pool.effective[mv, key_t].add(eff)
+                    pool.timings[f"web.{role}.session_ms", mv, key_t][repeat].append(
+                        sess["timings"][role]["createMs"])
+                    if role in unit.roles and (role, prec, threads, repeat) not in pool.done:
+                        times = page.evaluate(
+                            f"window.__hemoedgeBench.runModel('{role}', {cfg.runs}, "
+                            f"{cfg.warmup})", f"{what}: {role} {prec} session.run x{cfg.runs}")
+                        pool.timings[f"web.{role}.latency_ms", mv, key_t][repeat] += times
+                        pool.done.add((role, prec, threads, repeat))
+                        log.info("%s: %s %s p50 %.1f ms", what, role, prec,
+                                 float(np.median(times)))
+            if unit.kind in ("pairing", "seed"):
+                start_camera(page, what, self.t)
+                fs = pool.frame(("web.seed" if seed else "web", unit.variant, key_t))
+                for c in range(cfg.captures):
+                    time.sleep(0.3)  # the preview loop runs between captures, as in the app
+                    cap = run_capture(page, f"{what} capture {c + 1}", self.t)
+                    cap["repeat"], cap["threads_effective"] = repeat, eff
+                    fs.add(cap, int(info["detectEvery"]))
+                    pool.captures[unit.variant, key_t].append(cap)
+                    st = wc.capture_stats(cap, *self.video)
+                    log.info("%s capture %d: interval mean %.2f ms, max dev %.1f ms, dropped %d, "
+                             "result %.0f ms, shown %r", what, c + 1,
+                             float(np.mean(st.intervals)) if st.intervals else float("nan"),
+                             st.max_dev_ms, st.dropped, st.result_ms, cap["shown"])
+            if threads == 1 and not seed and unit.kind == "pairing":
+                mem = page.evaluate(MEMORY % 15000, f"{what}: measureUserAgentSpecificMemory",
+                                    self.t)
+                if mem is None:
+                    log.warning("%s: measureUserAgentSpecificMemory gave no answer in 15 s", what)
+                else:
+                    pool.values["web.memory_bytes", unit.variant, 1].append(mem["bytes"])
+                    pool.env.setdefault("memory_breakdown", {})[unit.variant] = mem["breakdown"]
+            if page.errors:
+                log.warning("%s: the page reported errors: %s", what, page.errors[:3])
+                pool.env.setdefault("page_errors", []).extend(page.errors[:3])
+        finally:
+            page.close()
+
+    def unit(self, unit: Unit, dist: Path, repeat: int) -> None:
+        with serve_counting(dist) as (url, counter):
+            ctx, guard = self.chrome.new_context(url)
+            try:
+                if unit.kind == "pairing":
+                    self.start_figures(unit, url, counter, dist, ctx, guard)
+                for t in ((1,) if unit.kind == "seed" else self.cfg.threads):
+                    self.page_figures(unit, url, t, repeat, ctx, guard)
+            finally:
+                self.chrome.close_context(ctx)
+
+
+def _first_visit(dist: Path, paths: list[str]) -> dict[str, Any]:
+    """Requests of the first visit: unique files, their bytes and gzip-compressed bytes."""
+    body, gz, unique = 0, 0, 0
+    seen: set[str] = set()
+    sizes: dict[str, tuple[int, int]] = {}
+    for p in paths:
+        rel = p.lstrip("/") or "index.html"
+        f = dist / rel
+        if not f.is_file():
+            continue
+        if rel not in sizes:
+            data = f.read_bytes()
+            sizes[rel] = (len(data), len(gzip.compress(data, compresslevel=6, mtime=0)))
+        b, g = sizes[rel]
+        body += b
+        gz += g
+        if rel not in seen:
+            seen.add(rel)
+            unique += b
+    dup = sorted({p for p in paths if paths.count(p) > 1})
+    return {"requests": len(paths), "body_bytes": body, "gzip_bytes": gz,
+            "unique_bytes": unique, "files": len(seen), "fetched_twice": dup}
+
+
+# ---------------------------------------------------------------------------- entry points
+def run(cfg: WebBenchConfig) -> Results:
+    """Run the browser benchmark; returns the new metrics (the CLI appends them)."""
+    from hemoedge.artifact import Artifact
+    from hemoedge.web.build import BuildConfig, build
+
+    check_executable(cfg.chromium)  # fail in milliseconds, before any build
+    art = Artifact.load(cfg.art)
+    have = {r: art.precisions(r) for r in ROLES}
+    units, tuned = plan(cfg, have)
+    if not units:
+        raise BenchError(f"shard {cfg.shard} has nothing to run")
+    res = Results()
+    if cfg.command:
+        res.commands.append(cfg.command)
+    with contextlib.ExitStack() as stack:
+        work = Path(cfg.workdir) if cfg.workdir else Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="hemoedge-web-")))
+        work.mkdir(parents=True, exist_ok=True)
+        video = Path(cfg.video) if cfg.video else _make_video(cfg, work)
+        vinfo = _y4m_frames(video)
+        dists: dict[tuple[str, str], Path] = {}
+        for u in units:
+            if (u.det, u.est) not in dists:
+                out = work / f"dist-{u.det}-{u.est}"
+                build(BuildConfig(art=Path(cfg.art), detector=u.det, estimator=u.est, out=out))
+                dists[u.det, u.est] = out
+        bcfg = BrowserConfig(executable=Path(cfg.chromium), video=video,
+                             step_timeout_s=cfg.timeout_s)
+        t0 = time.perf_counter()
+        with Chromium(bcfg) as chrome:
+            r = _Run(cfg, chrome, vinfo)
+            for rep in range(cfg.repeats):
+                k = rep % len(units)
+                for u in units[k:] + units[:k]:  # rotate: spread drift over the pairings
+                    log.info("bench web: repeat %d/%d, %s", rep + 1, cfg.repeats, u.label)
+                    r.unit(u, dists[u.det, u.est], rep)
+            version = chrome.version
+        log.info("bench web: %d unit(s) x %d repeat(s) in %.0f s", len(units), cfg.repeats,
+                 time.perf_counter() - t0)
+    pool = r.pool
+    res.env.update({
+        "browser": f"chromium {version}",
+        "onnxruntime_web": pool.env.get("onnxruntime_web"),
+        "cross_origin_isolated": True,  # open_app refuses a page that is not
+        "web_bench": {"chromium": str(cfg.chromium), "headless": True, "args": bcfg.args,
+                      "threads": list(cfg.threads), "runs": cfg.runs, "warmup": cfg.warmup,
+                      "captures": cfg.captures, "repeats": cfg.repeats, "quick": cfg.quick,
+                      "seedloop_injected": cfg.seedloop,
+                      "video": str(cfg.video) if cfg.video else f"hemoedge data video --hb "
+                      f"{cfg.video_hb} --frames {cfg.video_frames}", "video_frames": vinfo[0],
+                      "video_fps": vinfo[1], "video_hb": cfg.video_hb,
+                      "units": [u.label for u in units], "tuned": variant_name(*tuned),
+                      "first_visit": pool.env.get("first_visit", {}),
+                      "memory_breakdown": pool.env.get("memory_breakdown", {})},
+    })
+    for u in units:
+        if u.kind != "seed":
+            res.variants.setdefault(u.variant, {}).update(
+                detector=art.path("detector", u.det).name,
+                estimator=art.path("estimator", u.est).name)
+            for role, p in zip(ROLES, (u.det, u.est), strict=True):
+                res.variants.setdefault(variant_name(**{SHORT[role]: p}), {})[role] = \
+                    art.path(role, p).name
+    emit(cfg, pool, res, tuned, vinfo)
+    return res
+
+
+def _make_video(cfg: WebBenchConfig, work: Path) -> Path:
+    from hemoedge.data.video import write_video
+
+    if cfg.video_hb is None:
+        raise BenchError("need video_hb (g/dL) to generate the fake-camera video")
+    out = work / f"hand-{cfg.video_hb:g}-{cfg.video_frames}.y4m"
+    if not out.is_file():
+        log.info("bench web: writing the fake-camera video %s", out)
+        write_video(out, cfg.video_hb, cfg.video_frames, 0)
+    return out
+
+
+def config_from_args(args: Any) -> WebBenchConfig:
+    kw: dict[str, Any] = {
+        "art": Path(args.art), "threads": tuple(args.threads or (1, 2)),
+        "capture": bool(getattr(args, "capture", False)), "shard": getattr(args, "shard", None),
+        "seedloop": bool(getattr(args, "seedloop", False)),
+        "command": command_line(args),
+    }
+    return WebBenchConfig.quick_form(**kw) if getattr(args, "quick", False) else \
+        WebBenchConfig(**kw)
+
+
+def command_line(args: Any) -> str:
+    argv = ["bench", "web", str(args.art), "--threads", ",".join(map(str, args.threads or (1, 2)))]
+    if getattr(args, "capture", False):
+        argv.append("--capture")
+    if getattr(args, "quick", False):
+        argv.append("--quick")
+    if getattr(args, "shard", None):
+        argv += ["--shard", "/".join(map(str, args.shard))]
+    if getattr(args, "seedloop", False):
+        argv.append("--seedloop")
+    if getattr(args, "results", None):
+        argv += ["--results", str(args.results)]
+    return "hemoedge " + shlex.join(argv)
+
+
+def results_path(args: Any) -> Path:
+    return Path(args.results) if getattr(args, "results", None) else Path(args.art) / "results.json"
+
+
+def cli(args: Any) -> int:
+    cfg = config_from_args(args)
+    try:
+        new = run(cfg)
+    except HemoedgeError:
+        raise
+    except OSError as e:  # e.g. the work folder or the video could not be written
+        raise BenchError(f"bench web: {e}") from e
+    out = results_path(args)
+    res = Results.load_or_new(out)
+    res.env.update(new.env)
+    for k, v in new.variants.items():
+        res.variants.setdefault(k, {}).update(v)
+    res.metrics.extend(new.metrics)
+    res.commands.extend(c for c in new.commands if c not in res.commands)
+    res.save(out)
+    tuned = new.env["web_bench"]["tuned"]
+    print(f"bench web ({new.env['browser']}, onnxruntime-web {new.env['onnxruntime_web']}, "
+          f"crossOriginIsolated): targets of issue 7, value [95 % interval]")
+    print("\n".join(summary_lines(new, tuned)))
+    print(f"{len(new.metrics)} metrics appended to {out}")
+    return 0
+
+
+__all__ = ["WebBenchConfig", "cli", "plan", "run"]

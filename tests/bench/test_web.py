@@ -1,0 +1,246 @@
+"""`hemoedge bench web`: the quick browser benchmark on tiny in-code models, its guard and its
+time limits; plus the pure capture analysis (no browser)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hemoedge.bench import webcapture as wc
+from hemoedge.errors import BenchError
+
+WEB_TESTS = Path(__file__).resolve().parents[1] / "web"
+sys.path.insert(0, str(WEB_TESTS))  # webtiny, webhelp: the web app tests' tiny models and video
+import webtiny as tiny  # noqa: E402
+from webhelp import CHROMIUM, ort_installed, tiny_video  # noqa: E402
+
+TUNED = "det=int8,est=fp32"
+FRAMES = 30  # one capture
+TINY_HB = 12.7  # g/dL the tiny estimator reads on the tiny video's nail (webtiny: ~12.6-12.8)
+HB_TOL = 0.5  # g/dL, |Hb shown - TINY_HB|
+FAIL_FAST_S = 5.0  # a missing Chromium must be reported within this
+HANG_LIMIT_S = 3.0  # the step limit in the hung-page test
+HANG_BOUND_S = 20.0  # ... and the whole hung-page test must end within this
+
+# ---------------------------------------------------------------------------- pure analysis
+def test_capture_stats_counts_dropped_and_repeated_source_frames():
+    # 25 fps video looping every 10 frames, grabs every 80 ms: the nominal step is 2
+    idx = [0, 2, 4, 4, 6, 9, 1, 5, 7]  # repeat (4->4), jitter (6->9: 3), wrap 9->1 (2), 1->5 drop
+    cap = {"intervalMs": 80, "ticks": [80.0 * k for k in range(len(idx))], "resultT": 700.0,
+           "frames": [{"k": k, "frameIndex": i, "hb": 12.0 if k % 2 else None}
+                      for k, i in enumerate(idx)]}
+    st = wc.capture_stats(cap, video_frames=10, fps=25)
+    assert st.repeated == 1
+    assert st.dropped == 1  # only the 4-frame step lost a slot; a 3-frame step is jitter
+    assert st.steps == {0: 1, 2: 5, 3: 1, 4: 1}
+    assert st.max_dev_ms == pytest.approx(0.0)
+    assert st.result_ms == pytest.approx(700.0 - 640.0)
+    assert st.valid_frames == 4 and st.frames == len(idx)
+
+
+def test_cycle_ms_is_the_mean_of_complete_detector_cycles():
+    recs = [{"k": k, "totalMs": 30.0 if k % 2 == 0 else 10.0} for k in range(5)]  # k=4 alone
+    assert wc.cycle_ms(recs, 2) == [20.0, 20.0]
+    assert wc.cycle_ms(recs, 1) == [30.0, 10.0, 30.0, 10.0, 30.0]
+
+
+def test_timeline_rows_are_relative_to_the_first_grab():
+    cap = {"ticks": [100.0, 180.0], "resultT": 300.0, "frames": [
+        {"k": 1, "grabT": 180.0, "queueMs": 2.0, "doneT": 220.0},
+        {"k": 0, "grabT": 100.0, "queueMs": 1.0, "doneT": 140.0}]}
+    rows = wc.timeline(cap)
+    assert [r["frame"] for r in rows] == [0, 1]
+    assert rows[1] == {"frame": 1, "t_grab": 80.0, "t_det_start": 82.0, "t_est_end": 120.0,
+                       "t_result": 200.0}
+
+
+def test_missing_chromium_fails_fast(tmp_path):
+    from hemoedge.bench.web import WebBenchConfig, run
+
+    art = tiny.write_artifact(tmp_path / "art")
+    t0 = time.monotonic()
+    with pytest.raises(BenchError, match="Chromium not found"):
+        run(WebBenchConfig.quick_form(art=art, chromium=tmp_path / "no-chromium",
+                                      workdir=tmp_path / "work"))
+    assert time.monotonic() - t0 < FAIL_FAST_S
+
+
+def test_config_rejects_bad_input(tmp_path):
+    from hemoedge.bench.web import WebBenchConfig, plan
+
+    with pytest.raises(BenchError, match="--threads"):
+        WebBenchConfig(art=tmp_path, threads=(0,))
+    have = {"detector": ["fp32", "int8"], "estimator": ["fp32"]}
+    with pytest.raises(BenchError, match="det=fp16,est=fp32 is not in"):
+        plan(WebBenchConfig(art=tmp_path, pairings=(("fp16", "fp32"),)), have)
+    units, tuned = plan(WebBenchConfig.quick_form(art=tmp_path), have)
+    assert tuned == ("int8", "fp32")
+    assert [(u.kind, u.det, u.est) for u in units] == [("pairing", "int8", "fp32"),
+                                                        ("seed", "fp32", "fp32")]
+    # sharding keeps the seed with the tuned pairing, so the speedup is measured in one job
+    full = {"detector": ["fp16", "fp32", "int8"], "estimator": ["fp16", "fp32", "int8"]}
+    shards = [plan(WebBenchConfig(art=tmp_path, shard=(i, 3)), full)[0] for i in (1, 2, 3)]
+    seeds = [any(u.kind == "seed" for u in s) for s in shards]
+    assert sum(seeds) == 1
+    with_seed = shards[seeds.index(True)]
+    assert any((u.kind, u.det, u.est) == ("pairing", "int8", "fp32") for u in with_seed)
+    assert sorted((u.kind, u.det, u.est) for s in shards for u in s if u.kind != "seed") == \
+        sorted((u.kind, u.det, u.est) for u in plan(WebBenchConfig(art=tmp_path), full)[0]
+               if u.kind != "seed")
+
+
+# ---------------------------------------------------------------------------- the quick run
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    if not Path(CHROMIUM).exists() or not ort_installed():
+        pytest.skip("needs Chromium and webapp/node_modules")
+    from hemoedge.bench.web import WebBenchConfig, run
+
+    d = tmp_path_factory.mktemp("webbench")
+    art = tiny.write_artifact(d / "art")
+    video = tiny_video(d / "tiny.y4m")
+    cfg = WebBenchConfig.quick_form(art=art, capture=True, video=video, video_hb=TINY_HB,
+                                    workdir=d / "work", timeout_s=90)
+    t0 = time.monotonic()
+    res = run(cfg)
+    return res, time.monotonic() - t0
+
+
+@pytest.mark.browser
+def test_quick_run_metrics_present(quick):
+    res, took = quick
+    print(f"quick bench web on tiny models took {took:.0f} s")
+    names = {(m.name, m.variant, m.params.get("threads")) for m in res.metrics}
+    for t in (1, 2):
+        for stat in ("mean", "p50", "p90", "p99"):
+            assert (f"web.detector.latency_ms.{stat}", "det=int8", t) in names
+            assert (f"web.estimator.latency_ms.{stat}", "est=fp32", t) in names
+            assert (f"web.frame_ms.{stat}", TUNED, t) in names
+            assert (f"web.frame_full_ms.{stat}", TUNED, t) in names
+        for name in ("web.detector.session_ms.p50", "web.estimator.session_ms.p50"):
+            assert any(n[0] == name and n[2] == t for n in names), name
+        for name in ("web.speedup_vs_seed", "web.capture.interval_ms.mean",
+                     "web.capture.interval_ms.p95", "web.capture.max_dev_ms",
+                     "web.capture.dropped_frames", "web.capture.repeated_frames",
+                     "web.capture.result_ms", "web.capture.hb_error", "web.capture.long_tasks",
+                     "web.frame.detector_ms.p50", "web.frame.estimator_ms.p50"):
+            assert (name, TUNED, t) in names, (name, t)
+    for stat in ("mean", "p50", "p90", "p99"):
+        assert (f"web.seed.frame_ms.{stat}", "", 1) in names
+    for name in ("web.cold_start_ms", "web.warm_start_ms", "web.offline_reload_ms",
+                 "web.first_visit_bytes", "web.first_visit_bytes_gzip"):
+        assert (name, TUNED, 2) in names, name
+    assert ("web.memory_bytes", TUNED, 1) in names
+    # one timeline row per captured frame: the pairing at 2 threads, and the seed reference
+    grabs = [m for m in res.metrics if m.name == "web.capture.grab_ms"]
+    assert sorted(m.params["frame"] for m in grabs if m.variant == TUNED) == list(range(FRAMES))
+    assert sorted(m.params["frame"] for m in grabs if m.variant == "") == list(range(FRAMES))
+
+
+@pytest.mark.browser
+def test_quick_run_records_environment_threads_and_intervals(quick):
+    res, _ = quick
+    env = res.env
+    assert env["cross_origin_isolated"] is True
+    assert env["browser"].startswith("chromium ")
+    assert env["onnxruntime_web"] == "1.30.0"
+    assert res.variants[TUNED] == {"detector": "detector.int8.onnx",
+                                   "estimator": "estimator.fp32.onnx"}
+    for m in res.metrics:
+        if m.variant and "threads" in m.params and "threads_effective" in m.params:
+            assert m.params["threads_effective"] == m.params["threads"], m
+    for m in res.metrics:
+        if m.name.endswith(".p50") and m.unit == "ms":
+            assert m.n and m.ci95 and m.ci95[0] <= m.ci95[1], m
+    p50 = res.get("web.frame_ms.p50", TUNED, threads=2)
+    assert len(p50.params["samples"]) == p50.n == FRAMES // 2  # detector every 2nd frame
+    seed = res.get("web.seed.frame_ms.p50", "")  # the name and variant the gate's budget reads
+    speed = res.get("web.speedup_vs_seed", TUNED, threads=2)
+    assert speed.value == pytest.approx(seed.value / p50.value, rel=0.05)
+    # timings are not asserted (a loaded machine can stall a capture); their bookkeeping is
+    dropped = res.get("web.capture.dropped_frames", TUNED, threads=2)
+    steps = {int(k): v for k, v in dropped.params["source_steps"].items()}
+    assert dropped.params["undecoded"] == 0 and sum(steps.values()) == FRAMES - 1
+    assert dropped.value == sum(max(0, d // 2 - 1) * c for d, c in steps.items())
+    assert res.get("web.capture.interval_ms.mean", TUNED, threads=2).n == FRAMES - 1
+    assert res.get("web.capture.hb_error", TUNED, threads=2).value < HB_TOL
+    # the seed loop waits for inference, then sleeps 80 ms
+    assert res.get("web.seed.capture.interval_ms.mean", "").value > 80
+    fv = res.get("web.first_visit_bytes", TUNED)
+    assert fv.value >= fv.params["unique_bytes"] > 10e6  # the 14 MB WASM at least once
+
+
+@pytest.mark.browser
+def test_quick_results_feed_report_and_gate(quick, tmp_path):
+    from hemoedge.report.html import capture_frames
+    from hemoedge.report.results import Results
+
+    res, _ = quick
+    path = res.save(tmp_path / "results.json")
+    back = Results.load(path)
+    assert len(back.metrics) == len(res.metrics)
+    assert len(capture_frames(back)[TUNED]) == FRAMES
+    ratio = (back.get("web.frame_ms.p50", TUNED, threads=2).value
+             / back.get("web.seed.frame_ms.p50", "").value)
+    assert ratio > 0
+
+
+# ---------------------------------------------------------------------------- guard and limits
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    if not Path(CHROMIUM).exists() or not ort_installed():
+        pytest.skip("needs Chromium and webapp/node_modules")
+    from hemoedge.web.build import BuildConfig, build
+    from hemoedge.web.serve import serve_in_thread
+
+    d = tmp_path_factory.mktemp("guard")
+    art = tiny.write_artifact(d / "art")
+    dist = build(BuildConfig(art=art, detector="fp32", estimator="fp32", out=d / "dist")).out
+    with serve_in_thread(dist) as (_, url):
+        yield url
+
+
+@pytest.mark.browser
+def test_request_leaving_the_origin_fails_the_benchmark(served):
+    from hemoedge.bench.browser import BrowserConfig, Chromium
+
+    with Chromium(BrowserConfig(step_timeout_s=60)) as chrome:
+        ctx, guard = chrome.new_context(served)
+        page = chrome.page(ctx, guard)
+        page.goto(served + "?bench=1")
+        # loopback only: 127.0.0.2 is another origin on this machine
+        page.raw.evaluate("(() => { new Image().src = 'http://127.0.0.2:9/leak.png'; })()")
+        with pytest.raises(BenchError, match=r"left the app's origin .*http://127\.0\.0\.2:9/leak"):
+            page.wait("false", "waiting for the guard", timeout_s=10)
+
+
+@pytest.mark.browser
+def test_hung_page_gives_a_clear_error_in_bounded_time(served):
+    from hemoedge.bench.browser import BrowserConfig, Chromium
+
+    t0 = time.monotonic()
+    with Chromium(BrowserConfig(step_timeout_s=HANG_LIMIT_S)) as chrome:
+        ctx, guard = chrome.new_context(served)
+        page = chrome.page(ctx, guard)
+        page.goto(served + "?bench=1")
+        with pytest.raises(BenchError, match=r"busy loop: no answer within 3 s"):
+            page.evaluate("(() => { while (true) {} })()", "busy loop")
+        with pytest.raises(BenchError, match="already stopped"):
+            page.evaluate("1", "after the hang")
+    assert time.monotonic() - t0 < HANG_BOUND_S
+
+
+@pytest.mark.browser
+def test_crashed_browser_gives_a_clear_error(served):
+    from hemoedge.bench.browser import BrowserConfig, Chromium
+
+    with Chromium(BrowserConfig(step_timeout_s=30)) as chrome:
+        ctx, guard = chrome.new_context(served)
+        page = chrome.page(ctx, guard)
+        page.goto(served + "?bench=1")
+        chrome._kill()  # what a browser crash looks like from here: its processes are gone
+        with pytest.raises(BenchError, match=r"^after the crash: .*closed"):
+            page.evaluate("1", "after the crash")
