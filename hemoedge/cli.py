@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runs", type=int, default=200)
     s.add_argument("--warmup", type=int, default=20)
     s.add_argument("--quick", action="store_true", help="fewer runs (for tests)")
+    s.add_argument("--data", help="Yakimov-layout folder for real frames (default: rendered)")
+    s.add_argument("--no-spin", action="store_true",
+                   help="onnxruntime worker threads sleep instead of busy-waiting (shared CPUs)")
     s.add_argument("--shard", type=_shard, help="i/n: run only this shard of the variants")
     s.add_argument("--results", help="append metrics to this results.json")
     s.set_defaults(func=_handler("hemoedge.bench.cpu"))

@@ -4,11 +4,17 @@ import cv2
 import numpy as np
 import pytest
 
-from hemoedge.preprocess import (Letterbox, crop, decode_detections, letterbox, letterbox_geometry,
-                                 nms, resize_bilinear, resize_crop)
+from hemoedge.preprocess import (
+    Letterbox,
+    crop,
+    decode_detections,
+    letterbox,
+    letterbox_geometry,
+    nms,
+    resize_bilinear,
+    resize_crop,
+)
 from hemoedge.spec import detector_spec, estimator_spec
-
-
 
 
 @pytest.fixture
@@ -29,7 +35,7 @@ def test_letterbox_tensor(photo):
     assert x.shape == (1, 3, 320, 320) and x.dtype == np.float32
     assert np.allclose(x[0, :, :40, :], 114 / 255)  # padding rows
     assert np.allclose(x[0, :, 280:, :], 114 / 255)
-    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert x.min() >= 0.0 and x.max() <= 1.0
     # a known pixel: integer 2x downscale is the mean of a 2x2 block, rounded to uint8
     block = photo[0:2, 0:2, 0].astype(np.float32).mean()
     assert x[0, 0, 40, 0] * 255 == pytest.approx(np.floor(block + 0.5), abs=1e-3)

@@ -21,7 +21,13 @@ import torch
 from hemoedge.artifact import Artifact
 from hemoedge.errors import HemoedgeError
 from hemoedge.pipeline import session
-from hemoedge.preprocess import Letterbox, crop, decode_detections, iou_matrix, letterbox, resize_crop
+from hemoedge.preprocess import (
+    crop,
+    decode_detections,
+    iou_matrix,
+    letterbox,
+    resize_crop,
+)
 from hemoedge.report.results import Results, variant_name
 
 log = logging.getLogger(__name__)

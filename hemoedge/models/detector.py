@@ -10,8 +10,6 @@ Checkpoint formats read:
 from __future__ import annotations
 
 import logging
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -19,6 +17,7 @@ import yaml
 
 from hemoedge import offline
 from hemoedge.errors import CheckpointError
+from hemoedge.models import ckpt_io
 from hemoedge.spec import CLASS_NAMES
 
 log = logging.getLogger(__name__)
@@ -56,29 +55,17 @@ def set_export_mode(model) -> torch.nn.Module:
 def save(model, path: str | Path, names=CLASS_NAMES, imgsz: int = 320, half: bool = True,
          extra: dict | None = None) -> Path:
     """Save in hemoedge's weights_only-loadable format (fp16 tensors by default: half the bytes)."""
-    sd = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
-          for k, v in model.state_dict().items()}
     ckpt = {"format": FORMAT, "yaml": dict(model.yaml), "names": list(names), "imgsz": imgsz,
-            "state_dict": sd, **(extra or {})}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, path)
-    return path
+            "state_dict": ckpt_io.half_state_dict(model, half), **(extra or {})}
+    return ckpt_io.save(ckpt, path)
 
 
 def load(path: str | Path | None = None):
     """-> (model in eval mode, info dict). Raises CheckpointError with the reason."""
     path = Path(path) if path else DEFAULT
-    if not path.is_file():
-        raise CheckpointError(f"{path}: detector checkpoint not found")
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path}: not a torch checkpoint (expected a .pt zip archive)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        ckpt = None  # an ultralytics .pt pickles model objects: use its loader below
-    except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{path}: corrupt torch checkpoint ({e})") from e
+    ckpt = ckpt_io.load_weights_only(path, "detector")
+    if ckpt is ckpt_io.PICKLED:
+        return _load_ultralytics(path)  # an ultralytics .pt pickles model objects
     if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT:
         model = build(ckpt["yaml"], nc=len(ckpt["names"]))
         try:
@@ -88,10 +75,8 @@ def load(path: str | Path | None = None):
             raise CheckpointError(f"{path}: weights do not fit the YOLOv8 graph ({e})") from e
         model.names = dict(enumerate(ckpt["names"]))
         return model.eval(), {"format": FORMAT, "names": ckpt["names"], "imgsz": ckpt["imgsz"]}
-    if ckpt is not None:
-        raise CheckpointError(f"{path}: a torch file, but neither a hemoedge detector nor an "
-                              "ultralytics checkpoint (no 'format' or 'model' entry)")
-    return _load_ultralytics(path)
+    raise CheckpointError(f"{path}: a torch file, but neither a hemoedge detector nor an "
+                          "ultralytics checkpoint (no 'format' or 'model' entry)")
 
 
 def _load_ultralytics(path: Path):

@@ -8,14 +8,13 @@ Loaded with torch.load(weights_only=True).
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from hemoedge.errors import CheckpointError
+from hemoedge.models import ckpt_io
 
 DEFAULT = Path(__file__).parent / "default" / "estimator.pt"
 
@@ -49,29 +48,18 @@ class Estimator(nn.Module):
 
 def save(model: Estimator, path: str | Path, input_size: int = 224, task: str = "regression",
          half: bool = True, extra: dict | None = None) -> Path:
-    sd = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
-          for k, v in model.state_dict().items()}
-    ckpt = {"backbone": model.backbone_name, "cnn_dim": model.cnn_dim, "model_state_dict": sd,
+    ckpt = {"backbone": model.backbone_name, "cnn_dim": model.cnn_dim,
+            "model_state_dict": ckpt_io.half_state_dict(model, half),
             "input_size": input_size, "task": task, **(extra or {})}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, path)
-    return path
+    return ckpt_io.save(ckpt, path)
 
 
 def load(path: str | Path | None = None) -> tuple[Estimator, dict]:
     path = Path(path) if path else DEFAULT
-    if not path.is_file():
-        raise CheckpointError(f"{path}: estimator checkpoint not found")
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path}: not a torch checkpoint (expected a .pt/.pth zip archive)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+    ckpt = ckpt_io.load_weights_only(path, "estimator")
+    if ckpt is ckpt_io.PICKLED:
         raise CheckpointError(f"{path}: holds Python objects, not plain weights; expected a dict "
-                              "with backbone, cnn_dim, model_state_dict") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{path}: corrupt torch checkpoint ({e})") from e
+                              "with backbone, cnn_dim, model_state_dict")
     missing = [k for k in ("backbone", "cnn_dim", "model_state_dict")
                if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:

@@ -12,7 +12,7 @@ from hemoedge.errors import HemoedgeError
 class Recipe:
     name: str
     # detector: ultralytics YOLOv8 built from yaml, no hub weights
-    detector_yaml: str = "yolov8n.yaml"
+    detector_yaml: str = "yolov8n-nc2.yaml"  # hemoedge/models/, ultralytics yolov8.yaml scale n
     det_size: int = 320  # input side, px
     det_epochs: int = 25
     det_batch: int = 16

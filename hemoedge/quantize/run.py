@@ -224,8 +224,13 @@ def make_int8(art: Artifact, role: str, inputs: Inputs, cfg: QuantizeConfig,
                     for n in sorted(decode_head_nodes(graph))]
         max_bytes = (None if cfg.max_size_ratio is None
                      else int(cfg.max_size_ratio * src.stat().st_size))
+        # the tail bisection only considers nodes without sizeable weights: keeping those in
+        # float costs no bytes, so the int8 size budget cannot be what stops it
+        sizes = {i.name: int(np.prod(i.dims)) for i in graph.initializer}
+        order = [n.name for n in graph.node
+                 if n.name and max((sizes.get(x, 0) for x in n.input), default=0) <= 4096]
         result = sensitivity.search(quantize, measure, rank, tol, wd, cfg.search, seed,
-                                    op_types, progress, max_bytes)
+                                    op_types, progress, max_bytes, order)
         int8.copy_metadata(src, result.model)
         dst = art.root / file_name(role, "int8")
         os.replace(result.model, dst)  # same filesystem: ART/.quantize.*/ -> ART/

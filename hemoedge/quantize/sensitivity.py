@@ -332,8 +332,14 @@ def search(quantize: Callable[[Sequence[str], Path], None],
            tolerance: Tolerance, workdir: Path, cfg: SearchConfig = SearchConfig(),
            seed: Sequence[tuple[str, str]] = (), op_types: dict[str, str] | None = None,
            progress: Callable[[str], None] | None = None,
-           max_bytes: int | None = None) -> SearchResult:
+           max_bytes: int | None = None, order: Sequence[str] = ()) -> SearchResult:
     """Greedy forward selection of nodes to keep in float.
+
+    order: the graph's node names in topological order. When given and the fully quantised
+    model misses the tolerance, a first phase bisects for the shortest graph tail (the last k
+    nodes) whose float execution meets it - measured, O(log n) builds. Output heads that mix
+    ranges (the YOLO decode: box pixels 0-480 and scores 0-1 in one Concat) sit in that tail.
+    The greedy rounds then continue from there if the tolerance still fails.
 
     quantize(exclude, dst) writes an int8 model; measure(path) returns error figures against
     fp32 on validation inputs; rank(path) returns per-tensor errors of that int8 model.
@@ -363,6 +369,25 @@ def search(quantize: Callable[[Sequence[str], Path], None],
     best = (tolerance.badness(cur), cur_path, cur, len(excluded))
     stop = "tolerance met"
     say(f"int8 with {len(names)} node(s) in float: {_fmt(cur)}")
+    if order and tolerance.failures(cur):
+        tail = _bisect_tail(build, tolerance, [n for n in order if n not in names], max_bytes,
+                            say)
+        if tail is not None:
+            k, path, figs = tail
+            before = cur
+            for node in order[len(order) - k:]:
+                if node in names:
+                    continue
+                names.append(node)
+                excluded.append(Exclusion(
+                    node, op_types.get(node, ""),
+                    f"measured: part of the shortest graph tail ({k} nodes) whose float "
+                    "execution meets the tolerance (bisection over graph order)",
+                    None, None, None, before, figs))
+            cur_path, cur = path, figs
+            steps.append(Step(tuple(names), cur, tolerance.failures(cur)))
+            best = (tolerance.badness(cur), cur_path, cur, len(excluded))
+            say(f"tail of {k} node(s) in float -> {_fmt(cur)}")
     skip = 0  # candidates already tried without any gain in earlier rounds
     ranked: tuple[Path | None, list[TensorError]] = (None, [])
     rounds = 0
@@ -418,6 +443,31 @@ def search(quantize: Callable[[Sequence[str], Path], None],
         excluded = excluded[:n]
         log.warning("int8 tolerance not met (%s): %s", stop, "; ".join(tolerance.failures(cur)))
     return SearchResult(excluded, steps, met, cur, cur_path, stop, tolerance)
+
+
+def _bisect_tail(build, tolerance: Tolerance, order: Sequence[str], max_bytes: int | None,
+                 say, max_fraction: float = 0.25):
+    """Smallest k such that keeping order[-k:] in float meets the tolerance (assumes the error
+    falls as the float tail grows). -> (k, model path, figures) or None if even the largest
+    allowed tail (max_fraction of the nodes, within max_bytes) misses it."""
+    hi = max(1, int(len(order) * max_fraction))
+    path, figs = build(list(order[len(order) - hi:]))
+    if tolerance.failures(figs) or (max_bytes is not None and path.stat().st_size > max_bytes):
+        say(f"a float tail of {hi} nodes does not meet the tolerance within the size budget: "
+            f"{_fmt(figs)}")
+        path.unlink(missing_ok=True)
+        return None
+    lo, best = 0, (hi, path, figs)  # invariant: tail lo fails, tail hi passes
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        p, f = build(list(order[len(order) - mid:]))
+        if tolerance.failures(f) or (max_bytes is not None and p.stat().st_size > max_bytes):
+            lo = mid
+            p.unlink(missing_ok=True)
+        else:
+            best[1].unlink(missing_ok=True)
+            hi, best = mid, (mid, p, f)
+    return best
 
 
 def _fmt(figs: Figures) -> str:

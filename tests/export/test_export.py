@@ -10,7 +10,8 @@ import pytest
 from hemoedge.artifact import Artifact
 from hemoedge.errors import ExportError
 from hemoedge.export.onnx_export import ExportConfig, export
-from hemoedge.export.parity import match, run as parity_run
+from hemoedge.export.parity import match
+from hemoedge.export.parity import run as parity_run
 from hemoedge.pipeline import OnnxPipeline, read_spec
 from hemoedge.preprocess import Detection
 from hemoedge.report.results import Results
