@@ -243,14 +243,22 @@ def detect_slow(art: Path, data: Path, out: Path, budgets, baseline, variant: st
     d.to_verdict_s, d.exit_code = m.total_s, m.exit_code
     lat = metric(m.results, f"cpu.{role}.latency_ms.p50", variant, threads=2)
     d.details["bench_latency_ms_p50_2t"] = lat
-    if unchanged:
+    if unchanged:  # the slowdown as the gate sees it: this run's int8/fp32 ratio vs unchanged
         import statistics
 
-        before = [v for v in (metric(p, f"cpu.{role}.latency_ms.p50", variant, threads=2)
-                              for p in unchanged) if v is not None]
-        if before and lat:
-            d.details["unchanged_latency_ms_p50_2t_median"] = statistics.median(before)
-            d.details["achieved_factor_vs_unchanged_runs"] = lat / statistics.median(before)
+        ref = variant.split("=")[0] + "=fp32"
+
+        def ratio(p: Path) -> float | None:
+            a = metric(p, f"cpu.{role}.latency_ms.p50", variant, threads=2)
+            b = metric(p, f"cpu.{role}.latency_ms.p50", ref, threads=2)
+            return a / b if a and b else None
+
+        before = [r for r in map(ratio, unchanged) if r is not None]
+        now = ratio(m.results)
+        if before and now:
+            d.details[f"unchanged_ratio_vs_{ref}_median"] = statistics.median(before)
+            d.details[f"slowed_ratio_vs_{ref}"] = now
+            d.details["achieved_factor_in_ratio"] = now / statistics.median(before)
     ratio_budgets = {b.name for b in budgets if b.kind == "ratio" and any(
         r.metric.startswith(("cpu.", "web.")) and "_ms" in r.metric for r in b.refs())}
     d.caught_by = m.failures
@@ -579,6 +587,10 @@ def prove(a: argparse.Namespace) -> dict[str, Any]:
     if "worse" not in a.skip:
         if reference is None:
             reference = measure(art, data, out / "reference").results
+            if not runs:  # standing failures from this reference run, gated like the rest
+                standing = frozenset(gate(Measured(reference, 0.0, 0.0), budgets,
+                                          baseline).failures)
+                s["standing_failures"] = sorted(standing)
         attempt("worse estimator", lambda: detect_worse_estimator(
             art, data, out, budgets, baseline, a.perturb_rel, reference, standing))
     if "capture" not in a.skip:

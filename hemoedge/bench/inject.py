@@ -91,20 +91,35 @@ def slow_down(model, matmuls: int, width: int = 128, seed: int = 0):
 
 def perturb_head(model, rel: float = 0.5, seed: int = 0, weight: str = HEAD_WEIGHT):
     """A copy of `model` whose initializer `weight` gets multiplicative Gaussian noise:
-    w * (1 + rel * N(0, 1)), seeded. float16 weights stay float16."""
+    w * (1 + rel * N(0, 1)), seeded. float16 weights stay float16. In a QDQ int8 model whose
+    head was quantised (`<weight>_quantized` + `_scale` + `_zero_point`), the dequantised
+    weights get the same noise and are quantised back with the same scale and zero point."""
     from onnx import helper, numpy_helper
 
     m = copy.deepcopy(model)
-    found = [t for t in m.graph.initializer if t.name == weight]
-    if not found:
+    inits = {t.name: t for t in m.graph.initializer}
+    q = f"{weight}_quantized"
+    if weight not in inits and q not in inits:
         names = [t.name for t in m.graph.initializer if "head" in t.name][:8]
-        raise BenchError(f"no initializer {weight!r} to perturb (initializers with 'head' in "
-                         f"the name: {names or 'none'})")
-    t = found[0]
-    w = numpy_helper.to_array(t)
-    noise = np.random.default_rng(seed).standard_normal(w.shape)
-    w2 = (w.astype(np.float64) * (1 + rel * noise)).astype(w.dtype)
-    t.CopyFrom(numpy_helper.from_array(w2, weight))
+        raise BenchError(f"no initializer {weight!r} (or {q!r}) to perturb (initializers with "
+                         f"'head' in the name: {names or 'none'})")
+    rng = np.random.default_rng(seed)
+    if weight in inits:
+        w = numpy_helper.to_array(inits[weight])
+        w2 = (w.astype(np.float64) * (1 + rel * rng.standard_normal(w.shape))).astype(w.dtype)
+        inits[weight].CopyFrom(numpy_helper.from_array(w2, weight))
+    else:
+        qw = numpy_helper.to_array(inits[q])
+        scale = numpy_helper.to_array(inits[f"{weight}_scale"]).astype(np.float64)
+        zp = numpy_helper.to_array(inits[f"{weight}_zero_point"]).astype(np.float64)
+        if scale.ndim == 1 and qw.ndim > 1:  # per-channel along axis 0
+            scale = scale.reshape((-1,) + (1,) * (qw.ndim - 1))
+            zp = zp.reshape(scale.shape)
+        w = (qw.astype(np.float64) - zp) * scale
+        w2 = w * (1 + rel * rng.standard_normal(w.shape))
+        info = np.iinfo(qw.dtype)
+        q2 = np.clip(np.round(w2 / scale + zp), info.min, info.max).astype(qw.dtype)
+        inits[q].CopyFrom(numpy_helper.from_array(q2, q))
     helper.set_model_props(m, {**{x.key: x.value for x in m.metadata_props},
                                f"{PREFIX}.perturb_head": f"rel={rel} seed={seed}"})
     return m

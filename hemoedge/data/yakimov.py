@@ -48,10 +48,21 @@ class Dataset:
     orphans: int = 0  # photos with no metadata row (ignored)
 
 
+def open_image(path: str | Path):
+    """PIL's own Image.open. ultralytics, once imported, replaces Image.open with a wrapper
+    that answers a non-image by trying to pip-install pi-heif (a network call at run time,
+    then ModuleNotFoundError); hemoedge never goes through that wrapper."""
+    import sys
+
+    patches = sys.modules.get("ultralytics.utils.patches")
+    opener = getattr(patches, "_image_open", None) if patches else None
+    return (opener or Image.open)(path)
+
+
 def read_rgb(path: str | Path) -> np.ndarray:
     """(H, W, 3) uint8 RGB; DataError naming the file if it is not a readable image."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(f"{path}: not a readable image ({e.__class__.__name__})") from e
@@ -106,7 +117,7 @@ def load(root: str | Path) -> Dataset:
             if photo is None:
                 raise ValueError(f"photo/{pid}.jpg is missing")
             try:
-                with Image.open(photo) as im:
+                with open_image(photo) as im:
                     w, h = im.size
             except (UnidentifiedImageError, OSError) as e:
                 raise ValueError(f"{photo.name} is not an image") from e

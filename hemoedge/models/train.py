@@ -44,9 +44,7 @@ def write_yolo_dataset(parts: dict[str, list[yakimov.Record]], out: Path) -> Pat
             img = out / "images" / split / rec.photo.name
             if not img.exists():
                 os.symlink(rec.photo.resolve(), img)
-            from PIL import Image
-
-            with Image.open(rec.photo) as im:
+            with yakimov.open_image(rec.photo) as im:
                 w, h = im.size
             (out / "labels" / split / (rec.photo.stem + ".txt")).write_text(
                 "\n".join(yakimov.yolo_labels(rec, w, h)) + "\n")
