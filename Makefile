@@ -38,10 +38,12 @@ run: setup
 
 test: setup
 	$(VENV)/bin/pytest -m "not slow" -q $(PYTEST_ARGS)
+	@test -f ci/baseline.json || { echo "ci/baseline.json missing: hemoedge run --quick --out runs/baseline && hemoedge gate runs/baseline/results.json --update-baseline"; exit 2; }
+	$(VENV)/bin/hemoedge run --quick --out runs/make-test
 
 bench: setup
 	$(VENV)/bin/hemoedge run --out runs/bench
-	$(VENV)/bin/pytest -m slow tests/bench -q --benchmark-json runs/bench/pytest-benchmark.json
+	HEMOEDGE_ART=runs/bench/art HEMOEDGE_DATA=runs/bench/data $(VENV)/bin/pytest -m slow tests/bench -q --benchmark-json runs/bench/pytest-benchmark.json
 
 lint: setup
 	$(VENV)/bin/python -m ruff check hemoedge tests

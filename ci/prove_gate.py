@@ -22,6 +22,9 @@ and how fast, it catches regressions injected for real.
        `hemoedge bench web` with a way to select that mode; reported "not run" otherwise.
 5. OUT/summary.json and OUT/summary.md (counts, times, verdicts), and a table on stdout.
 
+A false alarm is a failing budget that passes on the unchanged reference (budgets the unchanged
+artifact fails every time are reported as standing failures), or a missing metric.
+
 Exit code: 0 when there were no false alarms and every regression that ran was caught (and
 none crashed); 1 otherwise; 2 on bad input.
 """
@@ -268,20 +271,21 @@ def detect_slow(art: Path, data: Path, out: Path, budgets, baseline, variant: st
 
 
 def detect_worse_estimator(art: Path, data: Path, out: Path, budgets, baseline, rel: float,
-                           reference: Path,
-                           standing: frozenset[str] = frozenset()) -> Detection:
+                           reference: Path, standing: frozenset[str] = frozenset(),
+                           shrink: float = 0.0) -> Detection:
     from hemoedge.artifact import Artifact
     from hemoedge.bench import inject
 
-    d = Detection(f"worse estimator (head noise {rel:g})",
-                  f"Ridge head weights of every estimator precision x (1 + {rel:g} N(0,1)), "
-                  "seed 0", True, expected="an accuracy budget (acc.*)")
+    d = Detection(f"worse estimator (head x{1 - shrink:g}, noise {rel:g})",
+                  f"Ridge head weights of every estimator precision x {1 - shrink:g} x "
+                  f"(1 + {rel:g} N(0,1)), seed 0", True, expected="an accuracy budget (acc.*)")
     t0 = time.perf_counter()
     folder = out / "detect-worse-estimator"
     work = copy_art(art, folder / "art")
     for p in Artifact.load(work).precisions("estimator"):
-        inject.rewrite(work, "estimator", p, lambda m: inject.perturb_head(m, rel),
-                       f"perturb_head rel={rel}")
+        inject.rewrite(work, "estimator", p,
+                       lambda m: inject.perturb_head(m, rel, shrink=shrink),
+                       f"perturb_head rel={rel} shrink={shrink}")
     d.inject_s = time.perf_counter() - t0
     m = gate(measure(work, data, folder), budgets, baseline)
     d.to_verdict_s, d.exit_code = m.total_s, m.exit_code
@@ -448,7 +452,7 @@ def ratio_ranges(runs: list[Measured]) -> dict[str, dict[str, Any]]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=(
-        "Examples: `ci/prove_gate.py` (the full proof, about 20 min on 2 cores); "
+        "Examples: `ci/prove_gate.py` (the full proof, about 25 min on 2 cores); "
         "`ci/prove_gate.py --runs 2 --skip slow,worse` (a smoke run)."))
     p.add_argument("--out", default=str(REPO / "runs/prove-gate"),
                    help="output folder for summary.json/.md (default runs/prove-gate)")
@@ -475,7 +479,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="slowdown factor(s), comma-separated, e.g. 1.5,2 (default 2)")
     p.add_argument("--slow-threads", type=int, default=2, help="threads for sizing the slowdown")
     p.add_argument("--perturb-rel", type=float, default=0.5,
-                   help="relative noise on the estimator head weights")
+                   help="relative noise on the estimator head weights (default 0.5)")
+    p.add_argument("--perturb-shrink", type=float, default=0.5,
+                   help="shrink the estimator head weights towards 0 by this fraction "
+                   "(default 0.5: an under-fitted head)")
     p.add_argument("--skip", default="", help="comma-separated: slow, worse, capture")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
@@ -592,7 +599,8 @@ def prove(a: argparse.Namespace) -> dict[str, Any]:
                                           baseline).failures)
                 s["standing_failures"] = sorted(standing)
         attempt("worse estimator", lambda: detect_worse_estimator(
-            art, data, out, budgets, baseline, a.perturb_rel, reference, standing))
+            art, data, out, budgets, baseline, a.perturb_rel, reference, standing,
+            a.perturb_shrink))
     if "capture" not in a.skip:
         base = runs[-1].results if runs else reference
         if base is None:
@@ -621,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print_table(s)
     print(f"summary: {Path(a.out) / 'summary.json'}, {Path(a.out) / 'summary.md'}")
-    ok = s["false_alarms"]["failures"] == 0 and all(
+    ok = s["false_alarms"]["failures_beyond_standing"] == 0 and all(
         d["caught"] for d in s["detections"] if d["ran"]) and not any(
         d["reason"].startswith("error:") for d in s["detections"])
     return 0 if ok else 1

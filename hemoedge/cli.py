@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("art")
     s.add_argument("--threads", type=_ints, default=[1, 2])
     s.add_argument("--capture", action="store_true", help="also run the 30-frame capture")
+    s.add_argument("--seedloop", action="store_true",
+                   help="run the tuned pairing's capture with the seed's sequential loop "
+                        "(inference, then sleep 80 ms): a deliberate regression for the gate proof")
     s.add_argument("--quick", action="store_true")
     s.add_argument("--shard", type=_shard)
     s.add_argument("--results", help="append metrics to this results.json")

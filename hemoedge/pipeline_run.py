@@ -7,6 +7,7 @@ commands recorded in results.json are exactly what a person can rerun.
 from __future__ import annotations
 
 import importlib.util
+import os
 import logging
 import shlex
 import time
@@ -42,7 +43,7 @@ def stages(cfg: RunConfig) -> list[tuple[str, list[str], str]]:
     data = cfg.data or out / "data"
     q = ["--quick"] if cfg.quick else []
     s: list[tuple[str, list[str], str]] = []
-    if cfg.data is None:
+    if cfg.data is None and not (data / "metadata.csv").is_file():
         s.append(("data", ["data", "synth", "--out", str(data), "--patients", str(cfg.patients),
                            "--sessions", "12" if cfg.quick else "20"], "hemoedge.data.synth"))
     s += [
@@ -81,6 +82,10 @@ def run(cfg: RunConfig) -> int:
     verdicts: list[str] = []
     timings = []
     res_path = cfg.out / "results.json"
+    if res_path.is_file():  # a run starts a fresh results file; the last one is kept aside
+        os.replace(res_path, cfg.out / "results.prev.json")
+    if cfg.data is None and (cfg.out / "data" / "metadata.csv").is_file():
+        print(f"reusing the synthetic set in {cfg.out / 'data'}")
     for label, argv, module in stages(cfg):
         if not _available(module):
             log.warning("stage %s: %s is not part of this build yet; skipped", label, module)

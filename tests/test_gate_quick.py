@@ -189,3 +189,19 @@ def test_perturb_head_changes_only_the_head(tmp_path):
     assert np.array_equal(numpy_helper.to_array(m.graph.initializer[0]), np.ones((1, 4)))
     with pytest.raises(BenchError, match="no initializer 'nope'"):
         inject.perturb_head(m, weight="nope")
+
+
+def test_perturb_head_requantises_a_quantised_head():
+    q = np.array([[100, -50, 20, 7]], np.int8)
+    g = helper.make_graph(
+        [helper.make_node("DequantizeLinear", ["head.weight_quantized", "head.weight_scale",
+                                               "head.weight_zero_point"], ["w"])], "qhead",
+        [], [helper.make_tensor_value_info("w", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(q, "head.weight_quantized"),
+         numpy_helper.from_array(np.array(0.01, np.float32), "head.weight_scale"),
+         numpy_helper.from_array(np.array(0, np.int8), "head.weight_zero_point")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)])
+    out = inject.perturb_head(m, rel=0.0, shrink=0.5)  # exactly half, rounded to the grid
+    w = {t.name: numpy_helper.to_array(t) for t in out.graph.initializer}
+    assert w["head.weight_quantized"].dtype == np.int8
+    assert w["head.weight_quantized"].tolist() == [[50, -25, 10, 4]]

@@ -48,7 +48,9 @@ TOLERANCES = {
                       dets_changed_max=0, hb_max_abs=1e-3),
     "fp16": Tolerance(box_max_px=1.0, score_max_abs=0.02, matched_iou_min=0.95,
                       dets_changed_max=2, hb_max_abs=0.05),
-    "int8": Tolerance(box_max_px=4.0, score_max_abs=0.15, matched_iou_min=0.80,
+    # nails are ~40 px wide: a 3 px shift of two edges is IoU ~0.75; the end-to-end Hb effect
+    # of such shifts is what `hemoedge eval` measures (acc.e2e.abs_delta.*)
+    "int8": Tolerance(box_max_px=4.0, score_max_abs=0.15, matched_iou_min=0.70,
                       dets_changed_max=6, hb_max_abs=0.5),
 }
 
