@@ -388,9 +388,10 @@ class _Run:
             pool.env["onnxruntime_web"] = sess.get("ortVersion")
             key_t = threads
             pool.effective[unit.variant, key_t].add(eff)
-            if not seed:
+            if unit.kind == "pairing":
                 pool.timings["web.models_ready_ms", unit.variant, key_t][repeat].append(
                     sess["totalMs"])
+            if not seed:
                 for role, prec in zip(ROLES, (unit.det, unit.est), strict=True):
                     mv = variant_name(**{SHORT[role]: prec})
                     pool.effective[mv, key_t].add(eff)
@@ -525,13 +526,15 @@ def run(cfg: WebBenchConfig) -> Results:
                       "memory_breakdown": pool.env.get("memory_breakdown", {})},
     })
     for u in units:
-        if u.kind != "seed":
+        if u.kind == "pairing":  # a "models" unit's build is only a vehicle for its models
             res.variants.setdefault(u.variant, {}).update(
                 detector=art.path("detector", u.det).name,
                 estimator=art.path("estimator", u.est).name)
+        if u.kind != "seed":
             for role, p in zip(ROLES, (u.det, u.est), strict=True):
-                res.variants.setdefault(variant_name(**{SHORT[role]: p}), {})[role] = \
-                    art.path(role, p).name
+                if role in u.roles:
+                    res.variants.setdefault(variant_name(**{SHORT[role]: p}), {})[role] = \
+                        art.path(role, p).name
     emit(cfg, pool, res, tuned, vinfo)
     return res
 

@@ -49,14 +49,20 @@ def decode_index(rgb: np.ndarray) -> int:
 
 
 def rgb_to_yuv420(rgb: np.ndarray) -> bytes:
-    """Full-range BT.601 (JFIF) Y, then 2x2-averaged Cb and Cr planes (Y4M C420jpeg)."""
-    f = rgb.astype(np.float32)
-    y = 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
-    cb = 128 - 0.168736 * f[..., 0] - 0.331264 * f[..., 1] + 0.5 * f[..., 2]
-    cr = 128 + 0.5 * f[..., 0] - 0.418688 * f[..., 1] - 0.081312 * f[..., 2]
+    """Limited-range ("studio swing") BT.601: Y 16-235, Cb/Cr 16-240, chroma 2x2-averaged.
+
+    Limited range because Chromium's fake camera hands the Y4M planes on as an I420 camera
+    frame and converts them to RGB as BT.601 limited range: a full-range (JFIF) file comes
+    back with stretched contrast, which moved the estimator by 2.1 g/dL on the test video."""
+    f = rgb.astype(np.float32) / 255.0
+    y = 16 + 219 * (0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2])
+    cb = 128 + 224 * (-0.168736 * f[..., 0] - 0.331264 * f[..., 1] + 0.5 * f[..., 2])
+    cr = 128 + 224 * (0.5 * f[..., 0] - 0.418688 * f[..., 1] - 0.081312 * f[..., 2])
+
+    h, w = rgb.shape[:2]
 
     def sub(c: np.ndarray) -> np.ndarray:
-        return c.reshape(H // 2, 2, W // 2, 2).mean(axis=(1, 3))
+        return c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
 
     planes = [y, sub(cb), sub(cr)]
     return b"".join(np.clip(np.round(p), 0, 255).astype(np.uint8).tobytes() for p in planes)

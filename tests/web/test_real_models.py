@@ -29,14 +29,19 @@ from webhelp import (
 pytestmark = pytest.mark.browser
 
 VIDEO_HB = 9.5  # g/dL, the Hb the fake camera video is rendered with
-HB_TOL = 1.0  # g/dL, app median vs the video's Hb (trained models)
+HB_TOL = 1.5  # g/dL, app median vs the video's Hb: about 2x the default estimator's test MAE (0.80)
 APP_VS_PYTHON_TOL = 0.5  # g/dL, app median vs the Python pipeline's median over the whole video
 SCREENSHOT = REPO / "docs" / "app.png"
 
 
 def artifact() -> Path | None:
-    art = Path(os.environ.get("HEMOEDGE_WEB_ART", REPO / "runs" / "art-dev"))
-    return art if (art / "manifest.json").is_file() else None
+    """$HEMOEDGE_WEB_ART, else the embedded default models exported (fp32, cached)."""
+    if os.environ.get("HEMOEDGE_WEB_ART"):
+        art = Path(os.environ["HEMOEDGE_WEB_ART"])
+        return art if (art / "manifest.json").is_file() else None
+    from hemoedge.export.onnx_export import default_artifact
+
+    return default_artifact()
 
 
 def python_median(art: Path, det: str, frames: list[np.ndarray]) -> tuple[float, int]:
@@ -65,7 +70,7 @@ def real(tmp_path_factory):
     """(art, det, video, python median, frames with a nail) or a reason string."""
     art = artifact()
     if art is None:
-        return "no artifact at runs/art-dev (or HEMOEDGE_WEB_ART)"
+        return "no artifact at $HEMOEDGE_WEB_ART"
     try:
         from hemoedge.data.video import write_video
     except ImportError:

@@ -48,20 +48,16 @@ needs_ort = pytest.mark.skipif(
 
 # ---------------------------------------------------------------------------- fake camera video
 def write_y4m(path: Path, frames, fps: int = 25) -> Path:
-    """RGB uint8 frames -> Y4M 4:2:0 (full-range BT.601, C420jpeg)."""
+    """RGB uint8 frames -> Y4M 4:2:0 (C420jpeg; hemoedge.data.video.rgb_to_yuv420)."""
     frames = list(frames)
     h, w = frames[0].shape[:2]
     with open(path, "wb") as f:
         f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        from hemoedge.data.video import rgb_to_yuv420
+
         for rgb in frames:
-            x = rgb.astype(np.float32)
-            y = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
-            cb = 128 - 0.168736 * x[..., 0] - 0.331264 * x[..., 1] + 0.5 * x[..., 2]
-            cr = 128 + 0.5 * x[..., 0] - 0.418688 * x[..., 1] - 0.081312 * x[..., 2]
-            sub = lambda p: p.reshape(h // 2, 2, w // 2, 2).mean((1, 3))  # noqa: E731
             f.write(b"FRAME\n")
-            for plane in (y, sub(cb), sub(cr)):
-                f.write(np.clip(np.rint(plane), 0, 255).astype(np.uint8).tobytes())
+            f.write(rgb_to_yuv420(rgb))
     return path
 
 
@@ -141,7 +137,8 @@ def node() -> str | None:
 
 
 def read_y4m(path: Path, limit: int | None = None) -> list[np.ndarray]:
-    """Y4M 4:2:0 -> RGB uint8 frames (full-range BT.601, the inverse of write_y4m)."""
+    """Y4M 4:2:0 -> RGB uint8 frames (limited-range BT.601, the inverse of write_video and
+    what Chromium's fake camera does)."""
     data = Path(path).read_bytes()
     header, _, rest = data.partition(b"\n")
     tags = {t[:1]: t[1:] for t in header.split()[1:]}
@@ -152,8 +149,8 @@ def read_y4m(path: Path, limit: int | None = None) -> list[np.ndarray]:
         pos = rest.index(b"\n", pos) + 1  # "FRAME[ params]\n"
         buf = np.frombuffer(rest, np.uint8, n_y + 2 * n_c, pos).astype(np.float32)
         pos += n_y + 2 * n_c
-        y = buf[:n_y].reshape(h, w)
-        up = lambda p: p.reshape(h // 2, w // 2).repeat(2, 0).repeat(2, 1) - 128  # noqa: E731
+        y = (buf[:n_y].reshape(h, w) - 16) * (255 / 219)
+        up = lambda p: (p.reshape(h // 2, w // 2).repeat(2, 0).repeat(2, 1) - 128) * (255 / 224)  # noqa: E731
         cb, cr = up(buf[n_y : n_y + n_c]), up(buf[n_y + n_c :])
         rgb = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], -1)
         frames.append(np.clip(np.rint(rgb), 0, 255).astype(np.uint8))
