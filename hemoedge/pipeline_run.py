@@ -26,7 +26,12 @@ class RunConfig:
     quick: bool = False  # small data and few timing runs: the CI form
     data: Path | None = None  # a Yakimov-layout folder; None: synthesise one
     gate: bool = True  # finish with the CI gate against the committed baseline
-    baseline: Path = Path("ci/baseline.json")
+    baseline: Path | None = None  # None: ci/baseline.json (quick) or ci/baseline-full.json
+
+    def __post_init__(self) -> None:
+        if self.baseline is None:  # accuracy baselines hold for one data configuration only
+            name = "baseline.json" if self.quick else "baseline-full.json"
+            object.__setattr__(self, "baseline", Path("ci") / name)
 
     @property
     def patients(self) -> int:
