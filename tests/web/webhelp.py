@@ -14,20 +14,12 @@ import numpy as np
 import pytest
 import webtiny as tiny
 
-CHROMIUM = "/usr/bin/chromium"
+from hemoedge.bench import browser as _browser
 
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-FAKE_CAMERA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+# one definition of the Chromium flags for the tests and the benchmark
+CHROMIUM = str(_browser.CHROMIUM)
+CHROMIUM_ARGS = list(_browser.CHROMIUM_ARGS)
+FAKE_CAMERA_ARGS = list(_browser.FAKE_CAMERA_ARGS)
 
 
 PAGE_TIMEOUT_S = 45  # any single wait in a browser test
