@@ -101,12 +101,6 @@ def run(cfg: RunConfig) -> int:
         args = parser.parse_args(argv)
         code = int(args.func(args) or 0)
         timings.append((label, time.perf_counter() - t0))
-        if label in ("export", "quantize"):
-            from hemoedge.artifact import Artifact, record_sizes
-
-            res = Results.load_or_new(res_path)
-            record_sizes(Artifact.load(cfg.out / "art"), res)
-            res.save(res_path)
         if res_path.is_file():
             res = Results.load(res_path)
             if cmd not in res.commands:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from hemoedge.artifact import Artifact, file_name, sha256_file
-from hemoedge.errors import ExportError, HemoedgeError
+from hemoedge.errors import ExportError
 from hemoedge.spec import METADATA_KEY, OPSET, ModelSpec, detector_spec, estimator_spec
 
 log = logging.getLogger(__name__)
@@ -74,14 +74,13 @@ def simplify(model_bytes: bytes, simplifier: str):
     return simplified
 
 
-def _run(model_or_bytes, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+def _session(model_or_bytes):
     import onnxruntime as ort
 
     data = model_or_bytes if isinstance(model_or_bytes, bytes) else model_or_bytes.SerializeToString()
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
 
 def check_inputs(spec: ModelSpec, images: list[np.ndarray]) -> list[np.ndarray]:
@@ -128,9 +127,10 @@ def export_model(model: torch.nn.Module, spec: ModelSpec, source_sha: str, simpl
     simplified = simplify(raw, simplifier)
     if simplifier != "none":
         worst = 0.0
+        ref, new = _session(raw), _session(simplified)  # one session each, not one per image
         for x in check_inputs(spec, images):
-            a = _run(raw, {spec.input_name: x})[0]
-            b = _run(simplified, {spec.input_name: x})[0]
+            a = ref.run(None, {spec.input_name: x})[0]
+            b = new.run(None, {spec.input_name: x})[0]
             worst = max(worst, float(np.max(np.abs(a - b))))
         facts["simplify_max_abs"] = worst
         if worst > SIMPLIFY_TOL:
@@ -226,12 +226,10 @@ def export(cfg: ExportConfig) -> Artifact:
             log.info("%s: %s (%d bytes)", role, file_name(role, "fp32"),
                      art.files[file_name(role, "fp32")]["bytes"])
         cfg.out.mkdir(parents=True, exist_ok=True)
-        for name in [*art.files, "manifest.json"]:
-            if name == "manifest.json":
-                art.root = cfg.out
-                art.save()
-            else:
-                os.replace(tmp / name, cfg.out / name)
+        for name in art.files:
+            os.replace(tmp / name, cfg.out / name)
+        art.root = cfg.out
+        art.save()  # the manifest last: it names only files already in place
         return art
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -255,10 +253,7 @@ def cli(args) -> int:
                        detector=Path(args.detector) if args.detector else None,
                        estimator=Path(args.estimator) if args.estimator else None,
                        simplifier=args.simplifier)
-    try:
-        art = export(cfg)
-    except HemoedgeError:
-        raise
+    art = export(cfg)
     for name, f in art.files.items():
         print(f"{cfg.out / name}: {f['bytes'] / 1e6:.2f} MB, opset {f['opset']}, "
               f"in {f['inputs'][0]['name']}{f['inputs'][0]['shape']} -> "

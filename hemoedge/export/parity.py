@@ -175,7 +175,7 @@ def localise(reference: Path, variant: Path, x: np.ndarray, input_name: str,
     import onnx
     import onnxruntime as ort
 
-    def dump(path: Path) -> dict[str, np.ndarray]:
+    def dump(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
         m = onnx.load(str(path))
         names = [o for n in m.graph.node for o in n.output if o]
         have = {o.name for o in m.graph.output}

@@ -41,9 +41,7 @@ def set_export_mode(model) -> torch.nn.Module:
     from ultralytics.nn.modules import Detect
 
     model = model.float().eval()
-    if hasattr(model, "fuse"):
-        model = model.fuse(verbose=False) if "verbose" in model.fuse.__code__.co_varnames \
-            else model.fuse()
+    model = model.fuse(verbose=False)
     for m in model.modules():
         if isinstance(m, Detect):
             m.export = True
