@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -139,6 +140,27 @@ class Artifact:
         out = self.root / "manifest.json"
         os.replace(tmp, out)
         return out
+
+
+def copy_role(src: Artifact, dst: Artifact, role: str) -> list[str]:
+    """Replace dst's `role` (its spec, source and every precision's file) with src's: e.g. one
+    exported and quantised detector shared by several estimator artifacts. Files are copied
+    under a temporary name and renamed; dst's manifest is saved last."""
+    if role not in src.models:
+        raise HemoedgeError(f"{src.root}: artifact has no {role} to copy")
+    names = [n for n, f in src.files.items() if f["model"] == role]
+    for n in [n for n, f in dst.files.items() if f["model"] == role and n not in names]:
+        (dst.root / n).unlink(missing_ok=True)
+        del dst.files[n]
+    for n in names:
+        fd, tmp = tempfile.mkstemp(dir=dst.root, prefix=f".{n}.", suffix=".tmp")
+        os.close(fd)
+        shutil.copyfile(src.root / n, tmp)
+        os.replace(tmp, dst.root / n)
+        dst.files[n] = dict(src.files[n])
+    dst.models[role] = json.loads(json.dumps(src.models[role]))
+    dst.save()
+    return names
 
 
 def record_sizes(art: Artifact, results) -> None:

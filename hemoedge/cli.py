@@ -36,6 +36,16 @@ def _shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def _pairings(text: str) -> list[tuple[str, str]]:
+    out = []
+    for item in _csv(text):
+        det, sep, est = item.partition(":")
+        if not sep or not det or not est:
+            raise argparse.ArgumentTypeError(f"expected DET:EST pairs like int8:fp32, got {item!r}")
+        out.append((det, est))
+    return out
+
+
 def _handler(module: str, func: str = "cli"):
     def call(args: argparse.Namespace) -> int:
         return getattr(importlib.import_module(module), func)(args)
@@ -79,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only", choices=("detector", "estimator"), help="train one model only")
     s.add_argument("--det-epochs", type=int, help="override the recipe's detector epochs")
     s.add_argument("--est-epochs", type=int, help="override the recipe's estimator epochs")
+    s.add_argument("--est-size", type=int, help="estimator input side, px (default 224; "
+                   "192 for the lip recipe)")
+    s.add_argument("--task", choices=("regression", "classification"),
+                   help="estimator head: Hb regression (Ridge) or anaemia classification "
+                        "(logistic) on the same frozen features")
+    s.add_argument("--anaemia-threshold", type=float,
+                   help="classification: anaemic = Hb below this, g/dL (default 12, WHO)")
+    s.add_argument("--est-init", help="start from this estimator checkpoint's backbone "
+                   "(with --est-epochs 0: fit only the head on its features)")
     s.add_argument("--det-hours", type=float,
                    help="detector time budget in hours (ultralytics fits its schedule to it)")
     s.add_argument("--seed", type=int, default=0)
@@ -109,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max int8 detector mean |box change| on the top anchors, network px")
     s.add_argument("--val-samples", type=int, default=32, help="validation photos for the search")
     s.add_argument("--max-steps", type=int, help="at most this many node-exclusion rounds")
+    s.add_argument("--roles", type=_csv, help="models to make variants of (default: "
+                   "detector,estimator)")
     s.add_argument("--seed-hint", action="store_true",
                    help="start the detector search from the YOLO decode-head nodes (a hint)")
     s.set_defaults(func=_handler("hemoedge.quantize.run"))
@@ -150,6 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the tuned pairing's capture with the seed's sequential loop "
                         "(inference, then sleep 80 ms): a deliberate regression for the gate proof")
     s.add_argument("--quick", action="store_true")
+    s.add_argument("--pairings", type=_pairings,
+                   help="DET:EST precisions to measure, e.g. int8:fp32,int8:int8 "
+                        "(default: det x est over fp32/int8; --quick: int8:fp32)")
+    s.add_argument("--no-seed", action="store_true",
+                   help="skip the seed reference (fp32, 1 thread, sequential loop)")
     s.add_argument("--shard", type=_shard)
     s.add_argument("--results", help="append metrics to this results.json")
     s.set_defaults(func=_handler("hemoedge.bench.web"))

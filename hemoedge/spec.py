@@ -76,14 +76,32 @@ def detector_spec(size: int = 320, num_classes: int = 2) -> ModelSpec:
     )
 
 
-def estimator_spec(size: int = 224) -> ModelSpec:
+def estimator_spec(size: int = 224, task: str = "regression",
+                   anaemia_threshold_gdl: float = 12.0) -> ModelSpec:
+    """regression: output `hb`, Hb in g/dL. classification: output `anaemia_logit`;
+    sigmoid(logit) is the probability that Hb < anaemia_threshold_gdl (extra holds both)."""
+    if task == "classification":
+        return ModelSpec(
+            role="estimator", input_name="input", input_shape=(1, 3, size, size),
+            output_name="anaemia_logit", output_shape=(1, 1),
+            preprocess=_estimator_preprocess(size), output_unit="logit",
+            extra={"task": "classification", "anaemia_threshold_gdl": anaemia_threshold_gdl})
     return ModelSpec(
         role="estimator",
         input_name="input",
         input_shape=(1, 3, size, size),
         output_name="hb",
         output_shape=(1, 1),
-        preprocess=Preprocess(mode="resize_crop", size=size, resize_shorter=round(size * 256 / 224),
-                              mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        preprocess=_estimator_preprocess(size),
         output_unit="g/dL",
     )
+
+
+def _estimator_preprocess(size: int) -> Preprocess:
+    return Preprocess(mode="resize_crop", size=size, resize_shorter=round(size * 256 / 224),
+                      mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def task_of(spec: ModelSpec) -> str:
+    """"regression" (Hb, g/dL) or "classification" (anaemia logit) for an estimator spec."""
+    return spec.extra.get("task", "regression")

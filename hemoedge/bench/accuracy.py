@@ -14,6 +14,11 @@ end to end as the app does it (variant det=P,est=Q): the detector variant at the
   fp32 pipeline's MAE on the patients both found a nail in),
   acc.e2e.abs_delta.mean / .p95 / .max (per patient |Hb - Hb of the fp32 pipeline|),
   acc.e2e.band_agreement (vs the fp32 pipeline), acc.e2e.nail_found_rate
+classification estimators (spec extra task=classification; the output is the anaemia logit,
+  anaemic = measured Hb below the spec's threshold), instead of the Hb figures:
+  acc.cls.{accuracy,sensitivity,specificity,f1,auroc} (variant est=P, ground-truth crops, per
+  patient the median logit), acc.cls.<m>_delta (vs fp32), acc.cls.agreement (decision equal to
+  fp32's); the same end to end as acc.e2e.cls.* (variant det=P,est=Q, vs the fp32 pipeline)
 sizes: size.<role>.bytes (variant det=P / est=P) via hemoedge.artifact.record_sizes
 
 AP integration, precision and recall come from ultralytics.utils.metrics.ap_per_class, box
@@ -34,11 +39,13 @@ from typing import Any
 
 import numpy as np
 
+from hemoedge import anaemia
 from hemoedge.artifact import Artifact, file_name
 from hemoedge.errors import BenchError
 from hemoedge.preprocess import Detection, crop
 from hemoedge.report.results import Results, variant_name
 from hemoedge.severity import SEVERITY_BANDS, severity_band
+from hemoedge.spec import task_of
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +188,28 @@ def abs_delta(a: Mapping[str, float], b: Mapping[str, float]) -> dict[str, float
             "n": len(keys)}
 
 
+def add_classification(res: Results, prefix: str, scores: Mapping[str, Mapping[str, float]],
+                       ref: Mapping[str, float], truth: Mapping[str, float], keys: Sequence[str],
+                       threshold: float) -> None:
+    """<prefix>.{accuracy,sensitivity,specificity,f1,auroc} per variant on `keys` (patients),
+    <prefix>.<m>_delta against `ref` (the fp32 scores) on the patients both have, and
+    <prefix>.agreement (decision equal to fp32's)."""
+    for v, sc in scores.items():
+        ks = [k for k in keys if k in sc]
+        m = anaemia.metrics([sc[k] for k in ks], [truth[k] for k in ks], threshold)
+        both = [k for k in ks if k in ref]
+        m_ref = anaemia.metrics([ref[k] for k in both], [truth[k] for k in both], threshold)
+        m_new = anaemia.metrics([sc[k] for k in both], [truth[k] for k in both], threshold)
+        for name in anaemia.METRICS:
+            res.add(f"{prefix}.{name}", v, m[name], "ratio", "higher", n=len(ks),
+                    params={"threshold_gdl": threshold})
+            res.add(f"{prefix}.{name}_delta", v, m_new[name] - m_ref[name], "ratio", "higher",
+                    n=len(both))
+        res.add(f"{prefix}.agreement", v, anaemia.agreement([sc[k] for k in both],
+                                                           [ref[k] for k in both]),
+                "ratio", "higher", n=len(both))
+
+
 # ------------------------------------------------------------------ running the models
 
 @dataclass
@@ -255,9 +284,14 @@ def evaluate(cfg: EvalConfig, records: Sequence[Any] | None = None,
                 vals.append(pipe.estimate(crop(images[str(r.patient_id)], b)))
                 who.append(str(r.patient_id))
         est_hb[p] = per_patient(vals, who)
+    task = task_of(art.spec("estimator"))
+    threshold = art.spec("estimator").extra.get("anaemia_threshold_gdl", anaemia.WHO_THRESHOLD_GDL)
+    if task == "classification":
+        add_classification(res, "acc.cls", {variant_name(est=p): est_hb[p] for p in ests_p},
+                           est_hb["fp32"], truth, pids, threshold)
     ref = est_hb["fp32"]
     mae_fp32 = hb_metrics([ref[k] for k in pids], [truth[k] for k in pids])["mae"]
-    for p in ests_p:
+    for p in ests_p if task == "regression" else ():
         v, hb = variant_name(est=p), est_hb[p]
         pred, tr = [hb[k] for k in pids], [truth[k] for k in pids]
         m = hb_metrics(pred, tr)
@@ -305,6 +339,9 @@ def evaluate(cfg: EvalConfig, records: Sequence[Any] | None = None,
                 n=len(pids))
         if not found:
             log.warning("%s: the detector found no nail in any test photo; no end-to-end Hb", v)
+            continue
+        if task == "classification":
+            add_classification(res, "acc.e2e.cls", {v: out}, ref_e2e, truth, found, threshold)
             continue
         res.add("acc.e2e.hb_mae", v, mae_on(out, found), "g/dL", "lower", n=len(found))
         both = [k for k in found if k in ref_e2e]  # the delta compares like with like
@@ -392,12 +429,29 @@ def print_table(res: Results, patients: int, console=None, art: Artifact | None 
     for c in ("variant", "MAE", "Δ MAE", "RMSE", "R²", "band agr.", "|ΔHb| mean", "p95", "max",
               "of fp32"):
         t.add_column(c)
-    for v in sorted({m.variant for m in res.find("acc.hb_mae")}):
+    est_rows = sorted({m.variant for m in res.find("acc.hb_mae")})
+    for v in est_rows:
         t.add_row(v, fmt("acc.hb_mae", v), fmt("acc.hb_mae_delta", v, "+.3f"),
                   fmt("acc.hb_rmse", v), fmt("acc.hb_r2", v), fmt("acc.band_agreement", v, ".1%"),
                   fmt("acc.hb_abs_delta.mean", v), fmt("acc.hb_abs_delta.p95", v),
                   fmt("acc.hb_abs_delta.max", v), size("estimator", v)[1])
-    console.print(t)
+    if est_rows:  # none for an anaemia classifier
+        console.print(t)
+    for prefix, title in (("acc.cls", "anaemia classifier on ground-truth nail crops"),
+                          ("acc.e2e.cls", "anaemia classifier end to end")):
+        rows = sorted({m.variant for m in res.find(prefix + ".auroc")})
+        if not rows:
+            continue
+        t = Table(title=f"{title} (per patient median logit; anaemic = positive)")
+        for c in ("variant", "accuracy", "sensitivity", "specificity", "F1", "AUROC", "Δ AUROC",
+                  "agreement"):
+            t.add_column(c)
+        for v in rows:
+            t.add_row(v, *(fmt(f"{prefix}.{k}", v) for k in ("accuracy", "sensitivity",
+                                                            "specificity", "f1", "auroc")),
+                      fmt(f"{prefix}.auroc_delta", v, "+.3f"),
+                      fmt(f"{prefix}.agreement", v, ".1%"))
+        console.print(t)
     t = Table(title="end to end (detector -> up to 3 nails -> estimator, per patient median)")
     for c in ("pairing", "nail found", "MAE", "Δ MAE vs fp32", "|ΔHb| mean", "p95", "max",
               "band agr."):

@@ -558,6 +558,10 @@ def config_from_args(args: Any) -> WebBenchConfig:
         "seedloop": bool(getattr(args, "seedloop", False)),
         "command": command_line(args),
     }
+    if getattr(args, "pairings", None):
+        kw["pairings"] = tuple(tuple(p) for p in args.pairings)
+    if getattr(args, "no_seed", False):
+        kw["seed"] = False
     return WebBenchConfig.quick_form(**kw) if getattr(args, "quick", False) else \
         WebBenchConfig(**kw)
 
@@ -572,6 +576,10 @@ def command_line(args: Any) -> str:
         argv += ["--shard", "/".join(map(str, args.shard))]
     if getattr(args, "seedloop", False):
         argv.append("--seedloop")
+    if getattr(args, "pairings", None):
+        argv += ["--pairings", ",".join(f"{d}:{e}" for d, e in args.pairings)]
+    if getattr(args, "no_seed", False):
+        argv.append("--no-seed")
     if getattr(args, "results", None):
         argv += ["--results", str(args.results)]
     return "hemoedge " + shlex.join(argv)

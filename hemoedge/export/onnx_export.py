@@ -214,7 +214,8 @@ def export(cfg: ExportConfig) -> Artifact:
                                             sha256_file(src), cfg.simplifier, images)
             else:
                 torch_model, info = est_mod.load(src)
-                spec = estimator_spec(size=info["input_size"])
+                spec = estimator_spec(size=info["input_size"], task=info["task"],
+                                      anaemia_threshold_gdl=info.get("anaemia_threshold_gdl", 12.0))
                 model, facts = export_model(torch_model, spec, sha256_file(src), cfg.simplifier,
                                             images)
             import onnx

@@ -2,7 +2,9 @@
 
 Checkpoint format (the seed's, which hemoedge also writes): a torch file holding
 `backbone` (timm model name), `cnn_dim` (pooled feature size) and `model_state_dict` with
-`backbone.*` and `head.*` keys. hemoedge adds `input_size`, `task` and `ridge_alpha`.
+`backbone.*` and `head.*` keys. hemoedge adds `input_size`, `task` ("regression": the output is
+Hb in g/dL; "classification": the output is the anaemia logit), `anaemia_threshold_gdl`
+(classification) and the fitted head's settings.
 Loaded with torch.load(weights_only=True).
 """
 
@@ -76,4 +78,9 @@ def load(path: str | Path | None = None) -> tuple[Estimator, dict]:
         raise CheckpointError(f"{path}: weights do not fit {ckpt['backbone']} ({e})") from e
     info = {"backbone": ckpt["backbone"], "cnn_dim": int(ckpt["cnn_dim"]),
             "input_size": int(ckpt.get("input_size", 224)), "task": ckpt.get("task", "regression")}
+    if info["task"] not in ("regression", "classification"):
+        raise CheckpointError(f"{path}: task {info['task']!r}; expected regression or "
+                              "classification")
+    if info["task"] == "classification":
+        info["anaemia_threshold_gdl"] = float(ckpt.get("anaemia_threshold_gdl", 12.0))
     return model.eval(), info

@@ -25,10 +25,18 @@ class Recipe:
     est_lr: float = 2e-3  # AdamW
     ridge_alphas: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
     task: str = "regression"  # "regression" (Hb, Ridge) or "classification" (anaemic, logistic)
+    anaemia_threshold: float = 12.0  # g/dL; classification: anaemic = Hb below it (WHO, women)
+    est_init: str | None = None  # start from this estimator checkpoint's backbone (skips nothing:
+    #                              est_epochs more fine-tuning, 0 = reuse its features as they are)
 
     def __post_init__(self) -> None:
         if self.task not in ("regression", "classification"):
             raise HemoedgeError(f"recipe {self.name}: task must be regression or classification")
+        if not 0 < self.anaemia_threshold < 30:
+            raise HemoedgeError(f"recipe {self.name}: anaemia threshold must be in (0, 30) g/dL, "
+                                f"got {self.anaemia_threshold}")
+        if self.est_epochs < 0:
+            raise HemoedgeError(f"recipe {self.name}: estimator epochs must be >= 0")
         if self.det_size % 32 or self.est_size % 32:
             raise HemoedgeError(f"recipe {self.name}: input sizes must be multiples of 32")
 

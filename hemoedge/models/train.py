@@ -2,8 +2,10 @@
 
 Detector: ultralytics' own trainer on YOLO-format labels written from the set's train/val split.
 Estimator: the backbone first learns Hb on ground-truth nail crops (AdamW, Huber loss on
-standardised Hb), is then frozen, and a RidgeCV head is fit on its pooled features of the
-train split (alpha chosen by leave-one-out CV) and folded into the final Linear layer.
+standardised Hb), is then frozen, and a closed-form head is fit on its pooled features of the
+train split and folded into the final Linear layer: RidgeCV (alpha by leave-one-out CV) for Hb
+regression, or LogisticRegressionCV (anaemic = Hb below the recipe's threshold) for anaemia
+classification, whose exported output is then the logit.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hemoedge import offline
+from hemoedge import anaemia, offline
 from hemoedge.data import yakimov
 from hemoedge.errors import HemoedgeError
 from hemoedge.models import detector as det_mod
@@ -91,16 +93,28 @@ def crop_tensors(records: list[yakimov.Record], size: int) -> tuple[np.ndarray, 
     return np.stack(xs), np.asarray(ys, np.float32), np.asarray(pids)
 
 
-def train_estimator(recipe: Recipe, parts, out: Path, seed: int = 0) -> tuple[Path, dict]:
-    from sklearn.linear_model import RidgeCV
+def _init_model(recipe: Recipe) -> est_mod.Estimator:
+    """A fresh backbone, or (recipe.est_init) the backbone of an earlier estimator checkpoint."""
+    if not recipe.est_init:
+        return est_mod.Estimator(recipe.backbone)
+    model, info = est_mod.load(recipe.est_init)
+    if info["backbone"] != recipe.backbone or info["input_size"] != recipe.est_size:
+        raise HemoedgeError(f"{recipe.est_init}: holds {info['backbone']} at "
+                            f"{info['input_size']} px; the recipe wants {recipe.backbone} at "
+                            f"{recipe.est_size} px")
+    return model
 
-    torch.manual_seed(seed)
-    x_tr, y_tr, _ = crop_tensors(parts["train"], recipe.est_size)
-    x_va, y_va, p_va = crop_tensors(parts["val"], recipe.est_size)
-    model = est_mod.Estimator(recipe.backbone)
+
+def fine_tune(model: est_mod.Estimator, recipe: Recipe, x_tr: np.ndarray, y_tr: np.ndarray,
+              seed: int) -> dict:
+    """The backbone learns Hb on ground-truth crops (AdamW, Huber on standardised Hb). Both task
+    types use this: Hb is what the photos carry, the anaemia label is a threshold on it."""
+    if recipe.est_epochs == 0 or len(x_tr) < recipe.est_batch:
+        return {"steps": 0, "seconds": 0.0}
     mu, sd = float(y_tr.mean()), float(y_tr.std() + 1e-6)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.est_lr, weight_decay=0.05)
-    steps = max(1, len(x_tr) // recipe.est_batch) * recipe.est_epochs
+    per_epoch = len(x_tr) // recipe.est_batch
+    steps = per_epoch * recipe.est_epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.est_lr, total_steps=steps,
                                                 pct_start=0.15)
     xt, yt = torch.from_numpy(x_tr), torch.from_numpy((y_tr - mu) / sd)
@@ -108,12 +122,13 @@ def train_estimator(recipe: Recipe, parts, out: Path, seed: int = 0) -> tuple[Pa
     from rich.progress import Progress
 
     t0 = time.perf_counter()
+    loss = torch.zeros(())
     with Progress(transient=True) as prog:
-        task = prog.add_task("estimator backbone", total=steps)
+        task = prog.add_task(f"estimator backbone {recipe.backbone}", total=steps)
         for _epoch in range(recipe.est_epochs):
             model.train()
             perm = torch.randperm(len(xt), generator=gen)
-            for b in range(len(xt) // recipe.est_batch):  # drop_last: BatchNorm needs > 1
+            for b in range(per_epoch):  # drop_last: BatchNorm needs > 1
                 idx = perm[b * recipe.est_batch:(b + 1) * recipe.est_batch]
                 xb = xt[idx]
                 flip = torch.rand(len(idx), generator=gen) < 0.5  # nails are left-right symmetric
@@ -126,27 +141,85 @@ def train_estimator(recipe: Recipe, parts, out: Path, seed: int = 0) -> tuple[Pa
                 prog.advance(task)
             log.info("estimator epoch %d/%d: last batch Huber loss %.3f (%.0f s)", _epoch + 1,
                      recipe.est_epochs, float(loss), time.perf_counter() - t0)
-    log.info("estimator backbone: %d steps in %.0f s, last loss %.3f", steps,
-             time.perf_counter() - t0, float(loss))
+    seconds = time.perf_counter() - t0
+    log.info("estimator backbone: %d steps in %.0f s, last loss %.3f", steps, seconds, float(loss))
+    return {"steps": steps, "seconds": seconds}
+
+
+def fit_ridge(model: est_mod.Estimator, recipe: Recipe, f_tr: np.ndarray, y_tr: np.ndarray):
+    """RidgeCV (leave-one-out alpha) on frozen features, folded into the final Linear."""
+    from sklearn.linear_model import RidgeCV
+
+    ridge = RidgeCV(alphas=recipe.ridge_alphas).fit(f_tr, y_tr)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.from_numpy(ridge.coef_.astype(np.float32))[None])
+        model.head.bias.fill_(float(ridge.intercept_))
+    return ridge.predict, {"ridge_alpha": float(ridge.alpha_)}
+
+
+def fit_logistic(model: est_mod.Estimator, recipe: Recipe, f_tr: np.ndarray, y_tr: np.ndarray,
+                 groups: np.ndarray, seed: int):
+    """Anaemic (Hb < threshold) vs not: standardised features -> LogisticRegressionCV (C by
+    patient-grouped 5-fold ROC AUC, balanced classes), folded into the final Linear so the
+    exported model outputs the logit; sigmoid(logit) >= 0.5 is the anaemic decision."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.preprocessing import StandardScaler
+
+    labels = (y_tr < recipe.anaemia_threshold).astype(int)
+    if labels.min() == labels.max():
+        raise HemoedgeError(f"every training patient is {'anaemic' if labels[0] else 'not anaemic'}"
+                            f" at {recipe.anaemia_threshold} g/dL; a classifier needs both")
+    # folds by patient, each holding both classes where the counts allow
+    folds = int(max(2, min(5, np.bincount(labels).min())))
+    sc = StandardScaler().fit(f_tr)
+    clf = LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=list(StratifiedGroupKFold(folds, shuffle=True,
+        random_state=seed).split(f_tr, labels, groups)), scoring="roc_auc", class_weight="balanced", max_iter=2000,
+        random_state=seed).fit(sc.transform(f_tr), labels)
+    scale = np.where(sc.scale_ > 0, sc.scale_, 1.0)
+    w = clf.coef_[0] / scale  # logit = w.(f - mean)/scale + b, folded
+    b = float(clf.intercept_[0] - np.dot(w, sc.mean_))
+    with torch.no_grad():
+        model.head.weight.copy_(torch.from_numpy(w.astype(np.float32))[None])
+        model.head.bias.fill_(b)
+    return (lambda f: f @ w + b), {"logistic_c": float(clf.C_[0])}
+
+
+def train_estimator(recipe: Recipe, parts, out: Path, seed: int = 0) -> tuple[Path, dict]:
+    torch.manual_seed(seed)
+    x_tr, y_tr, g_tr = crop_tensors(parts["train"], recipe.est_size)
+    x_va, y_va, p_va = crop_tensors(parts["val"], recipe.est_size)
+    model = _init_model(recipe)
+    tuned = fine_tune(model, recipe, x_tr, y_tr, seed)
 
     # freeze, then the closed-form head on pooled features
     model.eval()
     f_tr = _features(model, x_tr)
     f_va = _features(model, x_va)
-    ridge = RidgeCV(alphas=recipe.ridge_alphas).fit(f_tr, y_tr)
-    with torch.no_grad():
-        model.head.weight.copy_(torch.from_numpy(ridge.coef_.astype(np.float32))[None])
-        model.head.bias.fill_(float(ridge.intercept_))
-    pred_va = ridge.predict(f_va)
-    per_patient = {p: np.median(pred_va[p_va == p]) for p in np.unique(p_va)}
-    truth = {p: y_va[p_va == p][0] for p in per_patient}
-    mae_patient = float(np.mean([abs(per_patient[p] - truth[p]) for p in per_patient]))
-    metrics = {"val_crop_mae": float(np.mean(np.abs(pred_va - y_va))),
-               "val_patient_mae": mae_patient,
-               "val_mean_baseline_mae": float(np.mean(np.abs(y_va - y_tr.mean()))),
-               "ridge_alpha": float(ridge.alpha_), "train_crops": len(x_tr)}
-    path = est_mod.save(model, out / "estimator.pt", input_size=recipe.est_size,
-                        extra={"ridge_alpha": float(ridge.alpha_), "val_metrics": metrics})
+    if recipe.task == "regression":
+        predict, head = fit_ridge(model, recipe, f_tr, y_tr)
+    else:
+        predict, head = fit_logistic(model, recipe, f_tr, y_tr, g_tr, seed)
+    pred_va = predict(f_va)
+    per_patient = {p: float(np.median(pred_va[p_va == p])) for p in np.unique(p_va)}
+    truth = {p: float(y_va[p_va == p][0]) for p in per_patient}
+    metrics: dict = {"train_crops": len(x_tr), "fine_tune_steps": tuned["steps"],
+                     "fine_tune_s": tuned["seconds"], **head}
+    if recipe.task == "regression":
+        metrics.update({
+            "val_crop_mae": float(np.mean(np.abs(pred_va - y_va))),
+            "val_patient_mae": float(np.mean([abs(per_patient[p] - truth[p])
+                                              for p in per_patient])),
+            "val_mean_baseline_mae": float(np.mean(np.abs(y_va - y_tr.mean())))})
+    else:
+        cm = anaemia.metrics(list(per_patient.values()), list(truth.values()),
+                                    recipe.anaemia_threshold)
+        metrics.update({f"val_patient_{k}": v for k, v in cm.items()})
+    extra = {"val_metrics": metrics, **head}
+    if recipe.task == "classification":
+        extra["anaemia_threshold_gdl"] = recipe.anaemia_threshold
+    path = est_mod.save(model, out / "estimator.pt", input_size=recipe.est_size, task=recipe.task,
+                        extra=extra)
     return path, metrics
 
 
@@ -181,7 +254,10 @@ def cli(args) -> int:
     # HEMOEDGE_TRAIN_THREADS=1 on a shared machine: oversubscribed OpenMP threads thrash
     torch.set_num_threads(int(os.environ.get("HEMOEDGE_TRAIN_THREADS", os.cpu_count() or 1)))
     recipe = create(args.recipe, backbone=args.backbone, det_epochs=args.det_epochs,
-                    est_epochs=args.est_epochs, det_hours=args.det_hours)
+                    est_epochs=args.est_epochs, det_hours=args.det_hours,
+                    est_size=getattr(args, "est_size", None), task=getattr(args, "task", None),
+                    anaemia_threshold=getattr(args, "anaemia_threshold", None),
+                    est_init=getattr(args, "est_init", None))
     out = Path(args.out)
     data = Path(args.data) if args.data else None
     if data is None:

@@ -294,6 +294,8 @@ def config_from_args(args) -> QuantizeConfig:
            if getattr(args, k, None) is not None}
     if getattr(args, "max_steps", None) is not None:
         opt["search"] = sensitivity.SearchConfig(max_steps=args.max_steps)
+    if getattr(args, "roles", None):
+        opt["roles"] = tuple(args.roles)
     return QuantizeConfig(
         art=Path(args.art), variants=tuple(args.variants),
         data=Path(args.calib) if args.calib else None, method=args.method,

@@ -57,10 +57,16 @@ def prefer_threads(metrics: list[Metric], threads: int = PREFERRED_THREADS) -> M
 
 
 def lookup(results: Results, name: str, variant: str, *, exact: bool = False,
-           threads: int | None = PREFERRED_THREADS) -> Metric | None:
+           threads: int | None = PREFERRED_THREADS, same: tuple[str, ...] = ()) -> Metric | None:
     """The metric `name` for `variant`: exact match, or (exact=False) the most specific metric
-    whose variant is covered by `variant`. Among thread settings, prefer `threads`."""
+    whose variant is covered by `variant`. Among thread settings, prefer `threads`. Keys in
+    `same` must agree between the metric's variant and `variant` (absent on both counts as
+    agreeing): same=("backbone",) keeps one backbone's accuracy off another's pairing."""
     pool = [m for m in results.metrics if m.name == name and math.isfinite(m.value)]
+    if same:
+        want = parse_variant(variant)
+        pool = [m for m in pool
+                if all(parse_variant(m.variant).get(k) == want.get(k) for k in same)]
     if exact:
         pool = [m for m in pool if m.variant == variant]
     else:

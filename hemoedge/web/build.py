@@ -405,6 +405,13 @@ def cli(args) -> int:
             raise HemoedgeError("no --art given and no default artifact available") from e
         art = default_artifact()
         art = getattr(art, "root", art)  # an Artifact or a folder
+    from hemoedge.artifact import Artifact
+    from hemoedge.spec import task_of
+
+    if task_of(Artifact.load(Path(art)).spec("estimator")) != "regression":
+        # the sweep still benchmarks such models in the app (latency only): bench web calls build()
+        raise HemoedgeError(f"{art}: the estimator is an anaemia classifier (outputs a logit); "
+                            "the app reports Hb in g/dL and needs a regression estimator")
     res = build(BuildConfig(art=Path(art), detector=det, estimator=est, out=Path(args.out)))
     print(
         f"built {res.out} ({det=}, {est=}; version {res.version}); serve it with "
