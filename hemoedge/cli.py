@@ -219,6 +219,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8765)
     s.set_defaults(func=_handler("hemoedge.web.serve"))
 
+    # sweep -----------------------------------------------------------------------------
+    s = sub.add_parser("sweep", help="estimator backbones x task types x precisions: train, "
+                       "export, quantise, parity, eval, CPU + web bench, one report")
+    s.add_argument("--out", default="runs/sweep")
+    s.add_argument("--backbones", type=_csv, help="NAME[@SIZE][:cls] timm backbones, e.g. "
+                   "efficientnet_b0,mobilenetv3_small_100@192,resnet18:cls (default: the seed "
+                   "work's list; --quick: two small ones)")
+    s.add_argument("--data", help="Yakimov-layout folder (default: synthesise 800 patients)")
+    s.add_argument("--quick", action="store_true", help="two small backbones, tiny training, "
+                   "few samples and runs (CI)")
+    s.add_argument("--shard", type=_shard, help="i/n: entries i, i+n, ... of the list")
+    s.add_argument("--merge", nargs="+", metavar="RESULTS",
+                   help="merge sweep results.json files of shards run elsewhere into --out")
+    s.add_argument("--epochs", type=int, help="backbone fine-tuning epochs (default 5; quick 1)")
+    s.add_argument("--anaemia-threshold", type=float, help="classification: anaemic = Hb "
+                   "below this, g/dL (default 12, WHO)")
+    s.add_argument("--max-train-min", type=float,
+                   help="skip entries whose projected fine-tuning exceeds this (default 15)")
+    s.add_argument("--max-model-mb", type=float,
+                   help="skip entries whose fp32 weights exceed this (default 100)")
+    s.add_argument("--threads", type=int, help="CPU and WASM threads of the benchmarks (2)")
+    s.add_argument("--detector-art", help="artifact holding the detector variants to pair "
+                   "with (default: export and quantise the embedded detector once)")
+    s.add_argument("--no-web", action="store_true", help="skip the browser benchmark")
+    s.add_argument("--restart", action="store_true",
+                   help="forget finished stages (default: resume where the last run stopped)")
+    s.set_defaults(func=_handler("hemoedge.sweep"))
+
     # run -------------------------------------------------------------------------------
     s = sub.add_parser("run", help="every stage on the embedded default models")
     s.add_argument("--out", default="runs/default")

@@ -20,9 +20,17 @@ def save(ckpt: dict, path: str | Path) -> Path:
     return path
 
 
+FP16_MAX = 65504.0
+
+
 def half_state_dict(model: torch.nn.Module, half: bool = True) -> dict:
-    return {k: (v.half() if half and v.is_floating_point() else v).contiguous()
-            for k, v in model.state_dict().items()}
+    """fp16 tensors to halve the file; a tensor with values fp16 cannot hold (e.g. BatchNorm
+    running variances of a briefly trained net) stays fp32 instead of turning into inf/NaN."""
+    def conv(v: torch.Tensor) -> torch.Tensor:
+        if not (half and v.is_floating_point()) or (v.numel() and v.abs().max() >= FP16_MAX):
+            return v
+        return v.half()
+    return {k: conv(v).contiguous() for k, v in model.state_dict().items()}
 
 
 def load_weights_only(path: Path, what: str):

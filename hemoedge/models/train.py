@@ -164,7 +164,6 @@ def fit_logistic(model: est_mod.Estimator, recipe: Recipe, f_tr: np.ndarray, y_t
     exported model outputs the logit; sigmoid(logit) >= 0.5 is the anaemic decision."""
     from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import StratifiedGroupKFold
-    from sklearn.preprocessing import StandardScaler
 
     labels = (y_tr < recipe.anaemia_threshold).astype(int)
     if labels.min() == labels.max():
@@ -172,13 +171,16 @@ def fit_logistic(model: est_mod.Estimator, recipe: Recipe, f_tr: np.ndarray, y_t
                             f" at {recipe.anaemia_threshold} g/dL; a classifier needs both")
     # folds by patient, each holding both classes where the counts allow
     folds = int(max(2, min(5, np.bincount(labels).min())))
-    sc = StandardScaler().fit(f_tr)
+    # standardise with a floored scale: a nearly constant feature would otherwise get a huge
+    # folded weight (and the exported Linear an fp16/int8 range it cannot hold)
+    mu = f_tr.mean(0)
+    sd = f_tr.std(0)
+    sd = np.maximum(sd, 1e-3 * max(float(np.median(sd)), 1e-12))
     clf = LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=list(StratifiedGroupKFold(folds, shuffle=True,
         random_state=seed).split(f_tr, labels, groups)), scoring="roc_auc", class_weight="balanced", max_iter=2000,
-        random_state=seed).fit(sc.transform(f_tr), labels)
-    scale = np.where(sc.scale_ > 0, sc.scale_, 1.0)
-    w = clf.coef_[0] / scale  # logit = w.(f - mean)/scale + b, folded
-    b = float(clf.intercept_[0] - np.dot(w, sc.mean_))
+        random_state=seed).fit((f_tr - mu) / sd, labels)
+    w = clf.coef_[0] / sd  # logit = coef.(f - mu)/sd + b, folded into one Linear
+    b = float(clf.intercept_[0] - np.dot(w, mu))
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(w.astype(np.float32))[None])
         model.head.bias.fill_(b)

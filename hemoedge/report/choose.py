@@ -1,5 +1,10 @@
 """`hemoedge choose`: recommend the variant pairing to ship under constraints.
 
+Across a backbone sweep (variants carry "backbone=<label>", results.env["sweep"] describes the
+entries) only pairings of one task are ranked (--task); regression pairings are held to the
+Hb MAE constraints, including --max-hb-mae-over-best (distance from the best backbone's fp32
+pipeline) when they span several backbones, classification pairings to AUROC constraints.
+
 A variant string is treated as opaque key=value pairs ("det=int8,est=fp32",
 "det=int8,est=fp32,backbone=efficientnet_b0"): a model-level figure (size.detector.bytes under
 "det=int8") belongs to every pairing whose pairs include the model variant's pairs; when
@@ -79,6 +84,67 @@ def lookup(results: Results, name: str, variant: str, *, exact: bool = False,
     return prefer_threads(pool, threads)
 
 
+# --- backbone sweeps -----------------------------------------------------------------------
+
+TASKS = ("regression", "classification")
+BACKBONE = "backbone"  # the variant key naming a sweep entry ("backbone=resnet18:cls")
+HB_PREFIXES = ("acc.e2e.hb_", "acc.hb_")
+CLS_PREFIXES = ("acc.e2e.cls.", "acc.cls.")
+
+
+def sweep_info(results: Results) -> dict:
+    """results.env["sweep"] ({} without a sweep)."""
+    info = results.env.get("sweep")
+    return info if isinstance(info, dict) else {}
+
+
+def sweep_entries(results: Results) -> dict[str, dict]:
+    """label -> entry of results.env["sweep"]["entries"], in the file's order."""
+    out: dict[str, dict] = {}
+    for e in sweep_info(results).get("entries") or []:
+        if isinstance(e, dict) and e.get("label"):
+            out[str(e["label"])] = e
+    return out
+
+
+def merge_shards(paths: list[str | Path]) -> Results:
+    """Like merge(), but also the union of every shard's env["sweep"]["entries"]
+    (Results.extend keeps the first shard's value of an env key); for a label in several
+    shards a "done" entry wins over a skipped or failed one."""
+    out = Results()
+    entries: dict[str, dict] = {}
+    for p in paths:
+        r = Results.load(p)
+        for label, e in sweep_entries(r).items():
+            if label not in entries or (e.get("status") == "done"
+                                        and entries[label].get("status") != "done"):
+                entries[label] = e
+        out.extend(r)
+    if entries:
+        out.env["sweep"] = {**sweep_info(out), "entries": list(entries.values())}
+    return out
+
+
+def _has(results: Results, prefixes: tuple[str, ...], variant: str) -> bool:
+    """Some finite metric named with one of `prefixes` belongs to `variant` (same backbone)."""
+    want = parse_variant(variant).get(BACKBONE)
+    return any(m.name.startswith(prefixes) and m.variant and math.isfinite(m.value)
+               and covers(m.variant, variant) and parse_variant(m.variant).get(BACKBONE) == want
+               for m in results.metrics)
+
+
+def task_of(results: Results, variant: str, entries: dict[str, dict] | None = None) -> str:
+    """The sweep entry's task for the variant's backbone label; without one, "classification"
+    when the variant has acc.(e2e.)cls.* metrics and no Hb metrics, else "regression"."""
+    entries = sweep_entries(results) if entries is None else entries
+    entry = entries.get(parse_variant(variant).get(BACKBONE) or "")
+    if entry is not None and entry.get("task") in TASKS:
+        return entry["task"]
+    if _has(results, CLS_PREFIXES, variant) and not _has(results, HB_PREFIXES, variant):
+        return "classification"
+    return "regression"
+
+
 # --- constraints and the choice ------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -87,11 +153,20 @@ class Constraints:
     max_frame_ms: float | None = None  # per-frame p50, ms
     max_hb_mae_delta: float | None = 0.05  # g/dL, pairing MAE minus the fp32 reference's
     max_bytes: float | None = None  # detector + estimator file bytes
+    task: str = "regression"  # rank only candidates of this task (sweep entries)
+    max_hb_mae: float | None = None  # g/dL, absolute Hb MAE (e2e where measured)
+    # g/dL: Hb MAE minus the lowest fp32-pipeline Hb MAE of any backbone; applied only when
+    # the candidates span more than one backbone
+    max_hb_mae_over_best: float | None = 0.10
+    min_auroc: float | None = None  # classification: AUROC (e2e where measured)
+    max_auroc_drop: float | None = 0.02  # classification: AUROC lost versus the fp32 pipeline
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise ResultsError(f"choose: --target must be one of {TARGETS}, got {self.target!r}")
-        for name in ("max_frame_ms", "max_hb_mae_delta", "max_bytes"):
+        if self.task not in TASKS:
+            raise ResultsError(f"choose: --task must be one of {TASKS}, got {self.task!r}")
+        for _, name, _, _, _ in CHECKS:
             v = getattr(self, name)
             if v is not None and not math.isfinite(v):
                 raise ResultsError(f"choose: --{name.replace('_', '-')} must be finite, got {v}")
@@ -99,6 +174,22 @@ class Constraints:
     @property
     def frame_metric(self) -> str:
         return f"{self.target}.frame_ms.p50"
+
+
+# flag, Constraints field, Candidate attribute, "max" (value <= limit) or "min" (value >=
+# limit), the task it applies to (None: every task). The order is the order of violations.
+CHECKS = (
+    ("--max-frame-ms", "max_frame_ms", "frame_ms", "max", None),
+    ("--max-hb-mae-delta", "max_hb_mae_delta", "hb_mae_delta", "max", "regression"),
+    ("--max-hb-mae", "max_hb_mae", "hb_mae", "max", "regression"),
+    ("--max-hb-mae-over-best", "max_hb_mae_over_best", "hb_mae_over_best", "max", "regression"),
+    ("--min-auroc", "min_auroc", "auroc", "min", "classification"),
+    ("--max-auroc-drop", "max_auroc_drop", "auroc_drop", "max", "classification"),
+    ("--max-bytes", "max_bytes", "bytes", "max", None),
+)
+CHECK = {flag: (fld, attr, kind, task) for flag, fld, attr, kind, task in CHECKS}
+EPS = 1e-9  # a figure equal to its limit up to float rounding meets it
+OVER_BEST = "--max-hb-mae-over-best"
 
 
 @dataclass
@@ -110,10 +201,32 @@ class Candidate:
     hb_source: str  # "e2e" (detector + estimator on photos) or "est-only" (ground-truth crops)
     bytes: float | None  # detector + estimator file bytes
     violations: list[str] = field(default_factory=list)  # constraint names violated
+    backbone: str | None = None  # sweep label (variant key "backbone"), None outside a sweep
+    task: str = "regression"
+    hb_mae: float | None = None  # g/dL, absolute (e2e where measured)
+    hb_mae_source: str = "missing"
+    hb_mae_over_best: float | None = None  # g/dL, set when candidates span several backbones
+    auroc: float | None = None  # classification figures (e2e where measured)
+    auroc_delta: float | None = None  # versus the same backbone's fp32 pipeline
+    cls_source: str = "missing"
+    sensitivity: float | None = None
+    specificity: float | None = None
 
     @property
     def feasible(self) -> bool:
         return not self.violations
+
+    @property
+    def auroc_drop(self) -> float | None:
+        return 0.0 - self.auroc_delta if self.auroc_delta is not None else None  # no -0.0
+
+    @property
+    def ref_mae(self) -> float | None:
+        """This backbone's fp32-pipeline Hb MAE: hb_mae minus hb_mae_delta (same source)."""
+        if self.hb_mae is None or self.hb_mae_delta is None or \
+                self.hb_mae_source != self.hb_source:
+            return None
+        return self.hb_mae - self.hb_mae_delta
 
 
 @dataclass
@@ -125,37 +238,77 @@ class Choice:
     reasons: list[str]  # why the recommendation (or why nothing)
     binding: list[str]  # constraint flags that bind when nothing satisfies
     notes: list[str]
+    multi_backbone: bool = False  # the ranked candidates span several backbones
 
     @property
     def ok(self) -> bool:
         return self.recommended is not None
 
 
-def _candidate(results: Results, variant: str, frame: Metric, c: Constraints) -> Candidate:
-    notes_source = "e2e"
-    acc = lookup(results, "acc.e2e.hb_mae_delta", variant, threads=None)
-    if acc is None:
-        acc = lookup(results, "acc.hb_mae_delta", variant, threads=None)
-        notes_source = "est-only"
+def _first(results: Results, names: tuple[str, ...], variant: str) -> tuple[Metric | None, str]:
+    """The first of `names` measured for `variant` (same backbone) and its source."""
+    for name in names:
+        m = lookup(results, name, variant, threads=None, same=(BACKBONE,))
+        if m is not None:
+            return m, "est-only" if not name.startswith("acc.e2e.") else "e2e"
+    return None, "missing"
+
+
+def _candidate(results: Results, variant: str, frame: Metric,
+               entries: dict[str, dict]) -> Candidate:
+    acc, src = _first(results, ("acc.e2e.hb_mae_delta", "acc.hb_mae_delta"), variant)
     det = lookup(results, "size.detector.bytes", variant, threads=None)
     est = lookup(results, "size.estimator.bytes", variant, threads=None)
     size = det.value + est.value if det is not None and est is not None else None
     cand = Candidate(variant, frame.value, frame.params.get("threads"),
-                     acc.value if acc is not None else None,
-                     notes_source if acc is not None else "missing", size)
-    checks = (("--max-frame-ms", c.max_frame_ms, cand.frame_ms),
-              ("--max-hb-mae-delta", c.max_hb_mae_delta, cand.hb_mae_delta),
-              ("--max-bytes", c.max_bytes, cand.bytes))
-    for flag, limit, value in checks:
-        if limit is not None and (value is None or value > limit):
-            cand.violations.append(flag)
+                     acc.value if acc is not None else None, src, size)
+    cand.backbone = parse_variant(variant).get(BACKBONE)
+    cand.task = task_of(results, variant, entries)
+    mae, cand.hb_mae_source = _first(results, ("acc.e2e.hb_mae", "acc.hb_mae"), variant)
+    cand.hb_mae = mae.value if mae is not None else None
+    auc, cand.cls_source = _first(results, ("acc.e2e.cls.auroc", "acc.cls.auroc"), variant)
+    cand.auroc = auc.value if auc is not None else None
+    pre = "acc.e2e.cls." if cand.cls_source == "e2e" else "acc.cls."
+    for attr, name in (("auroc_delta", "auroc_delta"), ("sensitivity", "sensitivity"),
+                       ("specificity", "specificity")):
+        m = lookup(results, pre + name, variant, threads=None, same=(BACKBONE,))
+        setattr(cand, attr, m.value if m is not None else None)
     return cand
 
 
-def _rank_key(cand: Candidate) -> tuple:
+def best_reference(cands: list[Candidate]) -> Candidate | None:
+    """The regression candidate whose backbone's fp32 pipeline has the lowest Hb MAE."""
+    refs = [x for x in cands if x.task == "regression" and x.ref_mae is not None]
+    return min(refs, key=lambda x: (x.ref_mae, x.variant)) if refs else None
+
+
+def _spans_backbones(cands: list[Candidate], task: str) -> bool:
+    return len({x.backbone for x in cands if x.task == task}) > 1
+
+
+def _check(cand: Candidate, c: Constraints, over_best: bool) -> list[str]:
+    out = []
+    for flag, fld, attr, kind, task in CHECKS:
+        limit = getattr(c, fld)
+        if limit is None or (task is not None and task != cand.task) or \
+                (flag == OVER_BEST and not over_best):
+            continue
+        v = getattr(cand, attr)
+        if v is None or (v > limit + EPS if kind == "max" else v < limit - EPS):
+            out.append(flag)
+    return out
+
+
+def _rank_key(cand: Candidate, multi: bool = False) -> tuple:
     # fastest first; then the more accurate; then the smaller download
-    return (cand.frame_ms, cand.hb_mae_delta if cand.hb_mae_delta is not None else math.inf,
-            cand.bytes if cand.bytes is not None else math.inf, cand.variant)
+    inf = math.inf
+    if cand.task == "classification":
+        acc = (-cand.auroc if cand.auroc is not None else inf,
+               cand.auroc_drop if cand.auroc_drop is not None else inf)
+    else:  # across backbones deltas have different references: absolute MAE first
+        acc = ((cand.hb_mae if cand.hb_mae is not None else inf) if multi else 0.0,
+               cand.hb_mae_delta if cand.hb_mae_delta is not None else inf)
+    return (cand.frame_ms, *acc, cand.bytes if cand.bytes is not None else inf, cand.variant)
 
 
 def _fmt(value: float | None, unit: str) -> str:
@@ -169,19 +322,32 @@ def _fmt(value: float | None, unit: str) -> str:
 
 
 def _limit_of(c: Constraints, flag: str) -> float | None:
-    return {"--max-frame-ms": c.max_frame_ms, "--max-hb-mae-delta": c.max_hb_mae_delta,
-            "--max-bytes": c.max_bytes}[flag]
+    return getattr(c, CHECK[flag][0])
 
 
 def _value_of(cand: Candidate, flag: str) -> float | None:
-    return {"--max-frame-ms": cand.frame_ms, "--max-hb-mae-delta": cand.hb_mae_delta,
-            "--max-bytes": cand.bytes}[flag]
+    return getattr(cand, CHECK[flag][1])
+
+
+def _accuracy(cand: Candidate) -> str:
+    """The absolute accuracy figure: "Hb MAE 1.156 g/dL (e2e)" or "AUROC 0.912 (e2e)"."""
+    if cand.task == "classification":
+        return f"AUROC {cand.auroc:.3f} ({cand.cls_source})" if cand.auroc is not None \
+            else "AUROC n/a"
+    return f"Hb MAE {cand.hb_mae:.3f} g/dL ({cand.hb_mae_source})" if cand.hb_mae is not None \
+        else "Hb MAE n/a"
 
 
 def cost(cand: Candidate, best: Candidate) -> str:
     """What shipping `cand` instead of `best` would cost (or gain)."""
     parts = [f"{cand.frame_ms - best.frame_ms:+.1f} ms/frame"]
-    if cand.hb_mae_delta is not None and best.hb_mae_delta is not None:
+    if cand.task == "classification":
+        if cand.auroc is not None and best.auroc is not None:
+            parts.append(f"{cand.auroc - best.auroc:+.3f} AUROC")
+    elif cand.backbone != best.backbone:  # deltas of two backbones have different references
+        if cand.hb_mae is not None and best.hb_mae is not None:
+            parts.append(f"{cand.hb_mae - best.hb_mae:+.3f} g/dL MAE")
+    elif cand.hb_mae_delta is not None and best.hb_mae_delta is not None:
         parts.append(f"{cand.hb_mae_delta - best.hb_mae_delta:+.3f} g/dL MAE")
     if cand.bytes is not None and best.bytes is not None:
         parts.append(f"{(cand.bytes - best.bytes) / 1e6:+.2f} MB")
@@ -189,52 +355,133 @@ def cost(cand: Candidate, best: Candidate) -> str:
 
 
 def collect(results: Results, constraints: Constraints) -> list[Candidate]:
-    """Every variant with a frame time on the target, with its figures and violations."""
+    """Every variant with a frame time on the target, with its figures and violations (each
+    checked against the constraints of its own task)."""
     c = constraints
     frames: dict[str, list[Metric]] = {}
     for m in results.metrics:
         if m.name == c.frame_metric and m.variant and math.isfinite(m.value):
             frames.setdefault(m.variant, []).append(m)
+    entries = sweep_entries(results)
     cands = []
     for variant, ms in sorted(frames.items()):
         frame = prefer_threads(ms)
         if frame is not None:
-            cands.append(_candidate(results, variant, frame, c))
+            cands.append(_candidate(results, variant, frame, entries))
+    best = best_reference(cands)
+    over_best = best is not None and _spans_backbones(cands, "regression")
+    for x in cands:
+        if over_best and x.task == "regression" and x.hb_mae is not None:
+            x.hb_mae_over_best = x.hb_mae - best.ref_mae
+        x.violations = _check(x, c, over_best)
     return cands
+
+
+def _notes(results: Results, c: Constraints, cands: list[Candidate],
+           others: list[Candidate], all_cands: list[Candidate]) -> list[str]:
+    notes = []
+    if c.task == "regression":
+        est_only = [x.variant for x in cands if x.hb_source == "est-only"]
+        if est_only:
+            notes.append("no acc.e2e.hb_mae_delta for " + ", ".join(est_only) +
+                         ": used the estimator-only acc.hb_mae_delta (ground-truth crops), "
+                         "which ignores detector error")
+    else:
+        est_only = [x.variant for x in cands if x.cls_source == "est-only"]
+        if est_only:
+            notes.append("no acc.e2e.cls.auroc for " + ", ".join(est_only) +
+                         ": used the estimator-only acc.cls.* figures (ground-truth crops), "
+                         "which ignore detector error")
+    other = [x for x in cands if x.threads not in (None, PREFERRED_THREADS)]
+    if other:
+        notes.append(f"no threads={PREFERRED_THREADS} frame time for " +
+                     ", ".join(f"{x.variant} (used threads={x.threads})" for x in other))
+    if c.task == "regression" and c.max_hb_mae_over_best is not None and \
+            _spans_backbones(cands, "regression"):
+        best = best_reference(all_cands)
+        n = len({x.backbone for x in cands})
+        if best is None:
+            notes.append(f"{OVER_BEST} not applied: no backbone has both an Hb MAE and its "
+                         "delta, so no fp32 reference is known")
+        else:
+            notes.append(
+                f"{OVER_BEST} {c.max_hb_mae_over_best}: the pairings span {n} backbones, so a "
+                f"pairing's Hb MAE must be within {c.max_hb_mae_over_best:.3f} g/dL of the best "
+                f"backbone's fp32 pipeline ({best.backbone}, {best.ref_mae:.3f} g/dL "
+                f"{best.hb_mae_source}), i.e. at most "
+                f"{best.ref_mae + c.max_hb_mae_over_best:.3f} g/dL; deltas alone compare a "
+                "backbone only with itself")
+    if others:
+        tasks = sorted({x.task for x in others})
+        notes.append(f"{len(others)} pairing(s) of task {'/'.join(tasks)} not ranked (rank "
+                     f"them with --task {tasks[0]}): " + ", ".join(x.variant for x in others))
+    ranked = {x.backbone for x in cands}
+    for label, e in sweep_entries(results).items():
+        if e.get("task", "regression") == c.task and label not in ranked and \
+                e.get("status") != "done":
+            notes.append(f"sweep entry {label} {e.get('status', '?')}: "
+                         f"{e.get('reason') or 'no reason given'}")
+    return notes
 
 
 def choose(results: Results, constraints: Constraints) -> Choice:
     """Rank every pairing with a frame time on the target; pure (no printing, no files)."""
     c = constraints
-    cands = collect(results, c)
-    if not cands:
+    all_cands = collect(results, c)
+    if not all_cands:
         hint = "hemoedge bench web ART --results R" if c.target == "web" else \
             "hemoedge bench cpu ART --results R"
         raise ResultsError(f"choose: no {c.frame_metric} metrics in the results "
                            f"(expected per-pairing frame times; run `{hint}` first)")
-    notes = []
-    est_only = [x.variant for x in cands if x.hb_source == "est-only"]
-    if est_only:
-        notes.append("no acc.e2e.hb_mae_delta for " + ", ".join(est_only) +
-                     ": used the estimator-only acc.hb_mae_delta (ground-truth crops), which "
-                     "ignores detector error")
-    other = [x for x in cands if x.threads not in (None, PREFERRED_THREADS)]
-    if other:
-        notes.append(f"no threads={PREFERRED_THREADS} frame time for " +
-                     ", ".join(f"{x.variant} (used threads={x.threads})" for x in other))
-    feasible = sorted((x for x in cands if x.feasible), key=_rank_key)
-    rejected = sorted((x for x in cands if not x.feasible), key=_rank_key)
-    if feasible:
-        best = feasible[0]
-        reasons = [f"fastest of {len(feasible)} pairing(s) meeting every constraint on "
-                   f"target {c.target}: {_fmt(best.frame_ms, 'ms')} per frame (p50, "
-                   f"threads={best.threads})",
-                   f"Hb MAE delta {_fmt(best.hb_mae_delta, 'g/dL')} ({best.hb_source})"
-                   + (f" <= {c.max_hb_mae_delta}" if c.max_hb_mae_delta is not None else ""),
-                   f"size {_fmt(best.bytes, 'bytes')}"
-                   + (f" <= {c.max_bytes / 1e6:.2f} MB" if c.max_bytes is not None else "")]
-        return Choice(c, best, feasible[1:], rejected, reasons, [], notes)
-    return Choice(c, None, [], rejected, _why_nothing(rejected, c), _binding(rejected), notes)
+    cands = [x for x in all_cands if x.task == c.task]
+    others = [x for x in all_cands if x.task != c.task]
+    if not cands:
+        found = "/".join(sorted({x.task for x in others}))
+        raise ResultsError(f"choose: no {c.task} pairing has {c.frame_metric} (the results "
+                           f"hold {found} pairings only; pass --task {found.split('/')[0]})")
+    multi = _spans_backbones(cands, c.task)
+    notes = _notes(results, c, cands, others, all_cands)
+    feasible = sorted((x for x in cands if x.feasible), key=lambda x: _rank_key(x, multi))
+    rejected = sorted((x for x in cands if not x.feasible), key=lambda x: _rank_key(x, multi))
+    if not feasible:
+        return Choice(c, None, [], rejected, _why_nothing(rejected, c), _binding(rejected),
+                      notes, multi)
+    best = feasible[0]
+    reasons = [f"fastest of {len(feasible)} pairing(s) meeting every constraint on "
+               f"target {c.target}: {_fmt(best.frame_ms, 'ms')} per frame (p50, "
+               f"threads={best.threads})"]
+    if c.task == "regression":
+        line = (f"Hb MAE delta {_fmt(best.hb_mae_delta, 'g/dL')} ({best.hb_source})"
+                + (f" <= {c.max_hb_mae_delta}" if c.max_hb_mae_delta is not None else ""))
+        if best.hb_mae is not None:
+            line += f"; {_accuracy(best)}" + (f" <= {c.max_hb_mae}" if c.max_hb_mae is not None
+                                               else "")
+        if best.hb_mae_over_best is not None:
+            line += (f", {best.hb_mae_over_best:+.3f} g/dL over the best backbone's fp32 "
+                     f"pipeline" + (f" <= {c.max_hb_mae_over_best}"
+                                    if c.max_hb_mae_over_best is not None else ""))
+        reasons.append(line)
+    else:
+        line = _accuracy(best) + (f" >= {c.min_auroc}" if c.min_auroc is not None else "")
+        line += (f"; AUROC drop vs fp32 {best.auroc_drop:+.3f}" if best.auroc_drop is not None
+                 else "; AUROC drop vs fp32 n/a") + \
+            (f" <= {c.max_auroc_drop}" if c.max_auroc_drop is not None else "")
+        extra = [f"{k} {v:.3f}" for k, v in (("sensitivity", best.sensitivity),
+                                              ("specificity", best.specificity))
+                 if v is not None]
+        reasons.append(line + (f"; {', '.join(extra)}" if extra else ""))
+    reasons.append(f"size {_fmt(best.bytes, 'bytes')}"
+                   + (f" <= {c.max_bytes / 1e6:.2f} MB" if c.max_bytes is not None else ""))
+    if multi:
+        e = sweep_entries(results).get(best.backbone or "", {})
+        facts = [f"timm {e['backbone']}" if e.get("backbone") else "",
+                 f"input {e['size']}" if e.get("size") else "",
+                 f"{e['params_m']:.2f} M params" if isinstance(e.get("params_m"), (int, float))
+                 else ""]
+        facts = [f for f in facts if f]
+        reasons.append(f"backbone {best.backbone}" + (f" ({', '.join(facts)})" if facts else "")
+                       + f", chosen among {len({x.backbone for x in cands})} backbones")
+    return Choice(c, best, feasible[1:], rejected, reasons, [], notes, multi)
 
 
 def _binding(rejected: list[Candidate]) -> list[str]:
@@ -253,11 +500,12 @@ def _why_nothing(rejected: list[Candidate], c: Constraints) -> list[str]:
         if all(_value_of(x, flag) is None for x in rejected if flag in x.violations):
             reasons.append(f"{flag} cannot be met: no pairing has that figure")
         elif near:
-            x = min(near, key=lambda x: _value_of(x, flag))
+            pick = max if CHECK[flag][2] == "min" else min
+            x = pick(near, key=lambda x: _value_of(x, flag))
             v = _value_of(x, flag)
             shown = f"{v:.0f}" if flag == "--max-bytes" else f"{v:.3f}"
             reasons.append(f"{flag} {_limit_of(c, flag)} binds: {flag} {shown} would admit "
-                           f"{x.variant}")
+                           f"{x.variant}" + (f" ({_accuracy(x)})" if x.backbone else ""))
         else:
             reasons.append(f"{flag} {_limit_of(c, flag)} is violated by every pairing")
     missing = [x.variant for x in rejected if x.hb_source == "missing"
@@ -265,6 +513,12 @@ def _why_nothing(rejected: list[Candidate], c: Constraints) -> list[str]:
     if missing:
         reasons.append("no Hb MAE delta measured for " + ", ".join(missing) +
                        " (run `hemoedge eval ART --results R`)")
+    missing = [x.variant for x in rejected if x.task == "classification" and (
+        ("--min-auroc" in x.violations and x.auroc is None)
+        or ("--max-auroc-drop" in x.violations and x.auroc_delta is None))]
+    if missing:
+        reasons.append("no AUROC (or AUROC delta) measured for " + ", ".join(missing) +
+                       " (run `hemoedge eval ART --results R` on a classification artifact)")
     return reasons
 
 
@@ -272,22 +526,41 @@ def _why_nothing(rejected: list[Candidate], c: Constraints) -> list[str]:
 
 def cli(args) -> int:
     paths = args.results if isinstance(args.results, list) else [args.results]
-    results = merge([Path(p) for p in paths])
-    c = Constraints(target=args.target, max_frame_ms=args.max_frame_ms,
-                    max_hb_mae_delta=args.max_hb_mae_delta,
-                    max_bytes=getattr(args, "max_bytes", None))
-    choice = choose(results, c)
+    results = merge_shards([Path(p) for p in paths])
+    defaults = Constraints()
+    kw = {name: getattr(args, name, getattr(defaults, name))
+          for name in ("target", "task", *(fld for _, fld, *_ in CHECKS))}
+    choice = choose(results, Constraints(**kw))
     print(format_choice(choice))
     return 0 if choice.ok else 1
+
+
+def _limits(choice: Choice) -> str:
+    c = choice.constraints
+    shown = []
+    for flag, fld, _, _, task in CHECKS:
+        v = getattr(c, fld)
+        if v is None or (task is not None and task != c.task) or \
+                (flag == OVER_BEST and not choice.multi_backbone):
+            continue
+        shown.append(f"{flag} {v}")
+    return ", ".join(shown)
+
+
+def _figures(x: Candidate) -> str:
+    if x.task == "classification":
+        drop = f"AUROC drop {x.auroc_drop:+.3f}" if x.auroc_drop is not None else "AUROC drop n/a"
+        return f"{_fmt(x.frame_ms, 'ms')}, {_accuracy(x)}, {drop}, {_fmt(x.bytes, 'bytes')}"
+    return (f"{_fmt(x.frame_ms, 'ms')}, {_fmt(x.hb_mae_delta, 'g/dL')}, "
+            + (f"{_accuracy(x)}, " if x.hb_mae is not None else "")
+            + _fmt(x.bytes, "bytes"))
 
 
 def format_choice(choice: Choice) -> str:
     c = choice.constraints
     lines = []
-    limits = ", ".join(f"{k} {v}" for k, v in (("--max-frame-ms", c.max_frame_ms),
-                                               ("--max-hb-mae-delta", c.max_hb_mae_delta),
-                                               ("--max-bytes", c.max_bytes)) if v is not None)
-    lines.append(f"target {c.target}; constraints: {limits or 'none'}")
+    task = f", task {c.task}" if c.task != "regression" or choice.multi_backbone else ""
+    lines.append(f"target {c.target}{task}; constraints: {_limits(choice) or 'none'}")
     if choice.recommended is not None:
         best = choice.recommended
         lines.append(f"recommended: {best.variant}")
@@ -301,8 +574,6 @@ def format_choice(choice: Choice) -> str:
     if choice.rejected:
         lines.append("rejected:")
         for x in choice.rejected:
-            lines.append(f"  {x.variant}: violates {', '.join(x.violations)} "
-                         f"({_fmt(x.frame_ms, 'ms')}, {_fmt(x.hb_mae_delta, 'g/dL')}, "
-                         f"{_fmt(x.bytes, 'bytes')})")
+            lines.append(f"  {x.variant}: violates {', '.join(x.violations)} ({_figures(x)})")
     lines += [f"note: {n}" for n in choice.notes]
     return "\n".join(lines)

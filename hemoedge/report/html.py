@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hemoedge.report.choose import Constraints, collect, lookup, parse_variant
-from hemoedge.report.results import Metric, Results, merge
+from hemoedge.report.choose import Constraints, collect, lookup, merge_shards, parse_variant
+from hemoedge.report.results import Metric, Results
 
 log = logging.getLogger(__name__)
 
@@ -486,6 +486,7 @@ th{background:#f5f5f5}.note{color:#777;font-style:italic}
 pre{background:#f7f7f7;padding:8px;overflow-x:auto;font-size:12px}
 figure.fig{margin:8px 0}figure.fig svg{max-width:100%;height:auto}
 .figs{display:flex;flex-wrap:wrap;gap:8px}.figs figure.fig{flex:1 1 480px;min-width:0}
+h3{font-size:15px;margin:14px 0 4px}tr.skipped td,tr.failed td{color:#777}
 """
 
 SECTIONS: tuple[tuple[str, Callable[[Results], Section]], ...] = (
@@ -517,10 +518,20 @@ def _variant_table(results: Results) -> Section:
     return Section("Variants", f"<table><tr>{head}</tr>{body}</table>{note}", "\n".join(md))
 
 
+def _sweep_section(results: Results) -> Section:
+    from hemoedge.report.sweep_view import sweep_section  # imports this module
+
+    return sweep_section(results)
+
+
 def render(results: Results) -> tuple[str, str]:
     """(html, markdown) for a results object; pure apart from matplotlib's rendering."""
+    from hemoedge.report.sweep_view import has_backbones
+
     sections: list[Section] = []
-    for title, fn in (("Variants", _variant_table), *SECTIONS):
+    # the sweep section only when some variant names a backbone (a `hemoedge sweep` run)
+    sweep = (("Backbone sweep", _sweep_section),) if has_backbones(results) else ()
+    for title, fn in (*sweep, ("Variants", _variant_table), *SECTIONS):
         try:
             sections.append(fn(results))
         except _Absent as e:
@@ -544,7 +555,7 @@ def render(results: Results) -> tuple[str, str]:
 def cli(args) -> int:
     paths = [Path(p) for p in (args.results if isinstance(args.results, list)
                                else [args.results])]
-    results = merge(paths)
+    results = merge_shards(paths)  # also unions the shards' env sweep entries
     html_path = Path(args.html) if args.html else paths[0].with_name("report.html")
     md_path = Path(args.md) if args.md else html_path.with_suffix(".md")
     html_out, md_out = render(results)

@@ -1,0 +1,587 @@
+"""`hemoedge sweep`: which estimator backbone (and task type) is worth shipping to the edge.
+
+For every entry (a timm backbone, an input size, a task) the sweep runs the project's own
+stages, each through the same argument parser as the command line (so every figure comes with
+a command a person can rerun):
+
+    train     hemoedge train --only estimator --backbone B --est-size S --task T ...
+    export    hemoedge export --estimator <trained> --out <entry>/art
+    detector  the shared detector (exported and quantised once) copied into the entry's artifact
+    quantize  hemoedge quantize <entry>/art --roles estimator ...
+    parity    hemoedge parity <entry>/art ...
+    eval      hemoedge eval <entry>/art ...
+    bench cpu hemoedge bench cpu <entry>/art --threads 2 ...
+    bench web hemoedge bench web <entry>/art --threads 2 --quick --pairings int8:fp32,... --no-seed
+
+Entries that share a backbone and input size train the backbone once: the second (e.g. the
+classification head after the regression one) starts from the first's checkpoint with
+`--est-epochs 0` and fits only its head on the same frozen features.
+
+Before training, each entry is checked against the machine: fp32 weights above
+--max-model-mb are skipped (too big to ship to a phone's browser), and so are entries whose
+training, projected from two timed optimiser steps, would exceed --max-train-min. The reasons
+are written into results.json and the report.
+
+Resumable: every finished stage leaves a marker (<out>/entries/<label>/done/<stage>) and its
+own results file; a rerun skips finished stages and reruns the one that was interrupted.
+Shardable: --shard i/n takes entries i, i+n, ...; shards that share <out> merge themselves,
+shards on separate machines merge with `hemoedge sweep --merge A/results.json B/results.json`.
+
+Results: one results.json whose variant strings carry `backbone=<label>` (e.g.
+"backbone=efficientnet_b0,det=int8,est=int8"), env["sweep"] describing every entry, plus
+sweep.params_m and sweep.train_s per backbone; then the report (HTML + Markdown).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from hemoedge.errors import HemoedgeError
+from hemoedge.report.results import Results
+
+log = logging.getLogger(__name__)
+
+WHO_THRESHOLD = 12.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    backbone: str  # timm model name
+    size: int = 224  # estimator input side, px
+    task: str = "regression"  # "regression" (Hb, Ridge) | "classification" (anaemic, logistic)
+    origin: str = ""  # where the seed work used it
+
+    def __post_init__(self) -> None:
+        if self.task not in ("regression", "classification"):
+            raise HemoedgeError(f"sweep entry {self.backbone}: task must be regression or "
+                                f"classification, got {self.task!r}")
+        if self.size % 32 or not 64 <= self.size <= 512:
+            raise HemoedgeError(f"sweep entry {self.backbone}: input size must be a multiple of "
+                                f"32 in 64..512, got {self.size}")
+
+    @property
+    def label(self) -> str:
+        """'efficientnet_b0', 'mobilenetv3_small_100@192', 'resnet18:cls'."""
+        return (self.backbone + (f"@{self.size}" if self.size != 224 else "")
+                + (":cls" if self.task == "classification" else ""))
+
+    @staticmethod
+    def parse(text: str) -> Entry:
+        """'NAME[@SIZE][:cls|:reg]' -> Entry."""
+        name, task = text.strip(), "regression"
+        if ":" in name:
+            name, _, t = name.partition(":")
+            task = {"cls": "classification", "reg": "regression"}.get(t, t)
+        size = 224
+        if "@" in name:
+            name, _, s = name.partition("@")
+            try:
+                size = int(s)
+            except ValueError as e:
+                raise HemoedgeError(f"--backbones: bad input size in {text!r} "
+                                    "(expected NAME[@SIZE][:cls])") from e
+        if not name:
+            raise HemoedgeError(f"--backbones: empty backbone name in {text!r}")
+        return Entry(name, size, task)
+
+
+# The seed work's backbones (issue 9). Order: cheap first, regression before classification so
+# a classification entry on an already trained backbone reuses its features.
+DEFAULT_ENTRIES = (
+    Entry("mobilenetv4_conv_small", origin="the shipped default: nail Hb regression"),
+    Entry("mobilenetv3_small_100", origin="seed: nail Hb regression"),
+    Entry("mobilenetv3_small_100", 192, origin="seed: Hb regression from lip photos at 192"),
+    Entry("tf_efficientnetv2_b0", origin="seed: nail Hb regression (EfficientNetV2-B0)"),
+    Entry("efficientnet_b0", origin="seed: nail Hb regression"),
+    Entry("mobilenetv4_conv_small", task="classification",
+          origin="the default backbone with the anaemia head"),
+    Entry("mobilenetv1_100", task="classification", origin="seed: lip anaemia (MobileNet)"),
+    Entry("resnet18", task="classification", origin="seed: conjunctiva anaemic/healthy"),
+    Entry("resnet50", task="classification", origin="seed: lip anaemia"),
+    Entry("legacy_xception", task="classification", origin="seed: lip anaemia (Xception)"),
+    Entry("vgg16", task="classification", origin="seed: lip anaemia"),
+)
+QUICK_ENTRIES = (Entry("mobilenetv3_small_050", origin="small, for CI"),
+                 Entry("lcnet_050", task="classification", origin="small, for CI"))
+
+STAGES = ("train", "export", "detector", "quantize", "parity", "eval", "bench cpu", "bench web")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    out: Path
+    entries: tuple[Entry, ...] = DEFAULT_ENTRIES
+    data: Path | None = None  # Yakimov-layout folder; None: synthesise one into <out>/data
+    quick: bool = False  # CI form: tiny training, few samples and runs
+    shard: tuple[int, int] | None = None
+    epochs: int | None = None  # backbone fine-tuning epochs (None: 5, quick 1)
+    anaemia_threshold: float = WHO_THRESHOLD
+    max_train_min: float = 15.0  # skip entries whose projected training exceeds this
+    max_model_mb: float = 100.0  # skip entries whose fp32 weights exceed this
+    threads: int = 2  # CPU and WASM threads of the benchmarks
+    det_precision: str = "int8"  # detector variant of the web pairings
+    detector_art: Path | None = None  # an artifact with the detector variants (None: make one)
+    web: bool = True  # bench web (needs Chromium and the webapp's npm install)
+    seed: int = 0
+    command: str = ""  # the sweep's own command line, recorded in env["sweep"]
+
+    def __post_init__(self) -> None:
+        labels = [e.label for e in self.entries]
+        dup = sorted({x for x in labels if labels.count(x) > 1})
+        if dup:
+            raise HemoedgeError(f"--backbones lists {dup} twice")
+        if not self.entries:
+            raise HemoedgeError("--backbones: no entries")
+        if self.max_train_min <= 0 or self.max_model_mb <= 0:
+            raise HemoedgeError("--max-train-min and --max-model-mb must be positive")
+
+    @property
+    def fine_tune_epochs(self) -> int:
+        return self.epochs if self.epochs is not None else (1 if self.quick else 5)
+
+    @property
+    def patients(self) -> int:
+        return 60 if self.quick else 800
+
+    def mine(self) -> list[Entry]:
+        """This shard's entries."""
+        if self.shard is None:
+            return list(self.entries)
+        i, n = self.shard
+        return list(self.entries[i - 1::n])
+
+
+# ------------------------------------------------------------------------------ feasibility
+
+def _count_train_crops(data: Path, seed: int) -> int:
+    from hemoedge.data import yakimov
+
+    parts = yakimov.split(yakimov.load(data).records, seed=seed)
+    return sum(len(r.nail_xyxy()) for r in parts["train"])
+
+
+def feasibility(entry: Entry, cfg: SweepConfig, train_crops: int, batch: int = 32) -> dict:
+    """Parameters, fp32 MB and projected fine-tuning time from two timed optimiser steps
+    (the second is the one counted: the first pays for allocation)."""
+    import timm
+    import torch
+
+    try:
+        model = timm.create_model(entry.backbone, pretrained=False, num_classes=0)
+    except RuntimeError as e:
+        return {"ok": False, "reason": f"timm has no backbone {entry.backbone!r} ({e})"}
+    params = sum(p.numel() for p in model.parameters())
+    mb = params * 4 / 1e6
+    facts = {"params_m": params / 1e6, "fp32_mb": mb, "train_crops": train_crops}
+    if mb > cfg.max_model_mb:
+        return {**facts, "ok": False, "reason": f"fp32 weights {mb:.0f} MB > --max-model-mb "
+                f"{cfg.max_model_mb:g} (too big to ship to a phone's browser)"}
+    steps = (train_crops // batch) * cfg.fine_tune_epochs
+    if steps == 0:
+        return {**facts, "ok": True, "step_s": 0.0, "projected_train_s": 0.0, "reason": ""}
+    dim = getattr(model, "head_hidden_size", None) or model.num_features
+    head = torch.nn.Linear(dim, 1)
+    opt = torch.optim.AdamW([*model.parameters(), *head.parameters()], lr=1e-3)
+    x = torch.randn(batch, 3, entry.size, entry.size)
+    model.train()
+    times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        loss = head(model(x)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    projected = times[-1] * steps
+    facts.update(step_s=times[-1], projected_train_s=projected)
+    if projected > cfg.max_train_min * 60:
+        return {**facts, "ok": False, "reason": f"projected fine-tuning {projected / 60:.0f} min "
+                f"({steps} steps x {times[-1]:.1f} s) > --max-train-min {cfg.max_train_min:g}"}
+    return {**facts, "ok": True, "reason": ""}
+
+
+# ------------------------------------------------------------------------------ stages
+
+class EntryDir:
+    """<out>/entries/<label>/: plan.json, train/, art/, results/<stage>.json, done/<stage>."""
+
+    def __init__(self, out: Path, entry: Entry):
+        self.entry = entry
+        self.root = out / "entries" / entry.label.replace(":", "-").replace("@", "-")
+        self.train = self.root / "train"
+        self.art = self.root / "art"
+        self.plan = self.root / "plan.json"
+
+    def results(self, stage: str) -> Path:
+        return self.root / "results" / f"{stage.replace(' ', '-')}.json"
+
+    def marker(self, stage: str) -> Path:
+        return self.root / "done" / stage.replace(" ", "-")
+
+    def done(self, stage: str) -> bool:
+        return self.marker(stage).is_file()
+
+    def finish(self, stage: str, command: str, seconds: float, **extra: str) -> None:
+        self.marker(stage).parent.mkdir(parents=True, exist_ok=True)
+        self.marker(stage).write_text(json.dumps({"command": command, "seconds": seconds,
+                                                  **extra}) + "\n")
+
+    def stage_info(self, stage: str) -> dict:
+        return json.loads(self.marker(stage).read_text()) if self.done(stage) else {}
+
+
+Runner = Callable[[list[str]], int]
+
+
+def cli_runner(argv: list[str]) -> int:
+    """Run one stage through the command-line parser (as `hemoedge ARGV`)."""
+    from hemoedge.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+class Sweep:
+    def __init__(self, cfg: SweepConfig, runner: Runner = cli_runner,
+                 say: Callable[[str], None] = lambda s: print(s, flush=True)):
+        self.cfg = cfg
+        self.run_stage = runner
+        self.say = say
+        self.data = cfg.data or cfg.out / "data"
+        self.t0 = time.perf_counter()
+
+    # -- shared inputs ----------------------------------------------------------------
+    def prepare(self) -> Path:
+        """The data set and the shared detector artifact; returns the detector artifact."""
+        cfg = self.cfg
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        if cfg.data is None and not (self.data / "metadata.csv").is_file():
+            if self.data.exists():  # an interrupted synthesis
+                shutil.rmtree(self.data)
+            self._run("data", ["data", "synth", "--out", str(self.data), "--patients",
+                               str(cfg.patients), "--sessions", "12" if cfg.quick else "40",
+                               "--seed", str(cfg.seed + 1)])
+        if cfg.detector_art is not None:
+            from hemoedge.artifact import Artifact
+
+            art = Artifact.load(cfg.detector_art)
+            for p in ("fp32", cfg.det_precision):
+                art.path("detector", p)  # a clear error if the variant is missing
+            return cfg.detector_art
+        det = cfg.out / "detector"
+        marker = det / ".sweep-done"
+        if not marker.is_file():
+            self._run("detector export", ["export", "--out", str(det)])
+            self._run("detector quantize", ["quantize", str(det), "--roles", "detector",
+                                             "--calib", str(self.data), *self._qopts()])
+            marker.write_text("done\n")
+        return det
+
+    def _qopts(self) -> list[str]:
+        return (["--samples", "16", "--val-samples", "8", "--max-steps", "2"] if self.cfg.quick
+                else ["--samples", "64"])
+
+    def _run(self, what: str, argv: list[str]) -> str:
+        cmd = "hemoedge " + shlex.join(argv)
+        self.say(f"==> {cmd}")
+        code = self.run_stage(argv)
+        if code not in (0, 1):  # 1 is a verdict (e.g. int8 missed its tolerance): keep going
+            raise HemoedgeError(f"{what} failed with exit code {code}: {cmd}")
+        return cmd
+
+    # -- one entry ----------------------------------------------------------------------
+    def plan(self, e: Entry, crops: int) -> dict:
+        d = EntryDir(self.cfg.out, e)
+        key = {"epochs": self.cfg.fine_tune_epochs, "max_train_min": self.cfg.max_train_min,
+               "max_model_mb": self.cfg.max_model_mb, "train_crops": crops}
+        if d.plan.is_file():
+            p = json.loads(d.plan.read_text())
+            if p.get("key") == key:
+                return p
+        self.say(f"[{e.label}] checking what it costs here (two timed training steps)")
+        p = {"key": key, **feasibility(e, self.cfg, crops)}
+        d.root.mkdir(parents=True, exist_ok=True)
+        d.plan.write_text(json.dumps(p, indent=1) + "\n")
+        return p
+
+    def argv(self, stage: str, e: Entry, d: EntryDir, det_art: Path, init: Path | None) -> list[str]:
+        cfg, data = self.cfg, str(self.data)
+        q = ["--quick"] if cfg.quick else []
+        if stage == "train":
+            a = ["train", "--only", "estimator", "--data", data, "--out", str(d.train),
+                 "--backbone", e.backbone, "--est-size", str(e.size), "--task", e.task,
+                 "--anaemia-threshold", f"{cfg.anaemia_threshold:g}", "--seed", str(cfg.seed),
+                 "--est-epochs", "0" if init else str(cfg.fine_tune_epochs)]
+            return a + (["--est-init", str(init)] if init else [])
+        if stage == "export":
+            return ["export", "--detector", str(_detector_fp32(det_art)),
+                    "--estimator", str(d.train / "estimator.pt"), "--out", str(d.art)]
+        if stage == "quantize":
+            return ["quantize", str(d.art), "--roles", "estimator", "--calib", data,
+                    *self._qopts()]
+        res = str(d.results(stage))
+        if stage == "parity":
+            return ["parity", str(d.art), "--data", data, "--images", "6" if cfg.quick else "16",
+                    "--results", res]
+        if stage == "eval":
+            return ["eval", str(d.art), "--data", data, "--results", res]
+        if stage == "bench cpu":
+            return ["bench", "cpu", str(d.art), "--data", data, "--threads", str(cfg.threads),
+                    *q, "--results", res]
+        if stage == "bench web":
+            ests = ("fp32", "int8") if cfg.quick else ("fp32", "fp16", "int8")
+            return ["bench", "web", str(d.art), "--threads", str(cfg.threads), "--quick",
+                    "--pairings", ",".join(f"{cfg.det_precision}:{p}" for p in ests),
+                    "--no-seed", "--results", res]
+        raise ValueError(stage)
+
+    def run_entry(self, e: Entry, det_art: Path, init: Path | None, k: int, n: int) -> dict:
+        d = EntryDir(self.cfg.out, e)
+        stages = [s for s in STAGES if self.cfg.web or s != "bench web"]
+        for i, stage in enumerate(stages, 1):
+            if d.done(stage):
+                continue
+            elapsed = (time.perf_counter() - self.t0) / 60
+            self.say(f"[{k}/{n} {e.label}] stage {i}/{len(stages)}: {stage} "
+                     f"({elapsed:.1f} min into the sweep)")
+            t0 = time.perf_counter()
+            d.results(stage).unlink(missing_ok=True)  # an interrupted attempt's partial figures
+            if stage == "detector":
+                from hemoedge.artifact import Artifact, copy_role
+
+                names = copy_role(Artifact.load(det_art), Artifact.load(d.art), "detector")
+                cmd = f"(copy {', '.join(names)} from {det_art})"
+            else:
+                if stage == "export" and d.art.exists():
+                    shutil.rmtree(d.art)  # export refuses nothing, but start clean
+                cmd = self._run(f"{e.label} {stage}", self.argv(stage, e, d, det_art, init))
+            d.finish(stage, cmd, time.perf_counter() - t0,
+                     **({"init": str(init)} if stage == "train" and init else {}))
+        return {"status": "done", "reason": ""}
+
+    # -- the whole sweep ------------------------------------------------------------------
+    def run(self) -> tuple[Results, int]:
+        cfg = self.cfg
+        det_art = self.prepare()
+        crops = _count_train_crops(self.data, cfg.seed)
+        mine = cfg.mine()
+        status: dict[str, dict] = {}
+        trained: dict[tuple[str, int], Path] = {}
+        failed = 0
+        for k, e in enumerate(mine, 1):
+            p = self.plan(e, crops)
+            if not p.get("ok"):
+                self.say(f"[{k}/{len(mine)} {e.label}] skipped: {p['reason']}")
+                status[e.label] = {"status": "skipped", "reason": p["reason"]}
+                continue
+            d = EntryDir(cfg.out, e)
+            if d.done("train"):  # resumed: the marker says what it started from
+                init = Path(d.stage_info("train")["init"]) if d.stage_info("train").get("init") \
+                    else None
+            else:
+                init = trained.get((e.backbone, e.size))
+            try:
+                status[e.label] = self.run_entry(e, det_art, init, k, len(mine))
+            except (HemoedgeError, RuntimeError, ValueError, OSError) as ex:
+                failed += 1
+                status[e.label] = {"status": "failed", "reason": f"{type(ex).__name__}: {ex}"}
+                self.say(f"[{k}/{len(mine)} {e.label}] FAILED: {ex}")
+                continue
+            trained.setdefault((e.backbone, e.size), d.train / "estimator.pt")
+        res = collect(cfg, status)
+        out = cfg.out / "results.json"
+        res.save(out)
+        self.say(f"sweep results: {out} ({len(res.metrics)} metrics, "
+                 f"{(time.perf_counter() - self.t0) / 60:.1f} min)")
+        return res, failed
+
+
+def _detector_fp32(art: Path) -> Path:
+    from hemoedge.artifact import Artifact
+
+    return Artifact.load(art).path("detector", "fp32")
+
+
+# ------------------------------------------------------------------------------ results
+
+def relabel(res: Results, label: str) -> Results:
+    """Every variant string gains backbone=<label> (the run-wide "" becomes backbone=<label>)."""
+    def v(x: str) -> str:
+        return f"backbone={label}" + (f",{x}" if x else "")
+
+    out = Results(env=dict(res.env), commands=list(res.commands))
+    out.variants = {v(k): dict(files) for k, files in res.variants.items()}
+    for m in res.metrics:
+        m.variant = v(m.variant)
+        out.metrics.append(m)
+    return out
+
+
+def entry_results(cfg: SweepConfig, e: Entry) -> Results | None:
+    """The merged, relabelled results of a finished entry (None if it has not finished)."""
+    d = EntryDir(cfg.out, e)
+    stages = [s for s in STAGES if cfg.web or s != "bench web"]
+    if not all(d.done(s) for s in stages):
+        return None
+    res = Results()
+    for s in stages:
+        if d.results(s).is_file():
+            res.extend(Results.load(d.results(s)))
+        cmd = d.stage_info(s).get("command", "")
+        if cmd.startswith("hemoedge ") and cmd not in res.commands:
+            res.commands.append(cmd)
+    out = relabel(res, e.label)
+    plan = json.loads(d.plan.read_text()) if d.plan.is_file() else {}
+    v = f"backbone={e.label}"
+    if "params_m" in plan:
+        out.add("sweep.params_m", v, plan["params_m"], "M", "lower")
+    train = json.loads((d.train / "train_summary.json").read_text()) \
+        if (d.train / "train_summary.json").is_file() else {}
+    t = d.stage_info("train").get("seconds")
+    if t is not None:
+        out.add("sweep.train_s", v, t, "s", "lower",
+                fine_tune_s=train.get("estimator", {}).get("fine_tune_s"))
+    return out
+
+
+def collect(cfg: SweepConfig, status: dict[str, dict]) -> Results:
+    """Every finished entry under cfg.out (any shard's), relabelled and merged, with
+    env["sweep"] describing every entry of the sweep."""
+    res = Results()
+    infos = []
+    for e in cfg.entries:
+        r = entry_results(cfg, e)
+        d = EntryDir(cfg.out, e)
+        plan = json.loads(d.plan.read_text()) if d.plan.is_file() else {}
+        st = status.get(e.label)
+        if r is not None:
+            res.extend(r)
+            st = {"status": "done", "reason": ""}
+        elif st is None:
+            st = ({"status": "skipped", "reason": plan["reason"]} if plan and not plan.get("ok")
+                  else {"status": "pending", "reason": "not run (another shard, or not yet)"})
+        infos.append({"label": e.label, **asdict(e), **st,
+                      "params_m": plan.get("params_m"),
+                      "projected_train_s": plan.get("projected_train_s"),
+                      "train_s": d.stage_info("train").get("seconds")})
+    res.env["sweep"] = {
+        "entries": infos, "anaemia_threshold_gdl": cfg.anaemia_threshold,
+        "det_precision": cfg.det_precision, "threads": cfg.threads, "quick": cfg.quick,
+        "fine_tune_epochs": cfg.fine_tune_epochs, "data": str(cfg.data or cfg.out / "data"),
+        "machine": f"{platform.node()}: {os.cpu_count()} cores, {platform.processor() or platform.machine()}",
+        "max_train_min": cfg.max_train_min, "max_model_mb": cfg.max_model_mb,
+        "command": cfg.command,
+    }
+    return res
+
+
+def merge_sweeps(paths: Sequence[Path]) -> Results:
+    """Shards run on separate machines: concatenate metrics; an entry's status is taken from
+    the shard that finished it."""
+    out = Results()
+    entries: dict[str, dict] = {}
+    rank = {"done": 3, "failed": 2, "skipped": 1, "pending": 0}
+    for p in paths:
+        r = Results.load(p)
+        sw = r.env.get("sweep")
+        if not sw:
+            raise HemoedgeError(f"{p}: not a sweep results file (no env.sweep)")
+        for info in sw["entries"]:
+            old = entries.get(info["label"])
+            if old is None or rank.get(info["status"], 0) > rank.get(old["status"], 0):
+                entries[info["label"]] = info
+        out.extend(r)
+    out.env["sweep"] = {**out.env["sweep"], "entries": list(entries.values())}
+    return out
+
+
+# ------------------------------------------------------------------------------ command line
+
+def config_from_args(args) -> SweepConfig:
+    quick = bool(args.quick)
+    if args.backbones:
+        entries = tuple(Entry.parse(t) for t in args.backbones)
+    else:
+        entries = QUICK_ENTRIES if quick else DEFAULT_ENTRIES
+    kw = {}
+    for name in ("epochs", "max_train_min", "max_model_mb", "threads"):
+        if getattr(args, name, None) is not None:
+            kw[name] = getattr(args, name)
+    if args.anaemia_threshold is not None:
+        kw["anaemia_threshold"] = args.anaemia_threshold
+    return SweepConfig(out=Path(args.out), entries=entries,
+                       data=Path(args.data) if args.data else None, quick=quick,
+                       shard=args.shard, detector_art=Path(args.detector_art)
+                       if args.detector_art else None, web=not args.no_web,
+                       command=shlex.join(["hemoedge", *sys.argv[1:]]) if sys.argv else "", **kw)
+
+
+def report(res_path: Path, out: Path) -> None:
+    cli_runner(["report", str(res_path), "--html", str(out / "report.html"),
+                "--md", str(out / "report.md")])
+
+
+def cli(args) -> int:
+    out = Path(args.out)
+    if args.merge:
+        res = merge_sweeps([Path(p) for p in args.merge])
+        res.save(out / "results.json")
+        print(f"merged {len(args.merge)} sweep results into {out / 'results.json'}")
+        report(out / "results.json", out)
+        print_summary(res)
+        return 0
+    cfg = config_from_args(args)
+    if args.restart and cfg.out.exists():
+        shutil.rmtree(cfg.out / "entries", ignore_errors=True)
+    sweep = Sweep(cfg)
+    res, failed = sweep.run()
+    report(cfg.out / "results.json", cfg.out)
+    print_summary(res)
+    return 1 if failed else 0
+
+
+def print_summary(res: Results) -> None:
+    """One line per entry x estimator precision: accuracy, web and CPU frame time, bytes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from hemoedge.report.choose import lookup
+
+    sw = res.env["sweep"]
+    det = sw.get("det_precision", "int8")
+    t = Table(title=f"backbone sweep (det={det}, {sw.get('threads', 2)} threads)")
+    for c in ("backbone", "task", "est", "accuracy (e2e)", "web ms/frame", "cpu ms/frame",
+              "est MB", "status"):
+        t.add_column(c)
+
+    def val(name: str, v: str, spec: str = ".1f", scale: float = 1.0) -> str:
+        m = lookup(res, name, v, threads=sw.get("threads", 2))
+        return "-" if m is None else format(m.value * scale, spec)
+
+    for info in sw["entries"]:
+        label = info["label"]
+        if info["status"] != "done":
+            t.add_row(label, info["task"], "-", "-", "-", "-", "-",
+                      f"{info['status']}: {info['reason']}")
+            continue
+        for p in ("fp32", "fp16", "int8"):
+            v = f"backbone={label},det={det},est={p}"
+            if info["task"] == "classification":
+                acc = f"AUROC {val('acc.e2e.cls.auroc', v, '.3f')}"
+            else:
+                acc = f"MAE {val('acc.e2e.hb_mae', v, '.3f')} g/dL"
+            t.add_row(label, info["task"], p, acc, val("web.frame_ms.p50", v),
+                      val("cpu.frame_ms.p50", v),
+                      val("size.estimator.bytes", f"backbone={label},est={p}", ".2f", 1e-6),
+                      "done")
+    Console(width=max(Console().width, 140)).print(t)
