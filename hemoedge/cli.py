@@ -187,12 +187,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--md", help="output Markdown summary")
     s.set_defaults(func=_handler("hemoedge.report.html"))
 
-    s = sub.add_parser("choose", help="recommend the variant pairing to ship")
-    s.add_argument("results")
+    s = sub.add_parser("choose", help="recommend the variant pairing (and backbone) to ship")
+    s.add_argument("results", nargs="+", help="one or more results.json (shards are merged)")
     s.add_argument("--target", choices=("web", "cpu"), default="web")
     s.add_argument("--max-frame-ms", type=float)
     s.add_argument("--max-hb-mae-delta", type=float, default=0.05)
     s.add_argument("--max-bytes", type=float)
+    s.add_argument("--task", choices=("regression", "classification"), default="regression",
+                   help="sweep results: rank the Hb regressors or the anaemia classifiers")
+    s.add_argument("--max-hb-mae", type=float, help="absolute end-to-end Hb MAE limit, g/dL")
+    s.add_argument("--max-hb-mae-over-best", type=float, default=0.10,
+                   help="across backbones: e2e Hb MAE at most this above the most accurate "
+                        "backbone's fp32 pipeline, g/dL")
+    s.add_argument("--min-auroc", type=float, help="classification: e2e AUROC at least this")
+    s.add_argument("--max-auroc-drop", type=float, default=0.02,
+                   help="classification: e2e AUROC at most this below the backbone's fp32")
     s.set_defaults(func=_handler("hemoedge.report.choose"))
 
     s = sub.add_parser("gate", help="CI gate: budgets + baseline -> pass/fail")

@@ -486,23 +486,14 @@ def collect(cfg: SweepConfig, status: dict[str, dict]) -> Results:
 
 
 def merge_sweeps(paths: Sequence[Path]) -> Results:
-    """Shards run on separate machines: concatenate metrics; an entry's status is taken from
-    the shard that finished it."""
-    out = Results()
-    entries: dict[str, dict] = {}
-    rank = {"done": 3, "failed": 2, "skipped": 1, "pending": 0}
+    """Shards run on separate machines: metrics concatenated, entries united (an entry's
+    status comes from the shard that finished it: see Results.extend)."""
+    from hemoedge.report.results import merge
+
     for p in paths:
-        r = Results.load(p)
-        sw = r.env.get("sweep")
-        if not sw:
+        if not Results.load(p).env.get("sweep"):
             raise HemoedgeError(f"{p}: not a sweep results file (no env.sweep)")
-        for info in sw["entries"]:
-            old = entries.get(info["label"])
-            if old is None or rank.get(info["status"], 0) > rank.get(old["status"], 0):
-                entries[info["label"]] = info
-        out.extend(r)
-    out.env["sweep"] = {**out.env["sweep"], "entries": list(entries.values())}
-    return out
+    return merge(list(paths))
 
 
 # ------------------------------------------------------------------------------ command line

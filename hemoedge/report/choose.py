@@ -107,24 +107,6 @@ def sweep_entries(results: Results) -> dict[str, dict]:
     return out
 
 
-def merge_shards(paths: list[str | Path]) -> Results:
-    """Like merge(), but also the union of every shard's env["sweep"]["entries"]
-    (Results.extend keeps the first shard's value of an env key); for a label in several
-    shards a "done" entry wins over a skipped or failed one."""
-    out = Results()
-    entries: dict[str, dict] = {}
-    for p in paths:
-        r = Results.load(p)
-        for label, e in sweep_entries(r).items():
-            if label not in entries or (e.get("status") == "done"
-                                        and entries[label].get("status") != "done"):
-                entries[label] = e
-        out.extend(r)
-    if entries:
-        out.env["sweep"] = {**sweep_info(out), "entries": list(entries.values())}
-    return out
-
-
 def _has(results: Results, prefixes: tuple[str, ...], variant: str) -> bool:
     """Some finite metric named with one of `prefixes` belongs to `variant` (same backbone)."""
     want = parse_variant(variant).get(BACKBONE)
@@ -526,7 +508,7 @@ def _why_nothing(rejected: list[Candidate], c: Constraints) -> list[str]:
 
 def cli(args) -> int:
     paths = args.results if isinstance(args.results, list) else [args.results]
-    results = merge_shards([Path(p) for p in paths])
+    results = merge([Path(p) for p in paths])  # also unions shards' sweep entries
     defaults = Constraints()
     kw = {name: getattr(args, name, getattr(defaults, name))
           for name in ("target", "task", *(fld for _, fld, *_ in CHECKS))}

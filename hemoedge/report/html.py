@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hemoedge.report.choose import Constraints, collect, lookup, merge_shards, parse_variant
-from hemoedge.report.results import Metric, Results
+from hemoedge.report.choose import Constraints, collect, lookup, parse_variant
+from hemoedge.report.results import Metric, Results, merge
 
 log = logging.getLogger(__name__)
 
@@ -555,7 +555,7 @@ def render(results: Results) -> tuple[str, str]:
 def cli(args) -> int:
     paths = [Path(p) for p in (args.results if isinstance(args.results, list)
                                else [args.results])]
-    results = merge_shards(paths)  # also unions the shards' env sweep entries
+    results = merge(paths)  # also unions the shards' sweep entries
     html_path = Path(args.html) if args.html else paths[0].with_name("report.html")
     md_path = Path(args.md) if args.md else html_path.with_suffix(".md")
     html_out, md_out = render(results)

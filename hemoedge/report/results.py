@@ -93,6 +93,8 @@ class Results:
                 and (variant is None or m.variant == variant)]
 
     def extend(self, other: Results) -> None:
+        if "sweep" in self.env and "sweep" in other.env:  # shards of one backbone sweep
+            self.env["sweep"] = _merge_sweep_env(self.env["sweep"], other.env["sweep"])
         self.env.update({k: v for k, v in other.env.items() if k not in self.env})
         for k, v in other.variants.items():
             self.variants.setdefault(k, {}).update(v)
@@ -146,6 +148,21 @@ class Results:
     @staticmethod
     def load_or_new(path: str | Path) -> Results:
         return Results.load(path) if Path(path).is_file() else Results()
+
+
+_STATUS_RANK = {"done": 3, "failed": 2, "skipped": 1, "pending": 0}
+
+
+def _merge_sweep_env(a: dict, b: dict) -> dict:
+    """The union of two shards' sweep entries; for a label in both, the shard that got
+    furthest with it (done > failed > skipped > pending) wins. Order: a's, then b's new ones."""
+    entries = {e["label"]: e for e in a.get("entries", [])}
+    for e in b.get("entries", []):
+        old = entries.get(e["label"])
+        if old is None or (_STATUS_RANK.get(e.get("status"), 0)
+                           > _STATUS_RANK.get(old.get("status"), 0)):
+            entries[e["label"]] = e
+    return {**a, "entries": list(entries.values())}
 
 
 def merge(paths: list[str | Path]) -> Results:

@@ -121,3 +121,140 @@ def test_missing_accuracy_is_named_not_guessed(results):
     assert "run `hemoedge eval ART --results R`" in ch.reasons[1]
     # without an accuracy constraint the fastest pairing is recommended anyway
     assert choose(results, Constraints(target="cpu", max_hb_mae_delta=None)).ok
+
+
+# --- backbone sweeps (fixture: tests/report/test_sweep_report.py) -----------------------------
+
+from test_sweep_report import CLS_LABEL, SKIP_REASON, SKIPPED, make_sweep_results  # noqa: E402
+
+from hemoedge.report.choose import format_choice  # noqa: E402
+
+MNV4 = "backbone=mobilenetv4_conv_small,det=int8,est=fp32"
+EFF_INT8 = "est=int8,backbone=efficientnet_b0,det=int8"
+
+
+def test_sweep_picks_the_faster_backbone_that_meets_constraints():
+    # mobilenetv4 fp32 pipeline: 30 ms, MAE 1.12 = best (efficientnet fp32 1.05) + 0.07
+    ch = choose(make_sweep_results(fast_mae=1.12), Constraints(target="web"))
+    assert ch.ok and ch.multi_backbone
+    assert ch.recommended.variant == MNV4
+    assert ch.recommended.backbone == "mobilenetv4_conv_small"
+    assert ch.recommended.hb_mae == pytest.approx(1.12)
+    assert ch.recommended.hb_mae_over_best == pytest.approx(0.07)
+    assert ch.recommended.bytes == pytest.approx(13.4e6)
+    assert not ch.rejected  # every regression pairing within 0.10 of the best and 0.05 delta
+    # classification pairings are not candidates here, only a note
+    variants = {x.variant for x in [ch.recommended, *ch.runners_up]}
+    assert len(variants) == 6 and not any(CLS_LABEL in v for v in variants)
+    assert any("3 pairing(s) of task classification not ranked" in n for n in ch.notes)
+    runner = next(x for x in ch.runners_up if x.variant == EFF_INT8)
+    # across backbones the cost compares absolute MAEs, not deltas against different references
+    assert cost(runner, ch.recommended) == "+14.0 ms/frame, -0.050 g/dL MAE, -4.40 MB"
+    assert any("Hb MAE 1.120 g/dL (e2e)" in r for r in ch.reasons)
+    assert any(r.startswith("backbone mobilenetv4_conv_small (timm mobilenetv4_conv_small, "
+                            "input 224, 2.50 M params)") for r in ch.reasons)
+
+
+def test_sweep_rejects_fast_backbone_far_from_the_best():
+    results = make_sweep_results()  # mobilenetv4 fp32 MAE 1.20 = best 1.05 + 0.15
+    ch = choose(results, Constraints(target="web"))
+    assert ch.recommended.variant == EFF_INT8  # 44 ms, MAE 1.07, delta 0.02
+    assert ch.recommended.hb_mae_over_best == pytest.approx(0.02)
+    rejected = {x.variant: x for x in ch.rejected}
+    assert set(rejected) == {MNV4, "det=int8,est=fp16,backbone=mobilenetv4_conv_small",
+                             "est=int8,backbone=mobilenetv4_conv_small,det=int8"}
+    assert all(x.violations == ["--max-hb-mae-over-best"] for x in rejected.values())
+    assert rejected[MNV4].hb_mae_over_best == pytest.approx(0.15)
+    out = format_choice(ch)
+    assert out.startswith("target web, task regression; constraints: --max-hb-mae-delta 0.05, "
+                          "--max-hb-mae-over-best 0.1\n")
+    assert (f"  {MNV4}: violates --max-hb-mae-over-best (30.0 ms, +0.000 g/dL, "
+            "Hb MAE 1.200 g/dL (e2e), 13.40 MB)") in out
+    assert "best backbone's fp32 pipeline (efficientnet_b0, 1.050 g/dL e2e), i.e. at most " \
+        "1.150 g/dL" in out
+    assert f"note: sweep entry {SKIPPED} skipped: {SKIP_REASON}" in out
+    # the rule can be switched off, and an absolute limit used instead
+    ch = choose(results, Constraints(target="web", max_hb_mae_over_best=None))
+    assert ch.recommended.variant == MNV4
+    ch = choose(results, Constraints(target="web", max_hb_mae_over_best=None, max_hb_mae=1.1))
+    assert ch.recommended.variant == EFF_INT8
+    assert {tuple(x.violations) for x in ch.rejected} == {("--max-hb-mae",)}
+    # nothing under 1.0 g/dL: --max-hb-mae binds, naming the closest pairing and its MAE
+    ch = choose(results, Constraints(target="web", max_hb_mae=1.0))
+    assert not ch.ok and ch.binding == ["--max-hb-mae"]
+    assert ch.reasons[0] == ("--max-hb-mae 1.0 binds: --max-hb-mae 1.050 would admit "
+                             "backbone=efficientnet_b0,det=int8,est=fp32 "
+                             "(Hb MAE 1.050 g/dL (e2e))")
+
+
+def test_sweep_classification_task_uses_auroc_constraints():
+    results = make_sweep_results()
+    ch = choose(results, Constraints(target="web", task="classification"))
+    # int8 is fastest (38 ms) but loses 0.03 AUROC > --max-auroc-drop 0.02
+    assert ch.recommended.variant == f"backbone={CLS_LABEL},det=int8,est=fp32"
+    assert ch.recommended.task == "classification"
+    assert ch.recommended.auroc == pytest.approx(0.90)
+    assert [x.variant for x in ch.rejected] == [f"est=int8,backbone={CLS_LABEL},det=int8"]
+    assert ch.rejected[0].violations == ["--max-auroc-drop"]
+    assert ch.rejected[0].auroc_drop == pytest.approx(0.03)
+    assert not ch.multi_backbone  # one classification backbone: no cross-backbone rule
+    assert ch.reasons[1] == ("AUROC 0.900 (e2e); AUROC drop vs fp32 +0.000 <= 0.02; "
+                             "sensitivity 0.850, specificity 0.880")
+    assert any("6 pairing(s) of task regression not ranked" in n for n in ch.notes)
+    out = format_choice(ch)
+    assert out.startswith("target web, task classification; constraints: "
+                          "--max-auroc-drop 0.02\n")
+    assert "violates --max-auroc-drop (38.0 ms, AUROC 0.870 (e2e), AUROC drop +0.030, " \
+        "15.10 MB)" in out
+    ch = choose(results, Constraints(target="web", task="classification", max_auroc_drop=0.05))
+    assert ch.recommended.variant == f"est=int8,backbone={CLS_LABEL},det=int8"
+    assert cost(ch.runners_up[0], ch.recommended) == "+2.0 ms/frame, +0.030 AUROC, +34.30 MB"
+    ch = choose(results, Constraints(target="web", task="classification", min_auroc=0.95))
+    assert not ch.ok and ch.binding == ["--min-auroc"]
+    assert ch.reasons[0] == (f"--min-auroc 0.95 binds: --min-auroc 0.900 would admit "
+                             f"backbone={CLS_LABEL},det=int8,est=fp32 (AUROC 0.900 (e2e))")
+
+
+def test_task_with_no_pairings_is_bad_input(results):
+    with pytest.raises(ResultsError, match=r"no classification pairing has web\.frame_ms\.p50"):
+        choose(results, Constraints(task="classification"))
+    with pytest.raises(ResultsError, match="--task must be one of"):
+        Constraints(task="segmentation")
+
+
+def test_single_artifact_output_unchanged(results):
+    ch = choose(results, Constraints(target="web"))
+    assert not ch.multi_backbone and not ch.notes
+    assert all(x.backbone is None and x.task == "regression" and x.hb_mae_over_best is None
+               for x in [ch.recommended, *ch.runners_up])
+    out = format_choice(ch)
+    assert out.splitlines()[:5] == [
+        "target web; constraints: --max-hb-mae-delta 0.05",
+        "recommended: det=int8,est=fp32",
+        "  - fastest of 9 pairing(s) meeting every constraint on target web: 41.2 ms per frame "
+        "(p50, threads=2)",
+        "  - Hb MAE delta +0.006 g/dL (e2e) <= 0.05; Hb MAE 1.156 g/dL (e2e)",
+        "  - size 13.40 MB"]
+    # a loose --max-hb-mae-over-best has nothing to compare against with one artifact
+    tight = choose(results, Constraints(target="web", max_hb_mae_over_best=0.0))
+    assert tight.recommended.variant == "det=int8,est=fp32" and not tight.rejected
+
+
+def test_cli_sweep_shards_and_new_flags(tmp_path, capsys):
+    full = make_sweep_results()
+    entries = full.env["sweep"]["entries"]
+    a = Results(env={"sweep": {**full.env["sweep"], "entries": entries[:2]}})
+    b = Results(env={"sweep": {**full.env["sweep"], "entries": entries[2:]}})
+    half = len(full.metrics) // 2
+    a.metrics, b.metrics = full.metrics[:half], full.metrics[half:]
+    paths = [str(a.save(tmp_path / "a.json")), str(b.save(tmp_path / "b.json"))]
+    # flags cli.py may not define yet fall back to the Constraints defaults
+    args = Namespace(results=paths, target="web", max_frame_ms=None, max_hb_mae_delta=0.05)
+    assert cli(args) == 0
+    out = capsys.readouterr().out
+    assert f"recommended: {EFF_INT8}" in out
+    assert f"note: sweep entry {SKIPPED} skipped" in out  # entry from the second shard
+    args.task = "classification"
+    args.min_auroc = 0.95
+    assert cli(args) == 1
+    assert "binding: --min-auroc" in capsys.readouterr().out
