@@ -9,7 +9,7 @@ PY_STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 NPM_STAMP := webapp/node_modules/.stamp-$(shell cat webapp/package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
 PYTEST_ARGS ?=
 
-.PHONY: setup run test bench lint clean-venv
+.PHONY: setup run test bench sweep lint clean-venv
 
 setup: $(PY_STAMP) apt-deps npm-deps
 
@@ -40,6 +40,10 @@ test: setup
 	$(VENV)/bin/pytest -m "not slow" -q $(PYTEST_ARGS)
 	@test -f ci/baseline.json || { echo "ci/baseline.json missing: hemoedge run --quick --out runs/baseline && hemoedge gate runs/baseline/results.json --update-baseline"; exit 2; }
 	$(VENV)/bin/hemoedge run --quick --out runs/make-test
+	$(VENV)/bin/hemoedge sweep --quick --restart --data runs/make-test/data --detector-art runs/make-test/art --out runs/make-test-sweep
+
+sweep: setup
+	$(VENV)/bin/hemoedge sweep --out runs/sweep
 
 bench: setup
 	$(VENV)/bin/hemoedge run --out runs/bench

@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ORDER = ["readme-core.md", "DEFAULT_MODELS", "RESULTS", "readme-export.md", "readme-quantize.md",
          "readme-bench-cpu.md", "readme-bench-web.md", "readme-webapp.md", "readme-report.md",
-         "readme-gate-proof.md", "readme-dev.md"]
+         "readme-gate-proof.md", "readme-sweep.md", "readme-dev.md"]
 
 
 def main(run_dir: str = "runs/default") -> None:

@@ -8,7 +8,7 @@ import pytest
 from hemoedge.cli import build_parser, main
 
 COMMANDS = ["data", "train", "export", "quantize", "parity", "eval", "bench", "report", "choose",
-            "gate", "webapp", "run"]
+            "gate", "webapp", "run", "sweep"]
 
 
 def test_every_design_command_is_there():

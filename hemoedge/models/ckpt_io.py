@@ -24,8 +24,9 @@ FP16_MAX = 65504.0
 
 
 def half_state_dict(model: torch.nn.Module, half: bool = True) -> dict:
-    """fp16 tensors to halve the file; a tensor with values fp16 cannot hold (e.g. BatchNorm
-    running variances of a briefly trained net) stays fp32 instead of turning into inf/NaN."""
+    """fp16 tensors to halve the file; a tensor with values fp16 cannot hold (e.g. a folded
+    head weight, or BatchNorm running variances of a briefly trained net) stays fp32 instead of
+    turning into inf."""
     def conv(v: torch.Tensor) -> torch.Tensor:
         if not (half and v.is_floating_point()) or (v.numel() and v.abs().max() >= FP16_MAX):
             return v

@@ -140,9 +140,10 @@ def fine_tune(model: est_mod.Estimator, recipe: Recipe, x_tr: np.ndarray, y_tr: 
                 sched.step()
                 prog.advance(task)
             log.info("estimator epoch %d/%d: last batch Huber loss %.3f (%.0f s)", _epoch + 1,
-                     recipe.est_epochs, float(loss), time.perf_counter() - t0)
+                     recipe.est_epochs, float(loss.detach()), time.perf_counter() - t0)
     seconds = time.perf_counter() - t0
-    log.info("estimator backbone: %d steps in %.0f s, last loss %.3f", steps, seconds, float(loss))
+    log.info("estimator backbone: %d steps in %.0f s, last loss %.3f", steps, seconds,
+             float(loss.detach()))
     return {"steps": steps, "seconds": seconds}
 
 
@@ -184,7 +185,7 @@ def fit_logistic(model: est_mod.Estimator, recipe: Recipe, f_tr: np.ndarray, y_t
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(w.astype(np.float32))[None])
         model.head.bias.fill_(b)
-    return (lambda f: f @ w + b), {"logistic_c": float(clf.C_[0])}
+    return (lambda f: f @ w + b), {"logistic_c": float(np.ravel(clf.C_)[0])}
 
 
 def train_estimator(recipe: Recipe, parts, out: Path, seed: int = 0) -> tuple[Path, dict]:

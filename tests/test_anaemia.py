@@ -1,0 +1,29 @@
+import math
+
+import pytest
+
+from hemoedge import anaemia
+
+
+def test_metrics_by_hand():
+    # Hb: 3 anaemic (< 12), 3 not; logits: two anaemic caught, one missed, one false alarm
+    hb = [8.0, 10.0, 11.9, 12.0, 13.0, 15.0]
+    logits = [2.0, 0.5, -0.2, 0.1, -1.0, -3.0]
+    m = anaemia.metrics(logits, hb)
+    assert m["sensitivity"] == pytest.approx(2 / 3)
+    assert m["specificity"] == pytest.approx(2 / 3)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["f1"] == pytest.approx(2 / 3)
+    # AUROC: of the 9 (anaemic, healthy) pairs, only (-0.2 vs 0.1) is ranked wrongly
+    assert m["auroc"] == pytest.approx(8 / 9)
+
+
+def test_threshold_is_configurable_and_one_class_gives_nan_auroc():
+    m = anaemia.metrics([1.0, -1.0], [12.5, 14.0], threshold=13.0)
+    assert m["sensitivity"] == 1.0 and m["specificity"] == 1.0
+    one = anaemia.metrics([1.0, 2.0], [14.0, 15.0])
+    assert math.isnan(one["auroc"]) and math.isnan(one["sensitivity"])
+
+
+def test_agreement():
+    assert anaemia.agreement([1.0, -1.0, 0.0], [0.5, 1.0, -0.1]) == pytest.approx(1 / 3)
