@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnx_tiny import _vi, tiny_artifact, tiny_detector
 
 from hemoedge.artifact import Artifact
 from hemoedge.bench import inject
@@ -23,7 +24,7 @@ from hemoedge.cli import main
 from hemoedge.errors import BenchError
 from hemoedge.gate import evaluate, load_budgets
 from hemoedge.report.results import Results
-from hemoedge.spec import METADATA_KEY, OPSET, detector_spec, estimator_spec
+from hemoedge.spec import OPSET
 
 RATIO_MAX = 2.0  # int8 copy / fp32: ~1 unchanged; the injected slowdown is >> 2
 SLOW_MATMULS = 8  # 8 x (2400 x 128 @ 128 x 128) = 0.63 GFLOP: ~5 ms on one thread (model ~0.1 ms)
@@ -59,60 +60,6 @@ params = {{ threads = 1 }}
 max = 0.001
 severity = "warn"
 """
-
-
-def _save(graph, path: Path, spec) -> None:
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    m.ir_version = 8
-    helper.set_model_props(m, {METADATA_KEY: spec.to_json()})
-    onnx.checker.check_model(m)
-    onnx.save(m, str(path))
-
-
-def _vi(name: str, shape: list[int]):
-    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
-
-
-def tiny_detector(path: Path) -> None:
-    """images (1,3,320,320) -> Conv 3->6 k32 s32 -> (1,6,100): cx,cy,w,h + 2 sigmoid scores."""
-    w = (np.random.default_rng(1).standard_normal((6, 3, 32, 32)) * 0.01).astype(np.float32)
-    init = [numpy_helper.from_array(w, "W"),
-            numpy_helper.from_array(np.array([160, 160, 60, 40, 0, -3], np.float32), "B"),
-            numpy_helper.from_array(np.array([1, 6, 100], np.int64), "shape"),
-            numpy_helper.from_array(np.array([4, 2], np.int64), "split")]
-    nodes = [helper.make_node("Conv", ["images", "W", "B"], ["c"], kernel_shape=[32, 32],
-                              strides=[32, 32]),
-             helper.make_node("Reshape", ["c", "shape"], ["r"]),
-             helper.make_node("Split", ["r", "split"], ["box", "cls"], axis=1),
-             helper.make_node("Sigmoid", ["cls"], ["s"]),
-             helper.make_node("Concat", ["box", "s"], ["output0"], axis=1)]
-    _save(helper.make_graph(nodes, "tiny_det", [_vi("images", [1, 3, 320, 320])],
-                            [_vi("output0", [1, 6, 100])], init), path, detector_spec())
-
-
-def tiny_estimator(path: Path) -> None:
-    """input (1,3,224,224) -> GlobalAveragePool -> Flatten -> Gemm 3->1 -> hb (1,1)."""
-    init = [numpy_helper.from_array(np.array([[1.0, 2.0, 3.0]], np.float32), "G"),
-            numpy_helper.from_array(np.array([12.0], np.float32), "GB")]
-    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["p"]),
-             helper.make_node("Flatten", ["p"], ["f"]),
-             helper.make_node("Gemm", ["f", "G", "GB"], ["hb"], transB=1)]
-    _save(helper.make_graph(nodes, "tiny_est", [_vi("input", [1, 3, 224, 224])],
-                            [_vi("hb", [1, 1])], init), path, estimator_spec())
-
-
-def tiny_artifact(root: Path) -> Path:
-    root.mkdir(parents=True)
-    art = Artifact(root)
-    art.set_model("detector", detector_spec(), {"checkpoint": "tiny-in-code"})
-    art.set_model("estimator", estimator_spec(), {"checkpoint": "tiny-in-code"})
-    for p in ("fp32", "int8"):
-        tiny_detector(root / f"detector.{p}.onnx")
-        tiny_estimator(root / f"estimator.{p}.onnx")
-        art.add_file("detector", p)
-        art.add_file("estimator", p)
-    art.save()
-    return root
 
 
 def bench(art: Path, results: Path) -> Path:
