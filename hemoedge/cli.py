@@ -252,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--detector-art", help="artifact holding the detector variants to pair "
                    "with (default: export and quantise the embedded detector once)")
     s.add_argument("--no-web", action="store_true", help="skip the browser benchmark")
+    s.add_argument("--no-bench", action="store_true",
+                   help="stop each entry after eval; a later run without it adds the CPU and "
+                        "web benchmarks (e.g. every shard's entries on one machine)")
     s.add_argument("--restart", action="store_true",
                    help="forget finished stages (default: resume where the last run stopped)")
     s.set_defaults(func=_handler("hemoedge.sweep"))

@@ -132,6 +132,7 @@ class SweepConfig:
     det_precision: str = "int8"  # detector variant of the web pairings
     detector_art: Path | None = None  # an artifact with the detector variants (None: make one)
     web: bool = True  # bench web (needs Chromium and the webapp's npm install)
+    bench: bool = True  # False: stop after eval (a later run on one machine adds the benchmarks)
     seed: int = 0
     command: str = ""  # the sweep's own command line, recorded in env["sweep"]
 
@@ -148,6 +149,11 @@ class SweepConfig:
     @property
     def fine_tune_epochs(self) -> int:
         return self.epochs if self.epochs is not None else (1 if self.quick else 5)
+
+    @property
+    def stages(self) -> list[str]:
+        return [s for s in STAGES if (self.web or s != "bench web")
+                and (self.bench or not s.startswith("bench"))]
 
     @property
     def patients(self) -> int:
@@ -347,7 +353,7 @@ class Sweep:
 
     def run_entry(self, e: Entry, det_art: Path, init: Path | None, k: int, n: int) -> dict:
         d = EntryDir(self.cfg.out, e)
-        stages = [s for s in STAGES if self.cfg.web or s != "bench web"]
+        stages = self.cfg.stages
         for i, stage in enumerate(stages, 1):
             if d.done(stage):
                 continue
@@ -431,7 +437,7 @@ def entry_results(cfg: SweepConfig, e: Entry) -> Results | None:
     """The merged, relabelled results of a finished entry (None if it has not finished)."""
     d = EntryDir(cfg.out, e)
     stages = [s for s in STAGES if cfg.web or s != "bench web"]
-    if not all(d.done(s) for s in stages):
+    if not all(d.done(s) for s in stages):  # (--no-bench: evaluated, not yet benchmarked)
         return None
     res = Results()
     for s in stages:
@@ -467,9 +473,10 @@ def collect(cfg: SweepConfig, status: dict[str, dict]) -> Results:
         if r is not None:
             res.extend(r)
             st = {"status": "done", "reason": ""}
-        elif st is None:
+        elif st is None or st["status"] == "done":
             st = ({"status": "skipped", "reason": plan["reason"]} if plan and not plan.get("ok")
-                  else {"status": "pending", "reason": "not run (another shard, or not yet)"})
+                  else {"status": "pending", "reason": "benchmarks not run yet" if d.done("eval")
+                        else "not run (another shard, or not yet)"})
         infos.append({"label": e.label, **asdict(e), **st,
                       "params_m": plan.get("params_m"),
                       "projected_train_s": plan.get("projected_train_s"),
@@ -514,6 +521,7 @@ def config_from_args(args) -> SweepConfig:
                        data=Path(args.data) if args.data else None, quick=quick,
                        shard=args.shard, detector_art=Path(args.detector_art)
                        if args.detector_art else None, web=not args.no_web,
+                       bench=not getattr(args, "no_bench", False),
                        command=shlex.join(["hemoedge", *sys.argv[1:]]) if sys.argv else "", **kw)
 
 

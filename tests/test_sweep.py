@@ -191,3 +191,22 @@ def test_relabel_and_collect_without_finished_entries(tmp_path):
 def test_cli_bad_backbone_spec_exits_2(tmp_path, capsys):
     assert main(["sweep", "--out", str(tmp_path), "--backbones", "resnet18@big"]) == 2
     assert "bad input size" in capsys.readouterr().err
+
+
+def test_no_bench_then_the_benchmarks_on_one_machine(tmp_path, tiny_data, tiny_art):
+    """The CI form: shards train and evaluate (--no-bench); one later run benchmarks every
+    entry on one machine, so their latencies compare."""
+    cfg = _cfg(tmp_path, tiny_data, tiny_art, bench=False)
+    fake = FakeStages(tiny_art)
+    res, _ = Sweep(cfg, fake, say=lambda s: None).run()
+    assert not any(c[0] == "bench" for c in fake.calls)
+    status = {e["label"]: (e["status"], e["reason"]) for e in res.env["sweep"]["entries"]}
+    assert status["resnet18:cls"] == ("pending", "benchmarks not run yet")
+    assert res.metrics == []
+
+    full = SweepConfig(**{**cfg.__dict__, "bench": True})
+    fake = FakeStages(tiny_art)
+    res, _ = Sweep(full, fake, say=lambda s: None).run()
+    assert {" ".join(c[:2]) for c in fake.calls} == {"bench cpu", "bench web"}
+    assert len(fake.calls) == 6  # 3 entries x 2 benchmarks
+    assert {e["status"] for e in res.env["sweep"]["entries"]} == {"done"}

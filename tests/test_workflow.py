@@ -100,3 +100,22 @@ def test_shard_2_of_2_holds_every_2_thread_unit(tmp_path):
         got = units(cfg, art)
         assert {u.threads for u in got} == want
         assert len(got) == (6 + 9)  # 6 model files + 9 pairings, one thread count each
+
+
+def test_sweep_workflow_trains_in_shards_and_benchmarks_on_one_machine():
+    from hemoedge.cli import build_parser
+
+    sw = yaml.safe_load((ROOT / ".github" / "workflows" / "sweep.yml").read_text())
+    uses = [s["uses"] for job in sw["jobs"].values() for s in job["steps"] if "uses" in s]
+    assert uses and all(SHA.match(u) for u in uses)
+    jobs = sw["jobs"]
+    shards = jobs["train"]["strategy"]["matrix"]["shard"]
+    parser = build_parser()
+    for i in shards:
+        (cmd,) = _hemoedge_commands(jobs["train"], matrix_shard=str(i))
+        args = parser.parse_args(cmd)
+        assert args.shard == (i, len(shards)) and args.no_bench and args.out == "runs/sweep"
+    (cmd,) = _hemoedge_commands(jobs["bench"])
+    args = parser.parse_args(cmd)
+    assert args.shard is None and not args.no_bench and args.out == "runs/sweep"
+    assert jobs["bench"]["needs"] == "train"
