@@ -242,7 +242,9 @@ def run(art_dir: Path, data: Path | None = None, n_images: int = 16,
                 for k, val in figures.items():
                     if k in ("images", "crops"):
                         continue
-                    unit = "px" if k.endswith("px") else ("g/dL" if k.startswith("hb") else "")
+                    # the estimator's output unit: g/dL, or "logit" for an anaemia classifier
+                    unit = "px" if k.endswith("px") else (
+                        (art.spec(role).output_unit or "g/dL") if k.startswith("hb") else "")
                     better = "higher" if k == "matched_iou_min" else "lower"
                     results.add(f"parity.{role}.{precision}.{k}", v, val, unit, better,
                                 n=figures.get("images", figures.get("crops")))

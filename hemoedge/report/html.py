@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hemoedge.report.choose import Constraints, collect, lookup, parse_variant
+from hemoedge.report.choose import Constraints, collect, covers, lookup, parse_variant
 from hemoedge.report.results import Metric, Results, merge
 
 log = logging.getLogger(__name__)
@@ -90,13 +90,16 @@ def _latency(results: Results, target: str, v: str) -> Metric | None:
 def _parity(results: Results, v: str) -> str:
     pairs = parse_variant(v)
     parts = []
-    for role, stat, unit in (("detector", "max_abs", ""), ("estimator", "hb_max_abs", " g/dL")):
-        vals = [m.value for m in results.metrics
-                if m.name.startswith(f"parity.{role}.") and m.name.endswith(f".{stat}")
-                and len(m.name.split(".")) == 4
-                and pairs.get(ROLE_KEY[role]) == m.name.split(".")[2] and math.isfinite(m.value)]
-        if vals:
-            parts.append(f"{ROLE_KEY[role]} {max(vals):.2g}{unit}")
+    for role, stat in (("detector", "max_abs"), ("estimator", "hb_max_abs")):
+        ms = [m for m in results.metrics
+              if m.name.startswith(f"parity.{role}.") and m.name.endswith(f".{stat}")
+              and len(m.name.split(".")) == 4
+              and pairs.get(ROLE_KEY[role]) == m.name.split(".")[2] and math.isfinite(m.value)
+              and (not m.variant or covers(m.variant, v))]  # sweep: this backbone's only
+        if ms:
+            worst = max(ms, key=lambda m: m.value)
+            unit = f" {worst.unit}" if worst.unit and worst.unit != "px" else ""
+            parts.append(f"{ROLE_KEY[role]} {worst.value:.2g}{unit}")
     return ", ".join(parts) or NA
 
 
