@@ -485,11 +485,25 @@ def collect(cfg: SweepConfig, status: dict[str, dict]) -> Results:
         "entries": infos, "anaemia_threshold_gdl": cfg.anaemia_threshold,
         "det_precision": cfg.det_precision, "threads": cfg.threads, "quick": cfg.quick,
         "fine_tune_epochs": cfg.fine_tune_epochs, "data": str(cfg.data or cfg.out / "data"),
-        "machine": f"{platform.node()}: {os.cpu_count()} cores, {platform.processor() or platform.machine()}",
+        "machine": _machine(res.env),
         "max_train_min": cfg.max_train_min, "max_model_mb": cfg.max_model_mb,
         "command": cfg.command,
     }
     return res
+
+
+def _machine(env: dict) -> str:
+    """'Intel(R) Xeon(R) Processor @ 2.30GHz, 2 cores, 24 GiB, Linux 6.1 (host vm)'."""
+    cpu = env.get("cpu") or platform.processor() or platform.machine()
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        ram = f", {mem:.0f} GiB"
+    except (ValueError, OSError, AttributeError):
+        ram = ""
+    browser = f"; {env['browser']}, onnxruntime-web {env.get('onnxruntime_web', '?')}" \
+        if env.get("browser") else ""
+    return (f"{cpu}, {os.cpu_count()} cores{ram}, {platform.system()} {platform.release()} "
+            f"(host {platform.node()}); onnxruntime {env.get('onnxruntime', '?')}{browser}")
 
 
 def merge_sweeps(paths: Sequence[Path]) -> Results:

@@ -23,8 +23,22 @@ def main(run_dir: str = "runs/default") -> None:
         else:
             text = (ROOT / "notes" / name).read_text()
             lines = [ln for ln in text.splitlines() if not ln.startswith("<!--")]
-            parts.append("\n".join(lines).strip() + "\n")
+            text = "\n".join(lines).strip() + "\n"
+            if "SWEEP_RESULTS" in text:
+                text = text.replace("SWEEP_RESULTS", sweep_tables())
+            parts.append(text)
     (ROOT / "README.md").write_text("\n".join(p.rstrip() + "\n" for p in parts))
+
+
+def sweep_tables(report: Path = ROOT / "runs/sweep/report.md") -> str:
+    """The "Backbone sweep" section of the sweep's own Markdown report, headings demoted."""
+    if not report.is_file():
+        return "(no full sweep has been run on this checkout yet: `make sweep`)"
+    text = report.read_text()
+    start = text.index("## Backbone sweep")
+    end = text.find("\n## ", start + 3)
+    body = text[start:end if end > 0 else None].split("\n", 1)[1]
+    return "\n".join("#" + ln if ln.startswith("#") else ln for ln in body.splitlines()).strip()
 
 
 if __name__ == "__main__":
