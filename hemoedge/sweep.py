@@ -111,8 +111,11 @@ DEFAULT_ENTRIES = (
     Entry("legacy_xception", task="classification", origin="seed: lip anaemia (Xception)"),
     Entry("vgg16", task="classification", origin="seed: lip anaemia"),
 )
-QUICK_ENTRIES = (Entry("mobilenetv3_small_050", origin="small, for CI"),
-                 Entry("lcnet_050", task="classification", origin="small, for CI"))
+# lcnet_050 as the classifier was tried and dropped: after the quick form's two optimiser steps
+# its pooled features collapse (std ~3e-8), the standardised logistic head gets weights ~1e5
+# and fp16 cannot hold its logits (README, "Which backbone is worth shipping?").
+QUICK_ENTRIES = (Entry("lcnet_050", origin="small, for CI"),
+                 Entry("mobilenetv3_small_050", task="classification", origin="small, for CI"))
 
 STAGES = ("train", "export", "detector", "quantize", "parity", "eval", "bench cpu", "bench web")
 

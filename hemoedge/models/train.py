@@ -176,6 +176,10 @@ def fit_logistic(model: est_mod.Estimator, recipe: Recipe, f_tr: np.ndarray, y_t
     # folded weight (and the exported Linear an fp16/int8 range it cannot hold)
     mu = f_tr.mean(0)
     sd = f_tr.std(0)
+    if float(np.median(sd)) < 1e-6:
+        log.warning("%s: the pooled features are nearly constant (median std %.1e): the backbone "
+                    "has collapsed; the classifier's weights will be huge and its logits fragile "
+                    "in fp16/int8 (train longer)", recipe.backbone, float(np.median(sd)))
     sd = np.maximum(sd, 1e-3 * max(float(np.median(sd)), 1e-12))
     clf = LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=list(StratifiedGroupKFold(folds, shuffle=True,
         random_state=seed).split(f_tr, labels, groups)), scoring="roc_auc", class_weight="balanced", max_iter=2000,
