@@ -225,7 +225,6 @@ class EntryDir:
     """<out>/entries/<label>/: plan.json, train/, art/, results/<stage>.json, done/<stage>."""
 
     def __init__(self, out: Path, entry: Entry):
-        self.entry = entry
         self.root = out / "entries" / entry.label.replace(":", "-").replace("@", "-")
         self.train = self.root / "train"
         self.art = self.root / "art"
@@ -270,9 +269,18 @@ class Sweep:
         self.t0 = time.perf_counter()
 
     # -- shared inputs ----------------------------------------------------------------
-    def prepare(self) -> Path:
-        """The data set and the shared detector artifact; returns the detector artifact."""
+    def prepare(self) -> tuple[Path, int]:
+        """The data set and the shared detector artifact, inputs checked before anything is
+        written: returns the detector artifact and the number of training crops."""
         cfg = self.cfg
+        if cfg.data is not None:
+            crops = _count_train_crops(self.data, cfg.seed)  # a bad --data stops here
+        if cfg.detector_art is not None:
+            from hemoedge.artifact import Artifact
+
+            art = Artifact.load(cfg.detector_art)
+            for p in ("fp32", cfg.det_precision):
+                art.path("detector", p)  # a clear error if the variant is missing
         cfg.out.mkdir(parents=True, exist_ok=True)
         if cfg.data is None and not (self.data / "metadata.csv").is_file():
             if self.data.exists():  # an interrupted synthesis
@@ -280,13 +288,10 @@ class Sweep:
             self._run("data", ["data", "synth", "--out", str(self.data), "--patients",
                                str(cfg.patients), "--sessions", "12" if cfg.quick else "40",
                                "--seed", str(cfg.seed + 1)])
+        if cfg.data is None:
+            crops = _count_train_crops(self.data, cfg.seed)
         if cfg.detector_art is not None:
-            from hemoedge.artifact import Artifact
-
-            art = Artifact.load(cfg.detector_art)
-            for p in ("fp32", cfg.det_precision):
-                art.path("detector", p)  # a clear error if the variant is missing
-            return cfg.detector_art
+            return cfg.detector_art, crops
         det = cfg.out / "detector"
         marker = det / ".sweep-done"
         if not marker.is_file():
@@ -294,7 +299,7 @@ class Sweep:
             self._run("detector quantize", ["quantize", str(det), "--roles", "detector",
                                              "--calib", str(self.data), *self._qopts()])
             marker.write_text("done\n")
-        return det
+        return det, crops
 
     def _qopts(self) -> list[str]:
         return (["--samples", "16", "--val-samples", "8", "--max-steps", "2"] if self.cfg.quick
@@ -381,8 +386,7 @@ class Sweep:
     # -- the whole sweep ------------------------------------------------------------------
     def run(self) -> tuple[Results, int]:
         cfg = self.cfg
-        det_art = self.prepare()
-        crops = _count_train_crops(self.data, cfg.seed)
+        det_art, crops = self.prepare()
         mine = cfg.mine()
         status: dict[str, dict] = {}
         trained: dict[tuple[str, int], Path] = {}
@@ -512,12 +516,13 @@ def _machine(env: dict) -> str:
 def merge_sweeps(paths: Sequence[Path]) -> Results:
     """Shards run on separate machines: metrics concatenated, entries united (an entry's
     status comes from the shard that finished it: see Results.extend)."""
-    from hemoedge.report.results import merge
-
+    out = Results()
     for p in paths:
-        if not Results.load(p).env.get("sweep"):
+        r = Results.load(p)
+        if not r.env.get("sweep"):
             raise HemoedgeError(f"{p}: not a sweep results file (no env.sweep)")
-    return merge(list(paths))
+        out.extend(r)
+    return out
 
 
 # ------------------------------------------------------------------------------ command line
@@ -567,37 +572,29 @@ def cli(args) -> int:
 
 
 def print_summary(res: Results) -> None:
-    """One line per entry x estimator precision: accuracy, web and CPU frame time, bytes."""
+    """One line per entry x estimator precision: accuracy, web and CPU frame time, bytes (the
+    report's own rows, hemoedge.report.sweep_view.sweep_rows)."""
     from rich.console import Console
     from rich.table import Table
 
-    from hemoedge.report.choose import lookup
+    from hemoedge.report.sweep_view import sweep_rows
 
     sw = res.env["sweep"]
-    det = sw.get("det_precision", "int8")
-    t = Table(title=f"backbone sweep (det={det}, {sw.get('threads', 2)} threads)")
+    t = Table(title=f"backbone sweep (det={sw.get('det_precision', 'int8')}, "
+                    f"{sw.get('threads', 2)} threads)")
     for c in ("backbone", "task", "est", "accuracy (e2e)", "web ms/frame", "cpu ms/frame",
               "est MB", "status"):
         t.add_column(c)
 
-    def val(name: str, v: str, spec: str = ".1f", scale: float = 1.0) -> str:
-        m = lookup(res, name, v, threads=sw.get("threads", 2))
-        return "-" if m is None else format(m.value * scale, spec)
+    def f(x: float | None, spec: str = ".1f") -> str:
+        return "-" if x is None else format(x, spec)
 
-    for info in sw["entries"]:
-        label = info["label"]
-        if info["status"] != "done":
-            t.add_row(label, info["task"], "-", "-", "-", "-", "-",
-                      f"{info['status']}: {info['reason']}")
+    for r in sweep_rows(res):
+        if r.status != "done" or not r.est:
+            t.add_row(r.label, r.task, "-", "-", "-", "-", "-", f"{r.status}: {r.reason}")
             continue
-        for p in ("fp32", "fp16", "int8"):
-            v = f"backbone={label},det={det},est={p}"
-            if info["task"] == "classification":
-                acc = f"AUROC {val('acc.e2e.cls.auroc', v, '.3f')}"
-            else:
-                acc = f"MAE {val('acc.e2e.hb_mae', v, '.3f')} g/dL"
-            t.add_row(label, info["task"], p, acc, val("web.frame_ms.p50", v),
-                      val("cpu.frame_ms.p50", v),
-                      val("size.estimator.bytes", f"backbone={label},est={p}", ".2f", 1e-6),
-                      "done")
+        acc = (f"AUROC {f(r.auroc, '.3f')}" if r.task == "classification"
+               else f"MAE {f(r.mae, '.3f')} g/dL")
+        t.add_row(r.label, r.task, r.est, acc, f(r.web_ms), f(r.cpu_ms),
+                  f(None if r.est_bytes is None else r.est_bytes / 1e6, ".2f"), "done")
     Console(width=max(Console().width, 140)).print(t)

@@ -210,3 +210,13 @@ def test_no_bench_then_the_benchmarks_on_one_machine(tmp_path, tiny_data, tiny_a
     assert {" ".join(c[:2]) for c in fake.calls} == {"bench cpu", "bench web"}
     assert len(fake.calls) == 6  # 3 entries x 2 benchmarks
     assert {e["status"] for e in res.env["sweep"]["entries"]} == {"done"}
+
+
+def test_bad_inputs_exit_2_before_anything_is_written(tmp_path, tiny_data, capsys):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--quick", "--data", str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert main(["sweep", "--quick", "--data", str(tiny_data), "--detector-art",
+                 str(tmp_path / "no-art"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "no metadata.csv" in err[0] and "not an artifact folder" in err[1]
+    assert not out.exists()

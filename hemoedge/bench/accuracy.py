@@ -199,10 +199,11 @@ def add_classification(res: Results, prefix: str, scores: Mapping[str, Mapping[s
         m = anaemia.metrics([sc[k] for k in ks], [truth[k] for k in ks], threshold)
         both = [k for k in ks if k in ref]
         m_ref = anaemia.metrics([ref[k] for k in both], [truth[k] for k in both], threshold)
-        m_new = anaemia.metrics([sc[k] for k in both], [truth[k] for k in both], threshold)
+        m_new = m if both == ks else anaemia.metrics([sc[k] for k in both],
+                                                      [truth[k] for k in both], threshold)
         for name in anaemia.METRICS:
             res.add(f"{prefix}.{name}", v, m[name], "ratio", "higher", n=len(ks),
-                    params={"threshold_gdl": threshold})
+                    threshold_gdl=threshold)
             res.add(f"{prefix}.{name}_delta", v, m_new[name] - m_ref[name], "ratio", "higher",
                     n=len(both))
         res.add(f"{prefix}.agreement", v, anaemia.agreement([sc[k] for k in both],

@@ -9,9 +9,9 @@ strings are parsed as key=value sets, never by position.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
+from hemoedge.errors import HemoedgeError
 from hemoedge.report.choose import (
     BACKBONE,
     CLS_PREFIXES,
@@ -35,13 +35,12 @@ from hemoedge.report.html import (
     pareto_dominated,
 )
 from hemoedge.report.results import Metric, Results
+from hemoedge.sweep import Entry
 
 PRECISION_ORDER = ("fp32", "fp16", "int8")
 MARKERS = {"fp32": ("o", "#1f77b4"), "fp16": ("s", "#ff7f0e"), "int8": ("^", "#2ca02c")}
 OTHER_MARKER = ("D", "#7f7f7f")
 STAR = "★"
-DEFAULT_SIZE = 224  # timm input size when a label has no "@<size>"
-SIZE_RE = re.compile(r"@(\d+)")  # "mobilenetv3_small_100@192" -> 192
 
 
 @dataclass
@@ -141,15 +140,18 @@ def _guess_task(results: Results, label: str) -> str:
 
 
 def _entry_row(label: str, e: dict, results: Results) -> SweepRow:
+    try:  # the label's own grammar: NAME[@SIZE][:cls]
+        parsed = Entry.parse(label)
+    except HemoedgeError:
+        parsed = None
     size = e.get("size")
     if not isinstance(size, int):
-        m = SIZE_RE.search(label)
-        size = int(m.group(1)) if m else DEFAULT_SIZE
+        size = parsed.size if parsed else None
     params = e.get("params_m")
     if not isinstance(params, (int, float)):
         params = _value(_exact(results, "sweep.params_m", {BACKBONE: label}))
     task = e.get("task") if e.get("task") in TASKS else _guess_task(results, label)
-    timm = e.get("backbone") or label.split("@")[0].split(":")[0]
+    timm = e.get("backbone") or (parsed.backbone if parsed else label)
     return SweepRow(label, str(timm), size, task, params,
                     str(e.get("status") or "done"), str(e.get("reason") or ""))
 
