@@ -60,16 +60,13 @@ PLACEHOLDER = Path("/__prove_gate__")  # stand-in run folder whose paths are sub
 def hemo(argv: list[str], logfile: Path, **overrides: Any) -> int:
     """Run one `hemoedge ...` command in-process (like pipeline_run), its output to logfile.
     `overrides` set parsed arguments the command line may not offer yet (e.g. seedloop)."""
-    from hemoedge.cli import build_parser
+    from hemoedge.cli import call
 
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with logfile.open("a") as f, contextlib.redirect_stdout(f):
         print(f"$ hemoedge {' '.join(argv)}" + "".join(
             f" [{k}={v}]" for k, v in overrides.items()), flush=True)
-        args = build_parser().parse_args(argv)
-        for k, v in overrides.items():
-            setattr(args, k, v)
-        return int(args.func(args) or 0)
+        return call(argv, **overrides)
 
 
 def run_argv(label: str, art: Path, data: Path, results: Path) -> list[str]:

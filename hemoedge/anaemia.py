@@ -29,7 +29,7 @@ def metrics(logits, hb, threshold: float = WHO_THRESHOLD_GDL) -> dict[str, float
     from sklearn.metrics import accuracy_score, f1_score, recall_score, roc_auc_score
 
     s, y = np.asarray(logits, np.float64), (np.asarray(hb, np.float64) < threshold).astype(int)
-    pred = (s >= 0).astype(int)
+    pred = decisions(s)
     both = 0 < y.sum() < len(y)
     return {"accuracy": float(accuracy_score(y, pred)),
             "sensitivity": float(recall_score(y, pred, zero_division=np.nan)) if y.any()

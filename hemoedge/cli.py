@@ -7,6 +7,7 @@ Exit codes: 0 ok; 1 a verdict (gate/parity/accuracy failure); 2 bad input or usa
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import sys
@@ -266,6 +267,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", help="Yakimov-layout folder (default: synthesise 250 patients)")
     s.set_defaults(func=_handler("hemoedge.pipeline_run"))
     return p
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> argparse.ArgumentParser:
+    return build_parser()
+
+
+def call(argv: list[str], **overrides) -> int:
+    """Run `hemoedge ARGV` in this process, exactly as the command line parses it (errors
+    propagate; `main` turns them into exit codes). `overrides` set parsed arguments the command
+    line does not offer (e.g. an injected regression). Used by `run`, `sweep` and
+    ci/prove_gate.py, so every stage they record is a command a person can rerun."""
+    args = _parser().parse_args(argv)
+    for k, v in overrides.items():
+        setattr(args, k, v)
+    return int(args.func(args) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,10 +80,9 @@ def stages(cfg: RunConfig) -> list[tuple[str, list[str], str]]:
 
 
 def run(cfg: RunConfig) -> int:
-    from hemoedge.cli import build_parser
+    from hemoedge.cli import call
 
     cfg.out.mkdir(parents=True, exist_ok=True)
-    parser = build_parser()
     verdicts: list[str] = []
     timings = []
     res_path = cfg.out / "results.json"
@@ -98,8 +97,7 @@ def run(cfg: RunConfig) -> int:
         cmd = "hemoedge " + shlex.join(argv)
         print(f"==> {cmd}", flush=True)
         t0 = time.perf_counter()
-        args = parser.parse_args(argv)
-        code = int(args.func(args) or 0)
+        code = call(argv)
         timings.append((label, time.perf_counter() - t0))
         if res_path.is_file():
             res = Results.load(res_path)

@@ -253,10 +253,9 @@ Runner = Callable[[list[str]], int]
 
 def cli_runner(argv: list[str]) -> int:
     """Run one stage through the command-line parser (as `hemoedge ARGV`)."""
-    from hemoedge.cli import build_parser
+    from hemoedge.cli import call
 
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    return call(argv)
 
 
 class Sweep:
