@@ -19,15 +19,23 @@ from hemoedge.spec import METADATA_KEY, ModelSpec
 NAIL = 0  # class index
 
 
-def session(path: str | Path, threads: int = 1):
-    """An onnxruntime CPU session; HemoedgeError naming the file if it will not load."""
+def session(path: str | Path, threads: int = 1, reference: bool = False):
+    """An onnxruntime CPU session; HemoedgeError naming the file if it will not load.
+
+    reference=True runs the graph exactly as written, with every graph optimisation off: a QDQ
+    model's QuantizeLinear -> DequantizeLinear pairs then run as float rounding around float
+    kernels, instead of being fused into the int8 kernels onnxruntime picks for this CPU's
+    instruction set (AVX2 / AVX-512 VNNI / AMX on x86, others in WASM). That is the
+    quantisation arithmetic itself, the same on every machine: what `quantize` decides on and
+    what `eval` reports as the machine-independent reference."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if reference
+                                   else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     so.log_severity_level = 3
     if not Path(path).is_file():
         raise HemoedgeError(f"{path}: no such ONNX file")
@@ -62,9 +70,10 @@ class FrameResult:
 
 class OnnxPipeline:
     def __init__(self, detector: str | Path, estimator: str | Path, threads: int = 1,
-                 conf: float = 0.25, iou: float = 0.45):
+                 conf: float = 0.25, iou: float = 0.45, reference: bool = False):
         self.det_spec, self.est_spec = read_spec(detector), read_spec(estimator)
-        self.det, self.est = session(detector, threads), session(estimator, threads)
+        self.det = session(detector, threads, reference)
+        self.est = session(estimator, threads, reference)
         self.conf, self.iou = conf, iou
 
     def detect(self, img: np.ndarray) -> list[Detection]:

@@ -65,6 +65,9 @@ class EvalConfig:
     app_conf: float = 0.25
     app_iou: float = 0.45
     max_nails: int = MAX_NAILS
+    # crop sensitivity: every ground-truth box edge moved by U(-edge_px, +edge_px)
+    sensitivity_edge_px: float = 2.0  # px
+    sensitivity_copies: int = 4  # moved crops per nail
     command: str = ""  # recorded in results.commands
 
     def __post_init__(self) -> None:
@@ -211,6 +214,40 @@ def add_classification(res: Results, prefix: str, scores: Mapping[str, Mapping[s
                 "ratio", "higher", n=len(both))
 
 
+def crop_sensitivity(estimate: Callable[[np.ndarray], float],
+                     nails: Sequence[tuple[np.ndarray, Sequence[float]]], exact: Sequence[float],
+                     edge_px: float, copies: int, seed: int = 0) -> dict[str, float]:
+    """|Hb(moved crop) - Hb(exact crop)| over `copies` moved crops of every (image, box) nail,
+    each box edge moved by U(-edge_px, +edge_px): mean, p95, max (g/dL), n. Fixed seed: the
+    same moved boxes for every variant and every run."""
+    from hemoedge.augment import jitter_box
+
+    rng = np.random.default_rng(seed)
+    d = [abs(estimate(crop(img, jitter_box(box, rng, edge_px))) - h)
+         for (img, box), h in zip(nails, exact, strict=True) for _ in range(copies)]
+    if not d:
+        return {"mean": float("nan"), "p95": float("nan"), "max": float("nan"), "n": 0}
+    a = np.asarray(d)
+    return {"mean": float(a.mean()), "p95": float(np.percentile(a, 95)), "max": float(a.max()),
+            "n": len(a)}
+
+
+def add_kernel_spread(res: Results, kernels: Measured, reference: Measured) -> None:
+    """How far this machine's int8/fp16 kernels move each variant from the reference: per patient
+    |Hb on kernels - Hb on the reference|, on ground-truth crops (est=P) and end to end."""
+    pairs = [(variant_name(est=p), kernels.est_hb[p], reference.est_hb[p])
+             for p in kernels.est_hb if p in reference.est_hb]
+    pairs += [(variant_name(dp, q), hb, reference.e2e[(dp, q)])
+              for (dp, q), hb in kernels.e2e.items() if (dp, q) in reference.e2e]
+    for v, a, b in pairs:
+        d = abs_delta(a, b)
+        if not d["n"]:
+            continue
+        name = "acc.kernel_spread.e2e.hb_abs" if "," in v else "acc.kernel_spread.hb_abs"
+        for k in ("p95", "max"):
+            res.add(f"{name}.{k}", v, d[k], "g/dL", "lower", n=d["n"])
+
+
 # ------------------------------------------------------------------ running the models
 
 @dataclass
@@ -219,10 +256,10 @@ class Evaluation:
     patients: int  # test patients (photos)
 
 
-def _pipeline(det: Path, est: Path, conf: float, iou: float):
+def _pipeline(det: Path, est: Path, conf: float, iou: float, reference: bool = False):
     from hemoedge.pipeline import OnnxPipeline
 
-    return OnnxPipeline(det, est, threads=1, conf=conf, iou=iou)
+    return OnnxPipeline(det, est, threads=1, conf=conf, iou=iou, reference=reference)
 
 
 def evaluate(cfg: EvalConfig, records: Sequence[Any] | None = None,
@@ -254,11 +291,34 @@ def evaluate(cfg: EvalConfig, records: Sequence[Any] | None = None,
         for p in ps:
             res.variants.setdefault(f"{short}={p}", {})[role] = file_name(role, p)
 
+    measured = {}
+    for reference in (False, True):
+        measured[reference] = _measure(art, cfg, records, images, truth, res, reference)
+    add_kernel_spread(res, measured[False], measured[True])
+    return Evaluation(res, len(pids))
+
+
+@dataclass
+class Measured:
+    """Per patient Hb of one evaluation pass: estimator on ground-truth crops per precision,
+    and end to end per (detector, estimator) precision pair."""
+    est_hb: dict[str, dict[str, float]]
+    e2e: dict[tuple[str, str], dict[str, float]]
+
+
+def _measure(art: Artifact, cfg: EvalConfig, records: Sequence[Any], images: dict[str, Any],
+             truth: dict[str, float], res: Results, reference: bool) -> Measured:
+    """Every accuracy metric of every variant, run on this machine's kernels (names acc.*) or
+    on the machine-independent reference (reference=True: graph optimisations off, the
+    quantisation arithmetic in float; names acc.ref.*)."""
+    prefix = "acc.ref." if reference else "acc."
+    pids = list(truth)
+    dets_p, ests_p = art.precisions("detector"), art.precisions("estimator")
     # detector mAP
     any_est = art.path("estimator", "fp32")
     det_m: dict[str, dict] = {}
     for p in dets_p:
-        pipe = _pipeline(art.path("detector", p), any_est, cfg.map_conf, cfg.map_iou)
+        pipe = _pipeline(art.path("detector", p), any_est, cfg.map_conf, cfg.map_iou, reference)
         ims = []
         for r in records:
             gt = [(b, 0) for b in r.nail_xyxy()] + [(b, 1) for b in r.skin_xyxy()]
@@ -266,29 +326,36 @@ def evaluate(cfg: EvalConfig, records: Sequence[Any] | None = None,
         det_m[p] = detection_metrics(ims)
         v = variant_name(det=p)
         for cls, m in det_m[p].items():
-            res.add(f"acc.det.{cls}.map50", v, m["map50"], "", "higher", n=len(records))
-            res.add(f"acc.det.{cls}.precision", v, m["precision"], "", "higher", n=len(records))
-            res.add(f"acc.det.{cls}.recall", v, m["recall"], "", "higher", n=len(records))
-            res.add(f"acc.det.{cls}.map50_delta", v, m["map50"] - det_m["fp32"][cls]["map50"]
+            res.add(f"{prefix}det.{cls}.map50", v, m["map50"], "", "higher", n=len(records))
+            res.add(f"{prefix}det.{cls}.precision", v, m["precision"], "", "higher", n=len(records))
+            res.add(f"{prefix}det.{cls}.recall", v, m["recall"], "", "higher", n=len(records))
+            res.add(f"{prefix}det.{cls}.map50_delta", v, m["map50"] - det_m["fp32"][cls]["map50"]
                     if "fp32" in det_m else 0.0, "", "higher", n=len(records))
-        res.add("acc.det.map50", v, float(np.mean([m["map50"] for m in det_m[p].values()])), "",
+        res.add(f"{prefix}det.map50", v, float(np.mean([m["map50"] for m in det_m[p].values()])), "",
                 "higher", n=len(records))
 
     # estimator on ground-truth crops
     est_hb: dict[str, dict[str, float]] = {}
     for p in ests_p:
         pipe = _pipeline(art.path("detector", "fp32"), art.path("estimator", p), cfg.app_conf,
-                         cfg.app_iou)
+                         cfg.app_iou, reference)
         vals, who = [], []
         for r in records:
             for b in r.nail_xyxy():
                 vals.append(pipe.estimate(crop(images[str(r.patient_id)], b)))
                 who.append(str(r.patient_id))
         est_hb[p] = per_patient(vals, who)
+        moved = crop_sensitivity(pipe.estimate, [(images[str(r.patient_id)], b)
+                                                 for r in records for b in r.nail_xyxy()],
+                                 vals, cfg.sensitivity_edge_px, cfg.sensitivity_copies)
+        for k in ("mean", "p95", "max"):
+            res.add(f"{prefix}crop_sensitivity.{k}", variant_name(est=p), moved[k], "g/dL",
+                    "lower", n=moved["n"], edge_px=cfg.sensitivity_edge_px,
+                    copies=cfg.sensitivity_copies)
     task = task_of(art.spec("estimator"))
     threshold = art.spec("estimator").extra.get("anaemia_threshold_gdl", anaemia.WHO_THRESHOLD_GDL)
     if task == "classification":
-        add_classification(res, "acc.cls", {variant_name(est=p): est_hb[p] for p in ests_p},
+        add_classification(res, f"{prefix}cls", {variant_name(est=p): est_hb[p] for p in ests_p},
                            est_hb["fp32"], truth, pids, threshold)
     ref = est_hb["fp32"]
     mae_fp32 = hb_metrics([ref[k] for k in pids], [truth[k] for k in pids])["mae"]
@@ -297,17 +364,17 @@ def evaluate(cfg: EvalConfig, records: Sequence[Any] | None = None,
         pred, tr = [hb[k] for k in pids], [truth[k] for k in pids]
         m = hb_metrics(pred, tr)
         n = len(pids)
-        res.add("acc.hb_mae", v, m["mae"], "g/dL", "lower", n=n)
-        res.add("acc.hb_rmse", v, m["rmse"], "g/dL", "lower", n=n)
-        res.add("acc.hb_r2", v, m["r2"], "", "higher", n=n)
+        res.add(f"{prefix}hb_mae", v, m["mae"], "g/dL", "lower", n=n)
+        res.add(f"{prefix}hb_rmse", v, m["rmse"], "g/dL", "lower", n=n)
+        res.add(f"{prefix}hb_r2", v, m["r2"], "", "higher", n=n)
         for band, (mae, nb) in band_mae(pred, tr).items():
-            res.add(f"acc.hb_mae.band.{band}", v, mae, "g/dL", "lower", n=nb)
-        res.add("acc.hb_mae_delta", v, m["mae"] - mae_fp32, "g/dL", "lower", n=n)
-        res.add("acc.band_agreement", v, band_agreement(pred, [ref[k] for k in pids]), "ratio",
+            res.add(f"{prefix}hb_mae.band.{band}", v, mae, "g/dL", "lower", n=nb)
+        res.add(f"{prefix}hb_mae_delta", v, m["mae"] - mae_fp32, "g/dL", "lower", n=n)
+        res.add(f"{prefix}band_agreement", v, band_agreement(pred, [ref[k] for k in pids]), "ratio",
                 "higher", n=n)
         d = abs_delta(hb, ref)
         for k in ("mean", "p95", "max"):
-            res.add(f"acc.hb_abs_delta.{k}", v, d[k], "g/dL", "lower", n=d["n"])
+            res.add(f"{prefix}hb_abs_delta.{k}", v, d[k], "g/dL", "lower", n=d["n"])
 
     # end to end
     e2e: dict[tuple[str, str], dict[str, float]] = {}
@@ -315,7 +382,7 @@ def evaluate(cfg: EvalConfig, records: Sequence[Any] | None = None,
         nails_of: dict[str, list[Detection]] = {}
         for q in ests_p:
             pipe = _pipeline(art.path("detector", dp), art.path("estimator", q), cfg.app_conf,
-                             cfg.app_iou)
+                             cfg.app_iou, reference)
             res.variants.setdefault(variant_name(dp, q), {}).update(
                 detector=file_name("detector", dp), estimator=file_name("estimator", q))
             out: dict[str, float] = {}
@@ -336,27 +403,27 @@ def evaluate(cfg: EvalConfig, records: Sequence[Any] | None = None,
     for (dp, q), out in e2e.items():
         v = variant_name(dp, q)
         found = [k for k in pids if k in out]
-        res.add("acc.e2e.nail_found_rate", v, len(found) / len(pids), "ratio", "higher",
+        res.add(f"{prefix}e2e.nail_found_rate", v, len(found) / len(pids), "ratio", "higher",
                 n=len(pids))
         if not found:
             log.warning("%s: the detector found no nail in any test photo; no end-to-end Hb", v)
             continue
         if task == "classification":
-            add_classification(res, "acc.e2e.cls", {v: out}, ref_e2e, truth, found, threshold)
+            add_classification(res, f"{prefix}e2e.cls", {v: out}, ref_e2e, truth, found, threshold)
             continue
-        res.add("acc.e2e.hb_mae", v, mae_on(out, found), "g/dL", "lower", n=len(found))
+        res.add(f"{prefix}e2e.hb_mae", v, mae_on(out, found), "g/dL", "lower", n=len(found))
         both = [k for k in found if k in ref_e2e]  # the delta compares like with like
         if not both:
             continue
-        res.add("acc.e2e.hb_mae_delta", v, mae_on(out, both) - mae_on(ref_e2e, both), "g/dL",
+        res.add(f"{prefix}e2e.hb_mae_delta", v, mae_on(out, both) - mae_on(ref_e2e, both), "g/dL",
                 "lower", n=len(both))
         d = abs_delta(out, ref_e2e)
         for k in ("mean", "p95", "max"):
-            res.add(f"acc.e2e.abs_delta.{k}", v, d[k], "g/dL", "lower", n=d["n"])
-        res.add("acc.e2e.band_agreement", v,
+            res.add(f"{prefix}e2e.abs_delta.{k}", v, d[k], "g/dL", "lower", n=d["n"])
+        res.add(f"{prefix}e2e.band_agreement", v,
                 band_agreement([out[k] for k in both], [ref_e2e[k] for k in both]), "ratio",
                 "higher", n=len(both))
-    return Evaluation(res, len(pids))
+    return Measured(est_hb, e2e)
 
 
 # ------------------------------------------------------------------ command line

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from hemoedge.augment import CropJitter
 from hemoedge.errors import HemoedgeError
 
 
@@ -23,7 +24,12 @@ class Recipe:
     est_epochs: int = 5  # backbone fine-tuning on nail crops before freezing
     est_batch: int = 32
     est_lr: float = 2e-3  # AdamW
-    ridge_alphas: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
+    # crops as they arrive in the app (box error of an int8 detector, hand-held motion): training
+    # draws a fresh jittered crop of every nail each epoch; the head is fit on the exact crops
+    # plus this many jittered copies of each
+    crop_jitter: CropJitter = CropJitter(edge_px=4.0, rotate_deg=5.0, blur_px=5)  # noqa: RUF009
+    head_jitter_copies: int = 2
+    ridge_alphas: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0, 1e4, 1e5)
     task: str = "regression"  # "regression" (Hb, Ridge) or "classification" (anaemic, logistic)
     anaemia_threshold: float = 12.0  # g/dL; classification: anaemic = Hb below it (WHO, women)
     est_init: str | None = None  # start from this estimator checkpoint's backbone (skips nothing:
@@ -35,6 +41,8 @@ class Recipe:
         if not 0 < self.anaemia_threshold < 30:
             raise HemoedgeError(f"recipe {self.name}: anaemia threshold must be in (0, 30) g/dL, "
                                 f"got {self.anaemia_threshold}")
+        if self.head_jitter_copies < 0:
+            raise HemoedgeError(f"recipe {self.name}: head_jitter_copies must be >= 0")
         if self.est_epochs < 0:
             raise HemoedgeError(f"recipe {self.name}: estimator epochs must be >= 0")
         if self.det_size % 32 or self.est_size % 32:

@@ -1,11 +1,14 @@
 """`hemoedge train`: train the recipe's detector and estimator on a Yakimov-layout set.
 
 Detector: ultralytics' own trainer on YOLO-format labels written from the set's train/val split.
-Estimator: the backbone first learns Hb on ground-truth nail crops (AdamW, Huber loss on
-standardised Hb), is then frozen, and a closed-form head is fit on its pooled features of the
-train split and folded into the final Linear layer: RidgeCV (alpha by leave-one-out CV) for Hb
-regression, or LogisticRegressionCV (anaemic = Hb below the recipe's threshold) for anaemia
-classification, whose exported output is then the logit.
+Estimator: the backbone first learns Hb on nail crops of the train split (AdamW, Huber loss on
+standardised Hb) drawn afresh every epoch the way they arrive in the app — box edges moved,
+small rotations, motion blur (hemoedge.augment) — so its answer does not move with the box it is
+given; it is then frozen, and a closed-form head is fit on its pooled features of the exact crops
+plus `head_jitter_copies` jittered copies of each, and folded into the final Linear layer:
+RidgeCV (alpha by patient-grouped 5-fold CV) for Hb regression, or LogisticRegressionCV
+(anaemic = Hb below the recipe's threshold) for anaemia classification, whose exported output
+is then the logit.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ import numpy as np
 import torch
 
 from hemoedge import anaemia, offline
+from hemoedge.augment import CropJitter, jittered_crop
 from hemoedge.data import yakimov
 from hemoedge.errors import HemoedgeError
 from hemoedge.models import detector as det_mod
 from hemoedge.models import estimator as est_mod
 from hemoedge.models.registry import Recipe, create
-from hemoedge.preprocess import resize_crop
+from hemoedge.preprocess import crop, resize_crop
 from hemoedge.spec import estimator_spec
 
 log = logging.getLogger(__name__)
@@ -93,6 +97,41 @@ def crop_tensors(records: list[yakimov.Record], size: int) -> tuple[np.ndarray, 
     return np.stack(xs), np.asarray(ys, np.float32), np.asarray(pids)
 
 
+class CropSampler:
+    """Nail crops of a set of records as estimator inputs: exact (`exact()`) or jittered, a
+    fresh draw per call (`draw(rng)`). Photos are decoded once and kept in memory."""
+
+    def __init__(self, records: list[yakimov.Record], size: int, jitter: CropJitter):
+        self.spec = estimator_spec(size)
+        self.jitter = jitter
+        self.images: list[np.ndarray] = []
+        self.boxes: list[tuple[int, tuple[float, float, float, float]]] = []
+        hb, pids = [], []
+        for i, rec in enumerate(records):
+            self.images.append(yakimov.read_rgb(rec.photo))
+            for b in rec.nail_xyxy():
+                self.boxes.append((i, tuple(map(float, b))))
+                hb.append(rec.hb_gdl)
+                pids.append(i)
+        self.hb = np.asarray(hb, np.float32)  # (N,) g/dL, one per nail
+        self.patients = np.asarray(pids)  # (N,) record index
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def exact(self) -> np.ndarray:
+        """(N, 3, S, S) normalised crops of the ground-truth boxes."""
+        return np.stack([resize_crop(crop(self.images[i], b), self.spec.preprocess)[0]
+                         for i, b in self.boxes])
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """(N, 3, S, S) one jittered crop per nail (the exact crops if jitter is off)."""
+        if not self.jitter.active:
+            return self.exact()
+        return np.stack([resize_crop(jittered_crop(self.images[i], b, rng, self.jitter),
+                                     self.spec.preprocess)[0] for i, b in self.boxes])
+
+
 def _init_model(recipe: Recipe) -> est_mod.Estimator:
     """A fresh backbone, or (recipe.est_init) the backbone of an earlier estimator checkpoint."""
     if not recipe.est_init:
@@ -105,20 +144,22 @@ def _init_model(recipe: Recipe) -> est_mod.Estimator:
     return model
 
 
-def fine_tune(model: est_mod.Estimator, recipe: Recipe, x_tr: np.ndarray, y_tr: np.ndarray,
-              seed: int) -> dict:
-    """The backbone learns Hb on ground-truth crops (AdamW, Huber on standardised Hb). Both task
-    types use this: Hb is what the photos carry, the anaemia label is a threshold on it."""
-    if recipe.est_epochs == 0 or len(x_tr) < recipe.est_batch:
+def fine_tune(model: est_mod.Estimator, recipe: Recipe, crops: CropSampler, seed: int) -> dict:
+    """The backbone learns Hb on the train crops (AdamW, Huber on standardised Hb), a fresh
+    jittered draw of every nail each epoch. Both task types use this: Hb is what the photos
+    carry, the anaemia label is a threshold on it."""
+    y_tr = crops.hb
+    if recipe.est_epochs == 0 or len(crops) < recipe.est_batch:
         return {"steps": 0, "seconds": 0.0}
     mu, sd = float(y_tr.mean()), float(y_tr.std() + 1e-6)
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.est_lr, weight_decay=0.05)
-    per_epoch = len(x_tr) // recipe.est_batch
+    per_epoch = len(crops) // recipe.est_batch
     steps = per_epoch * recipe.est_epochs
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.est_lr, total_steps=steps,
                                                 pct_start=0.15)
-    xt, yt = torch.from_numpy(x_tr), torch.from_numpy((y_tr - mu) / sd)
+    yt = torch.from_numpy((y_tr - mu) / sd)
     gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     from rich.progress import Progress
 
     t0 = time.perf_counter()
@@ -126,6 +167,7 @@ def fine_tune(model: est_mod.Estimator, recipe: Recipe, x_tr: np.ndarray, y_tr: 
     with Progress(transient=True) as prog:
         task = prog.add_task(f"estimator backbone {recipe.backbone}", total=steps)
         for _epoch in range(recipe.est_epochs):
+            xt = torch.from_numpy(crops.draw(rng))  # this epoch's crops
             model.train()
             perm = torch.randperm(len(xt), generator=gen)
             for b in range(per_epoch):  # drop_last: BatchNorm needs > 1
@@ -147,11 +189,17 @@ def fine_tune(model: est_mod.Estimator, recipe: Recipe, x_tr: np.ndarray, y_tr: 
     return {"steps": steps, "seconds": seconds}
 
 
-def fit_ridge(model: est_mod.Estimator, recipe: Recipe, f_tr: np.ndarray, y_tr: np.ndarray):
-    """RidgeCV (leave-one-out alpha) on frozen features, folded into the final Linear."""
+def fit_ridge(model: est_mod.Estimator, recipe: Recipe, f_tr: np.ndarray, y_tr: np.ndarray,
+              groups: np.ndarray):
+    """RidgeCV on frozen features, folded into the final Linear. Alpha by 5-fold CV grouped by
+    patient: the jittered copies of one nail are near-duplicates, and leave-one-out would let
+    each copy be predicted from its twins (too little regularisation)."""
     from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import GroupKFold
 
-    ridge = RidgeCV(alphas=recipe.ridge_alphas).fit(f_tr, y_tr)
+    folds = min(5, len(np.unique(groups)))
+    cv = list(GroupKFold(folds).split(f_tr, y_tr, groups)) if folds >= 2 else None
+    ridge = RidgeCV(alphas=recipe.ridge_alphas, cv=cv).fit(f_tr, y_tr)
     with torch.no_grad():
         model.head.weight.copy_(torch.from_numpy(ridge.coef_.astype(np.float32))[None])
         model.head.bias.fill_(float(ridge.intercept_))
@@ -181,9 +229,11 @@ def fit_logistic(model: est_mod.Estimator, recipe: Recipe, f_tr: np.ndarray, y_t
                     "has collapsed; the classifier's weights will be huge and its logits fragile "
                     "in fp16/int8 (train longer)", recipe.backbone, float(np.median(sd)))
     sd = np.maximum(sd, 1e-3 * max(float(np.median(sd)), 1e-12))
-    clf = LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=list(StratifiedGroupKFold(folds, shuffle=True,
-        random_state=seed).split(f_tr, labels, groups)), scoring="roc_auc", class_weight="balanced", max_iter=2000,
-        random_state=seed).fit((f_tr - mu) / sd, labels)
+    cv = list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+              .split(f_tr, labels, groups))
+    clf = LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=cv, scoring="roc_auc",
+                               class_weight="balanced", max_iter=2000,
+                               random_state=seed).fit((f_tr - mu) / sd, labels)
     w = clf.coef_[0] / sd  # logit = coef.(f - mu)/sd + b, folded into one Linear
     b = float(clf.intercept_[0] - np.dot(w, mu))
     with torch.no_grad():
@@ -194,23 +244,30 @@ def fit_logistic(model: est_mod.Estimator, recipe: Recipe, f_tr: np.ndarray, y_t
 
 def train_estimator(recipe: Recipe, parts, out: Path, seed: int = 0) -> tuple[Path, dict]:
     torch.manual_seed(seed)
-    x_tr, y_tr, g_tr = crop_tensors(parts["train"], recipe.est_size)
+    train = CropSampler(parts["train"], recipe.est_size, recipe.crop_jitter)
     x_va, y_va, p_va = crop_tensors(parts["val"], recipe.est_size)
     model = _init_model(recipe)
-    tuned = fine_tune(model, recipe, x_tr, y_tr, seed)
+    tuned = fine_tune(model, recipe, train, seed)
 
-    # freeze, then the closed-form head on pooled features
+    # freeze, then the closed-form head on pooled features: the exact crops plus jittered
+    # copies, so the head too prefers what does not move with the box
     model.eval()
-    f_tr = _features(model, x_tr)
+    rng = np.random.default_rng(seed + 1)
+    f_tr = np.concatenate([_features(model, train.exact())]
+                          + [_features(model, train.draw(rng))
+                             for _ in range(recipe.head_jitter_copies)])
+    copies = 1 + recipe.head_jitter_copies
+    y_tr, g_tr = np.tile(train.hb, copies), np.tile(train.patients, copies)
     f_va = _features(model, x_va)
     if recipe.task == "regression":
-        predict, head = fit_ridge(model, recipe, f_tr, y_tr)
+        predict, head = fit_ridge(model, recipe, f_tr, y_tr, g_tr)
     else:
         predict, head = fit_logistic(model, recipe, f_tr, y_tr, g_tr, seed)
     pred_va = predict(f_va)
     per_patient = {p: float(np.median(pred_va[p_va == p])) for p in np.unique(p_va)}
     truth = {p: float(y_va[p_va == p][0]) for p in per_patient}
-    metrics: dict = {"train_crops": len(x_tr), "fine_tune_steps": tuned["steps"],
+    metrics: dict = {"train_crops": len(train), "head_fit_crops": len(f_tr),
+                     "crop_jitter": recipe.crop_jitter.describe(), "fine_tune_steps": tuned["steps"],
                      "fine_tune_s": tuned["seconds"], **head}
     if recipe.task == "regression":
         metrics.update({

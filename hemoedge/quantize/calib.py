@@ -1,6 +1,10 @@
 """Calibration and validation inputs taken from the pipeline itself.
 
 * detector: letterboxed photos, exactly as the app feeds them;
+Photos are chosen stratified over the severity bands of their measured Hb (`pick`): an even
+spread by patient id alone left every patient below 8 g/dL out of the calibration and the
+tolerance check, and every int8 variant then read severe anaemia about 0.7 g/dL high.
+
 * estimator: nail crops found by the fp32 detector in the photos (up to 3 nails per photo,
   the detections the app would crop), not centre crops of whole photos. Where the fp32
   detector finds no nail in a photo (e.g. an untrained detector) the ground-truth nail boxes
@@ -69,13 +73,36 @@ def _default_read() -> Callable[[Path], np.ndarray]:
     return read_rgb
 
 
-def pick(records: Sequence[Any], n: int) -> list[Any]:
+def _spread(records: Sequence[Any], n: int) -> list[Any]:
     """n records spread evenly over the list (sorted by patient id): deterministic."""
     recs = sorted(records, key=lambda r: str(r.patient_id))
     if n >= len(recs):
         return recs
     idx = np.unique(np.linspace(0, len(recs) - 1, n).round().astype(int))
     return [recs[i] for i in idx]
+
+
+def pick(records: Sequence[Any], n: int) -> list[Any]:
+    """n records stratified over the severity bands of their Hb: the n slots are dealt to the
+    bands in turn (a band with too few records passes its turn on), each band's records spread
+    evenly by patient id. Deterministic; records without Hb count as one more band."""
+    from hemoedge.severity import severity_band
+
+    if n >= len(records):
+        return sorted(records, key=lambda r: str(r.patient_id))
+    groups: dict[str, list[Any]] = {}
+    for r in records:
+        hb = getattr(r, "hb_gdl", None)
+        groups.setdefault("?" if hb is None else severity_band(float(hb)), []).append(r)
+    share = dict.fromkeys(groups, 0)
+    left = n
+    while left:
+        for band in sorted(groups):
+            if left and share[band] < len(groups[band]):
+                share[band] += 1
+                left -= 1
+    chosen = [r for band in sorted(groups) for r in _spread(groups[band], share[band])]
+    return sorted(chosen, key=lambda r: str(r.patient_id))
 
 
 def detector_inputs(records: Sequence[Any], spec: ModelSpec, samples: int,
@@ -88,13 +115,27 @@ def detector_inputs(records: Sequence[Any], spec: ModelSpec, samples: int,
 class CropSet:
     inputs: list[np.ndarray]  # estimator inputs (1, 3, S, S)
     patients: list[str]  # patient of each crop
+    hb: list[float]  # measured Hb of each crop's patient, g/dL (nan where unknown)
     photos: int  # photos used
     detected: int  # crops from fp32-detector boxes
     fallback: int  # crops from ground-truth boxes (photo without any detected nail)
 
     def describe(self) -> dict:
         return {"samples": len(self.inputs), "photos": self.photos,
-                "detector_crops": self.detected, "ground_truth_fallback_crops": self.fallback}
+                "detector_crops": self.detected, "ground_truth_fallback_crops": self.fallback,
+                "bands": self.band_counts()}
+
+    def bands(self) -> list[str]:
+        """Severity band of each crop's measured Hb ("?" where unknown)."""
+        from hemoedge.severity import severity_band
+
+        return [severity_band(h) if np.isfinite(h) else "?" for h in self.hb]
+
+    def band_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for b in self.bands():
+            out[b] = out.get(b, 0) + 1
+        return dict(sorted(out.items()))
 
 
 def detector_crops(records: Sequence[Any], det: OrtModel, est_spec: ModelSpec, samples: int,
@@ -102,7 +143,7 @@ def detector_crops(records: Sequence[Any], det: OrtModel, est_spec: ModelSpec, s
     """Up to `samples` estimator inputs: fp32-detector nail crops, <= 3 per photo."""
     read = read or _default_read()
     per_photo = NAILS_PER_PHOTO
-    out = CropSet([], [], 0, 0, 0)
+    out = CropSet([], [], [], 0, 0, 0)
     for r in pick(records, max(1, -(-samples // per_photo))):
         img = read(r.photo)
         boxes = [d.box for d in top_nails(detect(det, img), per_photo)]
@@ -115,6 +156,7 @@ def detector_crops(records: Sequence[Any], det: OrtModel, est_spec: ModelSpec, s
                 break
             out.inputs.append(estimator_input(est_spec, img, b))
             out.patients.append(str(r.patient_id))
+            out.hb.append(float(getattr(r, "hb_gdl", float("nan"))))
             if from_gt:
                 out.fallback += 1
             else:

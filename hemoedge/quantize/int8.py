@@ -149,8 +149,35 @@ def calibrate(model: str | Path, input_name: str, samples: Sequence[np.ndarray],
         for start in range(0, len(samples), settings.chunk):
             calibrator.collect_data(ListReader(input_name, samples[start:start + settings.chunk]))
         ranges = calibrator.compute_data()
+    for name, td in ranges.items():
+        lo, hi = td.range_value
+        td.lowest, td.highest = snap_range(lo, hi)
+        ranges[name] = td
     save_tensors_data(ranges, cache)
     return Path(cache)
+
+
+GRID_STEPS_PER_OCTAVE = 16  # range grid: 2^(1/16), i.e. at most 4.4 % wider than measured
+
+
+def snap_range(lo, hi):
+    """(lowest, highest) moved outward onto the grid ±2^(k/16) (0 stays 0), same dtype.
+
+    The float model that calibration runs gives last-bit different activations on CPUs with
+    different float kernels; a raw min/max would then give a different scale, i.e. different
+    bytes. On the grid such a difference changes nothing unless a range sits within a few ulps
+    of a grid point (about 1 in 10^5 per tensor), at the cost of at most 4.4 % of the range."""
+    def snap(v, up: bool):
+        a = np.asarray(v, np.float64)
+        mag = np.abs(a)
+        k = np.log2(np.where(mag > 0, mag, 1.0)) * GRID_STEPS_PER_OCTAVE
+        # outward: towards +inf for the upper end of a positive value, etc.
+        # the 1e-4 steps of slack keep grid points (float32-rounded) where they are: idempotent
+        k = np.where((a > 0) == up, np.ceil(k - 1e-4), np.floor(k + 1e-4))
+        out = np.where(mag > 0, np.sign(a) * np.exp2(k / GRID_STEPS_PER_OCTAVE), 0.0)
+        return out.astype(np.asarray(v).dtype)
+
+    return snap(lo, up=False), snap(hi, up=True)
 
 
 def quantize(model: str | Path, cache: str | Path, dst: str | Path, method: str,

@@ -4,6 +4,15 @@ fp16: onnxconverter-common float16, I/O kept float32 (fp16.py).
 int8: static QDQ U8S8 per-channel, calibrated on the pipeline's own inputs (calib.py), with
       accuracy-aware node exclusion against fp32 on the validation split (sensitivity.py).
 
+Every int8 decision is taken on the machine-independent reference: the QDQ graph run with
+onnxruntime's graph optimisations off (pipeline.session(reference=True)), i.e. the
+quantisation arithmetic in float, never on the int8 kernels of the CPU that happens to run
+`quantize` (onnxruntime picks them per instruction set; on an AMD EPYC they moved the
+estimator's Hb by 0.02-0.05 g/dL on average against the reference — the size of the
+tolerance itself, so the same inputs gave different files on Intel and AMD). Calibration
+ranges are snapped outward to a 2^(1/16) grid and the search's figures rounded to 1e-4
+before any comparison, so last-bit float differences between CPUs cannot change a byte.
+
 Files are built in a hidden work folder inside ART and renamed into place only when finished,
 so ART never holds a half-written model; the manifest is saved after each file.
 """
@@ -31,9 +40,14 @@ VARIANTS = ("fp32", "fp16", "int8")
 ROLES = ("detector", "estimator")
 CALIB_SOURCE = {"detector": "letterboxed train-split photos",
                 "estimator": "fp32-detector nail crops of train split"}
-# FACTS.md: the YOLOv8 Detect decode (DFL, box decode, sigmoid, concat) breaks under int8.
-# Used only when QuantizeConfig.seed_hint is set; recorded as a hint, never as a finding.
+# The YOLOv8 Detect decode (DFL, box decode, sigmoid, concat) stays in float by default: one
+# int8 scale cannot hold box pixels (0-480) and scores (0-1), and with the search's own choice
+# (only the final Concat in float) the box multiply /model.22/Mul_2 kept a scale of ~2 px, so
+# box edges landed on a ~4 px grid and every crop moved (docs/quantize.md has the figures).
 DECODE_PREFIX = "/model.22/"
+DECODE_REASON = ("YOLO decode (DFL, box decode, sigmoid, concat) kept in float by default: "
+                 "box pixels and class scores share no int8 scale, and a quantised box "
+                 "multiply puts box edges on a ~4 px grid (docs/quantize.md)")
 
 
 @dataclass(frozen=True)
@@ -56,7 +70,10 @@ class QuantizeConfig:
     max_size_ratio: float | None = 0.30  # int8 bytes / fp32 bytes a kept-float node may not
     #                                      push past (issue 4's size target); None: no limit
     search: sensitivity.SearchConfig = field(default_factory=sensitivity.SearchConfig)
-    seed_hint: bool = False  # start the detector search from the YOLO decode-head nodes
+    float_decode: bool = True  # keep the YOLO decode head in float (DECODE_REASON); False
+    #                            lets the search decide from a fully quantised detector
+    band_bias_hb: float = 0.10  # estimator: largest |mean dHb| of any severity band, g/dL
+    engines: tuple[str, ...] = ()  # peer int8 builds into ART/peers/<engine>/ (peers.py)
 
     def __post_init__(self) -> None:
         bad = [v for v in self.variants if v not in VARIANTS]
@@ -68,7 +85,8 @@ class QuantizeConfig:
         if self.samples < 1 or self.val_samples < 1:
             raise QuantizeError(f"--samples and val_samples must be >= 1, got {self.samples}, "
                                 f"{self.val_samples}")
-        if min(self.tolerance_hb, self.tolerance_det_score, self.tolerance_det_box_px) < 0:
+        if min(self.tolerance_hb, self.tolerance_det_score, self.tolerance_det_box_px,
+               self.band_bias_hb) < 0:
             raise QuantizeError("tolerances must be >= 0")
         int8.CalibSettings(self.method, self.num_bins, percentile=self.percentile)  # validates
 
@@ -77,7 +95,8 @@ class QuantizeConfig:
 
     def tolerance(self, role: str) -> sensitivity.Tolerance:
         if role == "estimator":
-            return sensitivity.Tolerance((("hb_abs_mean", self.tolerance_hb),))
+            return sensitivity.Tolerance((("hb_abs_mean", self.tolerance_hb),
+                                          ("hb_band_bias_max", self.band_bias_hb)))
         return sensitivity.Tolerance((("score_abs_max", self.tolerance_det_score),
                                       ("box_abs_mean_px", self.tolerance_det_box_px)))
 
@@ -88,6 +107,7 @@ class Inputs:
     calib: list[np.ndarray]
     val: list[np.ndarray]
     source: dict[str, Any]
+    val_bands: list[str] | None = None  # severity band of each validation input (estimator)
 
 
 @dataclass
@@ -141,7 +161,7 @@ def model_inputs(art: Artifact, splits: dict[str, list], cfg: QuantizeConfig,
         elif c.fallback:
             source += " (ground-truth boxes where it found no nail)"
         out["estimator"] = Inputs(c.inputs, v.inputs, {"source": source, **c.describe(),
-                                                        "val": v.describe()})
+                                                        "val": v.describe()}, v.bands())
     return out
 
 
@@ -167,12 +187,13 @@ def _outputs(path: Path, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 class _Session:
-    """A bare session for models without metadata (the pre-processed and trial models)."""
+    """A bare reference session (graph optimisations off: the same figures on every CPU) for
+    models without metadata (the pre-processed and trial models)."""
 
     def __init__(self, path: Path):
         from hemoedge.pipeline import session
 
-        self.s = session(path, threads=1)
+        self.s = session(path, threads=1, reference=True)
         self.name = self.s.get_inputs()[0].name
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -205,8 +226,11 @@ def make_int8(art: Artifact, role: str, inputs: Inputs, cfg: QuantizeConfig,
         def measure(path: Path) -> dict[str, float]:
             out = _outputs(path, inputs.val)
             if role == "estimator":
-                return sensitivity.estimator_error(np.concatenate(ref), np.concatenate(out))
-            return sensitivity.detector_error(ref, out)
+                figs = sensitivity.estimator_error(np.concatenate(ref), np.concatenate(out),
+                                                   inputs.val_bands)
+            else:
+                figs = sensitivity.detector_error(ref, out)
+            return sensitivity.decision_figures(figs)
 
         rank_inputs = inputs.val[:cfg.search.rank_samples]
         float_acts: dict = {}  # the float model's activations, dumped once per search
@@ -219,9 +243,8 @@ def make_int8(art: Artifact, role: str, inputs: Inputs, cfg: QuantizeConfig,
         graph = onnx.load(str(pre), load_external_data=False).graph
         op_types = {n.name: n.op_type for n in graph.node}
         seed: list[tuple[str, str]] = []
-        if cfg.seed_hint and role == "detector":
-            seed = [(n, "seed hint (FACTS.md: YOLO decode head breaks under int8), not measured")
-                    for n in sorted(decode_head_nodes(graph))]
+        if cfg.float_decode and role == "detector":
+            seed = [(n, DECODE_REASON) for n in sorted(decode_head_nodes(graph))]
         max_bytes = (None if cfg.max_size_ratio is None
                      else int(cfg.max_size_ratio * src.stat().st_size))
         # the tail bisection only considers nodes without sizeable weights: keeping those in
@@ -280,6 +303,10 @@ def run(cfg: QuantizeConfig, splits: dict[str, list] | None = None, read: Callab
             res.files[file_name(role, "int8")] = facts
             res.searches[role] = search
             art.save()
+    if cfg.engines:
+        from hemoedge.quantize import peers
+
+        peers.build(cfg, splits, read, progress)
     return res
 
 
@@ -287,15 +314,22 @@ def run(cfg: QuantizeConfig, splits: dict[str, list] | None = None, read: Callab
 
 def config_from_args(args) -> QuantizeConfig:
     """QuantizeConfig from the parsed command line. Options the parser may not (yet) offer —
-    --val-samples, --max-steps, --tolerance-det-score, --tolerance-det-box-px, --seed-hint —
+    --val-samples, --max-steps, --tolerance-det-score, --tolerance-det-box-px,
+    --quantize-decode —
     are read when present and otherwise keep their defaults."""
     opt = {k: getattr(args, k) for k in ("val_samples", "tolerance_det_score",
-                                         "tolerance_det_box_px", "seed_hint")
+                                         "tolerance_det_box_px")
            if getattr(args, k, None) is not None}
+    if getattr(args, "quantize_decode", False):
+        opt["float_decode"] = False
     if getattr(args, "max_steps", None) is not None:
         opt["search"] = sensitivity.SearchConfig(max_steps=args.max_steps)
     if getattr(args, "roles", None):
         opt["roles"] = tuple(args.roles)
+    if getattr(args, "engine", None):
+        from hemoedge.quantize import peers
+
+        opt["engines"] = peers.check(args.engine)
     return QuantizeConfig(
         art=Path(args.art), variants=tuple(args.variants),
         data=Path(args.calib) if args.calib else None, method=args.method,

@@ -139,11 +139,26 @@ def _r(v: float | None) -> float | None:
 
 # ------------------------------------------------------------------ task-level error figures
 
-def estimator_error(ref_hb: np.ndarray, hb: np.ndarray) -> Figures:
-    """Hb (g/dL) of the int8 model against fp32 on the same inputs."""
-    d = np.abs(np.asarray(hb, np.float64).ravel() - np.asarray(ref_hb, np.float64).ravel())
-    return {"hb_abs_mean": float(d.mean()), "hb_abs_p95": float(np.percentile(d, 95)),
-            "hb_abs_max": float(d.max())}
+def estimator_error(ref_hb: np.ndarray, hb: np.ndarray,
+                    bands: Sequence[str] | None = None) -> Figures:
+    """Hb (g/dL) of the int8 model against fp32 on the same inputs. With `bands` (the severity
+    band of each input's measured Hb), also hb_band_bias_max: the largest |mean signed change|
+    of any band — a shift that a mean over all bands hides (e.g. severe anaemia read high)."""
+    diff = np.asarray(hb, np.float64).ravel() - np.asarray(ref_hb, np.float64).ravel()
+    d = np.abs(diff)
+    out = {"hb_abs_mean": float(d.mean()), "hb_abs_p95": float(np.percentile(d, 95)),
+           "hb_abs_max": float(d.max())}
+    if bands is not None:
+        b = np.asarray(bands)
+        out["hb_band_bias_max"] = float(max(abs(diff[b == k].mean()) for k in np.unique(b)))
+    return out
+
+
+def decision_figures(figures: Figures, decimals: int = 4) -> Figures:
+    """Figures as the search compares them: rounded, so that a last-bit difference of a float
+    kernel on another CPU cannot turn one choice into another."""
+    return {k: round(float(v), decimals) if math.isfinite(v) else float(v)
+            for k, v in figures.items()}
 
 
 def detector_error(ref: Sequence[np.ndarray], out: Sequence[np.ndarray],

@@ -52,3 +52,20 @@ def test_detector_inputs_are_letterboxed_and_deterministic(tiny_data):
     r0 = calib.pick(records, 5)[0]
     assert np.array_equal(xs[0], letterbox(read(r0.photo), qtiny.det_spec().preprocess)[0])
     assert xs[0].shape == (1, 3, qtiny.DET_SIZE, qtiny.DET_SIZE)
+
+
+def test_pick_is_stratified_over_the_severity_bands():
+    from types import SimpleNamespace
+
+    from hemoedge.severity import severity_band
+
+    # 40 patients, only 2 of them below 8 g/dL, sorted so that an even spread misses them
+    hb = [7.1, 7.6] + [12.0 + 0.05 * i for i in range(30)] + [9.0 + 0.2 * i for i in range(8)]
+    recs = [SimpleNamespace(patient_id=f"{i:03d}", hb_gdl=h) for i, h in enumerate(hb)]
+    chosen = calib.pick(recs, 8)
+    bands = [severity_band(r.hb_gdl) for r in chosen]
+    assert len(chosen) == 8 and bands.count("<8") == 2  # every severe patient there is
+    assert {"8-11", "11-13", ">=13"} <= set(bands)
+    assert chosen == calib.pick(list(reversed(recs)), 8)  # deterministic, order-free
+    assert [r.patient_id for r in chosen] == sorted(r.patient_id for r in chosen)
+    assert len(calib.pick(recs, 100)) == 40

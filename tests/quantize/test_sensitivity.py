@@ -120,7 +120,7 @@ def test_search_stops_when_the_tolerance_cannot_be_met(tmp_path):
     assert res.to_dict()["met"] is False
 
 
-def test_seed_hint_is_recorded_as_a_hint(tmp_path):
+def test_seeded_exclusions_keep_their_stated_reason(tmp_path):
     pre, quantize, measure, rank = _det_problem(tmp_path)
     graph = onnx.load(str(pre)).graph
     hint = run.decode_head_nodes(graph)
@@ -153,3 +153,18 @@ def test_size_budget_blocks_candidates(tmp_path):
     res = sensitivity.search(quantize, measure, rank, tol, tmp_path, SearchConfig(max_steps=1),
                              max_bytes=1)  # no file fits: nothing may be kept in float
     assert not res.met and res.excluded == []
+
+
+def test_estimator_error_reports_the_worst_band_bias():
+    ref = np.array([7.0, 7.5, 12.0, 13.0, 14.0])
+    out = ref + np.array([0.3, 0.3, -0.05, 0.05, 0.0])  # severe anaemia read high
+    figs = sensitivity.estimator_error(ref, out, ["<8", "<8", "11-13", ">=13", ">=13"])
+    assert figs["hb_band_bias_max"] == pytest.approx(0.3)
+    assert figs["hb_abs_mean"] == pytest.approx(0.14)
+    assert "hb_band_bias_max" not in sensitivity.estimator_error(ref, out)
+
+
+def test_decision_figures_hide_last_bit_differences():
+    a = sensitivity.decision_figures({"hb_abs_mean": 0.0412345678, "x": float("inf")})
+    b = sensitivity.decision_figures({"hb_abs_mean": 0.0412345678 * (1 + 1e-7), "x": float("inf")})
+    assert a == b == {"hb_abs_mean": 0.0412, "x": float("inf")}
