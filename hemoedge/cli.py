@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "detector,estimator)")
     s.add_argument("--seed-hint", action="store_true",
                    help="start the detector search from the YOLO decode-head nodes (a hint)")
+    s.add_argument("--engine", type=_csv, help="also build peer int8 files with these "
+                   "quantisers (ort, nncf) into ART/peers/<engine>/ (docs/peers.md)")
     s.set_defaults(func=_handler("hemoedge.quantize.run"))
 
     s = sub.add_parser("parity", help="numerical parity of every ONNX file against PyTorch")
@@ -146,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("art")
     s.add_argument("--data", help="Yakimov-layout folder (default: synthetic test split)")
     s.add_argument("--results", help="append metrics to this results.json")
-    s.set_defaults(func=_handler("hemoedge.bench.accuracy"))
+    s.set_defaults(func=_handler("hemoedge.bench.peers", "eval_cli"))  # accuracy.cli + peers
 
     # bench -----------------------------------------------------------------------------
     bench = sub.add_parser("bench", help="latency benchmarks")

@@ -89,6 +89,8 @@ def _latency(results: Results, target: str, v: str) -> Metric | None:
 
 def _parity(results: Results, v: str) -> str:
     pairs = parse_variant(v)
+    if "engine" in pairs:  # a quantiser peer's file (bench/peers.py): parity is not measured
+        return NA
     parts = []
     for role, stat in (("detector", "max_abs"), ("estimator", "hb_max_abs")):
         ms = [m for m in results.metrics
@@ -521,6 +523,73 @@ def _variant_table(results: Results) -> Section:
     return Section("Variants", f"<table><tr>{head}</tr>{body}</table>{note}", "\n".join(md))
 
 
+# --- quantiser peers (hemoedge quantize ART --engine ...; hemoedge/bench/peers.py) -------------
+
+PEER_KEY = "engine"  # variant key of a peer quantiser's files ("det=int8,est=int8,engine=ort")
+PEER_HEAD = (("quantiser", "Quantiser"), ("found", "Nail found (e2e)"),
+             ("p95", "e2e p95 |ΔHb| g/dL"), ("band", "e2e band agreement"),
+             ("det_x", "Detector CPU time / fp32"), ("est_x", "Estimator CPU time / fp32"),
+             ("mb", "int8 MB (det + est)"))
+
+
+def peer_engines(results: Results) -> list[str]:
+    return sorted({e for m in results.metrics
+                   if (e := parse_variant(m.variant).get(PEER_KEY))})
+
+
+def peer_rows(results: Results) -> list[dict[str, str]]:
+    """hemoedge's int8 and each peer engine's: e2e figures of the int8 + int8 pairing (vs the
+    fp32 pipeline), latency ratios per model file, detector + estimator bytes."""
+    def get(name: str, v: str) -> Metric | None:
+        m = results.get(name, v)
+        return m if m is not None and math.isfinite(m.value) else None
+
+    def fmt(m: Metric | None, spec: str) -> str:
+        return NA if m is None else format(m.value, spec)
+
+    def ratio(m: Metric | None) -> str:
+        if m is None:
+            return NA
+        ci = _ci(m)
+        return f"{m.value:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+    rows = []
+    for name in ("hemoedge", *peer_engines(results)):
+        tail = "" if name == "hemoedge" else f",{PEER_KEY}={name}"
+        pair, det, est = f"det=int8,est=int8{tail}", f"det=int8{tail}", f"est=int8{tail}"
+        sizes = [get("size.detector.bytes", det), get("size.estimator.bytes", est)]
+        row = {"quantiser": name,
+               "found": fmt(get("acc.e2e.nail_found_rate", pair), ".0%"),
+               "p95": fmt(get("acc.e2e.abs_delta.p95", pair), ".3f"),
+               "band": fmt(get("acc.e2e.band_agreement", pair), ".1%"),
+               "det_x": ratio(get("cpu.detector.latency_ratio_vs_fp32", det)),
+               "est_x": ratio(get("cpu.estimator.latency_ratio_vs_fp32", est)),
+               "mb": f"{sum(m.value for m in sizes) / 1e6:.2f}" if all(sizes) else NA}
+        if any(row[k] != NA for k, _ in PEER_HEAD[1:]):
+            rows.append(row)
+    return rows
+
+
+def _peers_section(results: Results) -> Section:
+    rows = peer_rows(results) if peer_engines(results) else []
+    if not rows:
+        raise _Absent("no quantiser peers (`hemoedge quantize ART --engine ort,nncf`, then "
+                      "`hemoedge eval ART`)")
+    head = "".join(f"<th>{esc(h)}</th>" for _, h in PEER_HEAD)
+    body = "".join("<tr>" + "".join(f"<td>{esc(r[k])}</td>" for k, _ in PEER_HEAD) + "</tr>"
+                   for r in rows)
+    md = ["| " + " | ".join(h.replace("|", "\\|") for _, h in PEER_HEAD) + " |",
+          "|" + "---|" * len(PEER_HEAD)]
+    md += ["| " + " | ".join(r[k] for k, _ in PEER_HEAD) + " |" for r in rows]
+    note = ("Each quantiser's int8 detector + int8 estimator, built from the same fp32 files "
+            "and the same calibration inputs, on the same test photos, against the fp32 "
+            "pipeline. Latency: onnxruntime CPU, 1 thread, the median per-round ratio to fp32 "
+            "timed interleaved in one run [bootstrap 95 % interval]; below 1 is faster. "
+            "Settings of each engine: docs/peers.md.")
+    return Section("Quantiser peers", f'<table><tr>{head}</tr>{body}</table>'
+                   f'<p class="note">{esc(note)}</p>', "\n".join(md) + "\n\n" + note)
+
+
 def _sweep_section(results: Results) -> Section:
     from hemoedge.report.sweep_view import sweep_section  # imports this module
 
@@ -534,7 +603,8 @@ def render(results: Results) -> tuple[str, str]:
     sections: list[Section] = []
     # the sweep section only when some variant names a backbone (a `hemoedge sweep` run)
     sweep = (("Backbone sweep", _sweep_section),) if has_backbones(results) else ()
-    for title, fn in (*sweep, ("Variants", _variant_table), *SECTIONS):
+    peers = (("Quantiser peers", _peers_section),) if peer_engines(results) else ()
+    for title, fn in (*sweep, ("Variants", _variant_table), *peers, *SECTIONS):
         try:
             sections.append(fn(results))
         except _Absent as e:
@@ -567,4 +637,3 @@ def cli(args) -> int:
         path.write_text(text, encoding="utf-8")
     print(f"report: {html_path}\nsummary: {md_path}")
     return 0
-
