@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Prove the CI gate (issue 8): how often it fails on unchanged code (false alarms) and whether,
+"""Prove the CI gate: how often it fails on unchanged code (false alarms) and whether,
 and how fast, it catches regressions injected for real.
 
     .venv/bin/python ci/prove_gate.py                      # 10 false-alarm runs + detection

@@ -1,6 +1,6 @@
 """`hemoedge gate`: budgets (ci/budgets.toml) + results.json [+ ci/baseline.json] -> verdict.
 
-Three budget kinds (see notes/readme-report.md for the file format):
+Three budget kinds (see docs/gate.md for the file format):
   absolute  one metric against a fixed max/min;
   baseline  one metric not worse than the committed baseline by more than X (or X %);
   ratio     numerator metric / denominator metric from the same run against a max/min.

@@ -1,7 +1,7 @@
 """Keep every library off the network at run time.
 
 ultralytics resolves DNS at import, sends analytics, checks PyPI in train() and downloads
-Arial.ttf unless told not to (FACTS.md). Its settings, and onnxruntime's and matplotlib's
+Arial.ttf unless told not to (docs/development.md). Its settings, and onnxruntime's and matplotlib's
 files, live in a project-owned folder (.hemoedge-home in the working tree by default, or
 $HEMOEDGE_HOME).
 """

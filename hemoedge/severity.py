@@ -1,6 +1,6 @@
 """Hb bands. Two different things, kept apart on purpose:
 
-* SEVERITY_BANDS: the four bands the suite reports per-band error in (issue 2):
+* SEVERITY_BANDS: the four bands the suite reports per-band error in:
   <8, 8-11, 11-13, >=13 g/dL.
 * who_category(): the WHO anaemia category the app shows (WHO 2011, non-pregnant adults):
   severe < 8, moderate 8-10.9, mild 11 to below the sex-specific threshold, none at or above it.

@@ -95,7 +95,7 @@ class Entry:
         return Entry(name, size, task)
 
 
-# The seed work's backbones (issue 9). Order: cheap first, regression before classification so
+# The seed work's backbones. Order: cheap first, regression before classification so
 # a classification entry on an already trained backbone reuses its features.
 DEFAULT_ENTRIES = (
     Entry("mobilenetv4_conv_small", origin="the shipped default: nail Hb regression"),

@@ -11,7 +11,7 @@ The whole API is three names; keep it small and stable:
         perf_counter_ns stopwatch: `with timer: work()` appends one sample;
         `Timer.measure(fn, runs, warmup)` does warm-up then `runs` timed calls.
 
-Method (DESIGN.md, "Timing method"): percentiles are numpy's linear interpolation; the
+Method (docs/bench-cpu.md): percentiles are numpy's linear interpolation; the
 interval is scipy.stats.bootstrap's percentile interval of the median, seeded, so the same
 samples always give the same interval. Percentile rather than BCa because BCa's jackknife
 acceleration is undefined (NaN) when many samples tie, which timer quantisation makes common.

@@ -75,10 +75,10 @@ log = logging.getLogger(__name__)
 ROLES = ("detector", "estimator")
 SHORT = {"detector": "det", "estimator": "est"}
 # Default pairings: fp16 is left out of the frame/capture sweep because onnxruntime-web converts
-# fp16 weights back to fp32 at load (FACTS: same speed as fp32, only half the download); its
+# fp16 weights back to fp32 at load (measured: same speed as fp32, only half the download); its
 # model-level latency is still measured every run, so that claim is re-checked.
 DEFAULT_DET, DEFAULT_EST = ("fp32", "int8"), ("fp32", "int8")
-TUNED = ("int8", "fp32")  # fastest WASM pairing in FACTS; the gate's seed-ratio budget uses it
+TUNED = ("int8", "fp32")  # fastest WASM pairing measured (docs/bench-web.md); the gate's seed-ratio budget uses it
 SEED = ("fp32", "fp32")
 
 READY = ("window.__hemoedgeBench && (window.__hemoedgeBench.ready || "
@@ -107,7 +107,7 @@ class WebBenchConfig:
     pairings: tuple[tuple[str, str], ...] | None = None  # (det, est); None: see default_pairings
     capture: bool = False  # report the capture-quality metrics (web.capture.*)
     seed: bool = True  # measure the seed reference (fp32, 1 thread, sequential loop)
-    seedloop: bool = False  # an injected regression (issue 8): the pairings' captures also run
+    seedloop: bool = False  # an injected regression (the gate proof): the pairings' captures also run
     #                         the seed's sequential loop (?seedloop=1: 1 thread, detector always)
     # timing
     runs: int = 50  # session.run timings per model x precision x threads x repeat
@@ -607,7 +607,7 @@ def cli(args: Any) -> int:
     res.save(out)
     tuned = new.env["web_bench"]["tuned"]
     print(f"bench web ({new.env['browser']}, onnxruntime-web {new.env['onnxruntime_web']}, "
-          f"crossOriginIsolated): targets of issue 7, value [95 % interval]")
+          f"crossOriginIsolated): targets, value [95 % interval]")
     print("\n".join(summary_lines(new, tuned)))
     print(f"{len(new.metrics)} metrics appended to {out}")
     return 0

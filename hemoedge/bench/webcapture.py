@@ -1,6 +1,6 @@
 """Pure analysis of what the PWA's bench hook records for one capture (no browser here).
 
-A capture record (`window.__hemoedgeBench.lastCapture`, see notes/readme-webapp.md) holds the
+A capture record (`window.__hemoedgeBench.lastCapture`, see docs/webapp.md) holds the
 30 grab times `ticks` (performance.now ms), `reanchored`, `resultT` (result on screen) and per
 frame: k, grabT, frameIndex (source frame decoded from the video's code strip, -1 if absent),
 queueMs, detMs (null when the nail box was tracked), estMs, preMs, totalMs, doneT, hb, reason.

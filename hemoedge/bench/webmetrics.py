@@ -23,7 +23,7 @@ from hemoedge.report.results import Results, variant_name
 log = logging.getLogger(__name__)
 
 FRAMES, INTERVAL_MS = 30, 80.0  # webapp/src/capture.js CAPTURE
-TARGETS = {  # issue 7, on this 2-core machine (reported here, gated by `hemoedge gate`)
+TARGETS = {  # the app's targets, on this 2-core machine (reported here, gated by `hemoedge gate`)
     "frame_ms": 35.0, "speedup": 2.5, "interval_dev": 1.0, "max_dev": 10.0, "dropped": 0,
     "result_ms": 250.0, "cold_ms": 2000.0, "offline_ms": 1000.0,
 }
@@ -240,7 +240,7 @@ def _capture_metrics(cfg: Any, res: Results, variant: str, t: int, caps: list[di
 
 
 def summary_lines(res: Results, tuned: str) -> list[str]:
-    """The issue's targets against what this run measured (the gate decides; this informs)."""
+    """The app's targets against what this run measured (the gate decides; this informs)."""
     def get(name: str, variant: str, **p: Any):
         return res.get(name, variant, **p)
 

@@ -1,7 +1,7 @@
 """`hemoedge export`: detector and estimator -> ONNX opset 13, simplified, checked, described.
 
 The legacy TorchScript exporter is used (dynamo=False): the dynamo exporter cannot produce
-opset 13 (it silently stays at 18, FACTS.md). Static shapes 1x3x320x320 and 1x3x224x224.
+opset 13 (it silently stays at 18). Static shapes 1x3x320x320 and 1x3x224x224.
 A simplified graph is kept only if it gives the same outputs as the unsimplified one on
 real-looking photos; otherwise the unsimplified graph is kept and the manifest says why.
 """

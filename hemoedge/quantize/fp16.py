@@ -20,7 +20,7 @@ def convert(src: str | Path, dst: str | Path) -> None:
     from onnxconverter_common import float16
 
     model = onnx.load(str(src))
-    # FACTS.md: with stale value_info the converter types /model.10/Resize wrongly and ORT
+    # measured: with stale value_info the converter types /model.10/Resize wrongly and ORT
     # refuses the file; shapes are re-inferred by ORT at load anyway.
     del model.graph.value_info[:]
     try:

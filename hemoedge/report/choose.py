@@ -23,7 +23,7 @@ from hemoedge.report.results import Metric, Results, merge
 
 log = logging.getLogger(__name__)
 
-PREFERRED_THREADS = 2  # the deployment setting on 2-core phones/laptops (FACTS.md)
+PREFERRED_THREADS = 2  # the deployment setting on 2-core phones/laptops (docs/bench-web.md)
 TARGETS = ("web", "cpu")
 
 

