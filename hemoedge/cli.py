@@ -137,12 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "quantisers (ort, nncf) into ART/peers/<engine>/ (docs/peers.md)")
     s.set_defaults(func=_handler("hemoedge.quantize.run"))
 
-    s = sub.add_parser("parity", help="numerical parity of every ONNX file against PyTorch")
+    s = sub.add_parser("parity", help="numerical parity of every ONNX file against PyTorch "
+                       "(--web: in the PWA's WASM runtime against onnxruntime, same file)")
     s.add_argument("art")
     s.add_argument("--data", help="Yakimov-layout folder (default: synthetic test split)")
     s.add_argument("--images", type=int, default=16, help="photos to compare on")
     s.add_argument("--results", help="append metrics to this results.json")
-    s.set_defaults(func=_handler("hemoedge.export.parity"))
+    s.add_argument("--web", action="store_true", help="run every file and the e2e pairings "
+                   "inside the built PWA in Chromium against Python onnxruntime on the same "
+                   "inputs (docs/web-parity.md)")
+    s.set_defaults(func=lambda a: _handler(
+        "hemoedge.bench.webparity" if a.web else "hemoedge.export.parity")(a))
 
     s = sub.add_parser("eval", help="task accuracy of every variant and pairing")
     s.add_argument("art")

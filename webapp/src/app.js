@@ -26,6 +26,10 @@ const bench = BENCH ? {
   requestedThreads: REQUESTED_THREADS, numThreads: null, seedloop: SEEDLOOP,
   detectEvery: DETECT_EVERY, session: null, readyT: null, captures: [], lastCapture: null,
   runModel: (role, runs = 20, warmup = 5) => call({ type: 'bench', role, runs, warmup }).then((r) => r.times),
+  // one session.run of the app's worker on a given input (parity with Python): resolves to
+  // {output: Float32Array, dims, dets}; dets (the app's decode + NMS) for the detector with geo
+  runOnce: (role, data, dims, geo = null) => call({ type: 'run', role, data, dims, geo }),
+  uploads: 0, lastUpload: null, // analysed uploads; the last one with its per-photo median
 } : null;
 if (bench) window.__hemoedgeBench = bench;
 
@@ -256,6 +260,8 @@ async function onUpload() {
   c.hidden = false;
   setText(refs.uploadMsg, 'Analysing…');
   const r = await call({ type: 'analyse', bitmap: bmp, withHb: true }, [bmp]);
+  const med = r.nails.length ? median(r.nails.map((nl) => nl.hb)) : null;
+  if (bench) { bench.lastUpload = { ...r, median: med }; bench.uploads += 1; }
   if (!r.nails.length) {
     setText(refs.uploadMsg, 'No fingernail found in this photo. Photograph the fingertips from above, close up, in good light.');
     refs.uploadMsg.dataset.kind = 'error';
@@ -263,13 +269,11 @@ async function onUpload() {
   }
   drawBoxes(c, r.nails.map((nl) => ({ box: nl.box, cls: 0 })), r.width, r.height,
     { labels: r.nails.map((nl, i) => `${i + 1}: ${fmt(nl.hb)}`), clear: false });
-  const med = median(r.nails.map((nl) => nl.hb));
   fillList(refs.nails, r.nails.map((nl, i) => `Nail ${i + 1}: ${fmt(nl.hb)} g/dL (detector score ${fmt(nl.score, 2)})`));
   lastUpload = () => setText(refs.uploadMsg, `${r.nails.length} nail(s) found. Median ${fmt(med)} g/dL — ` +
     `${CATEGORY_TEXT[whoCategory(med, refs.sex.value)]}.`);
   lastUpload();
   refs.uploadMsg.dataset.kind = 'ok';
-  if (bench) bench.lastUpload = r;
 }
 
 // ------------------------------------------------------------------ tabs

@@ -171,6 +171,26 @@ async function benchRuns(role, runs, warmup) {
   return times;
 }
 
+// ------------------------------------------------------------------ bench-only: one run on a given input
+// The parity check (hemoedge parity --web) feeds the exact tensor Python feeds onnxruntime and
+// reads the raw output back; for the detector with the letterbox geometry it also returns the
+// detections after the app's own decode + NMS (the call detect() makes).
+async function benchRunOnce({ role, data, dims, geo }) {
+  if (role !== 'detector' && role !== 'estimator') throw new Error(`unknown role ${role}`);
+  const s = M[role].spec, session = role === 'detector' ? det : est;
+  const n = dims.reduce((a, b) => a * b, 1);
+  if (!(data instanceof Float32Array) || data.length !== n) {
+    throw new Error(`${role}: expected a Float32Array of ${n} values for dims [${dims}], got ${data && data.length}`);
+  }
+  const out = await session.run({ [s.input_name]: new ort.Tensor('float32', data, dims) });
+  const raw = out[s.output_name];
+  const r = { output: Float32Array.from(raw.data), dims: [...raw.dims], dets: null };
+  if (role === 'detector' && geo) {
+    r.dets = decodeDetections(raw.data, raw.dims[2], raw.dims[1] - 4, geo, M.postprocess);
+  }
+  return r;
+}
+
 // ------------------------------------------------------------------ messages
 let chain = Promise.resolve();
 self.onmessage = (e) => {
@@ -202,6 +222,7 @@ async function handle(m) {
     case 'frame': await pumpCapture(m.id); break;
     case 'analyse': self.postMessage({ type: 'analysed', id: m.id, result: await analyse(m.bitmap, m.withHb) }); break;
     case 'bench': self.postMessage({ type: 'bench', id: m.id, times: await benchRuns(m.role, m.runs, m.warmup) }); break;
+    case 'run': self.postMessage({ type: 'ran', id: m.id, result: await benchRunOnce(m) }); break;
     default: throw new Error(`unknown message ${m.type}`);
   }
 }
