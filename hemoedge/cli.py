@@ -131,8 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-steps", type=int, help="at most this many node-exclusion rounds")
     s.add_argument("--roles", type=_csv, help="models to make variants of (default: "
                    "detector,estimator)")
-    s.add_argument("--seed-hint", action="store_true",
-                   help="start the detector search from the YOLO decode-head nodes (a hint)")
+    s.add_argument("--calib-sampling", choices=("stratified", "spread"),
+                   help="photos for calibration and the tolerance check: stratified over the "
+                   "severity bands (default) or spread by patient id only")
+    s.add_argument("--quantize-decode", action="store_true",
+                   help="let the search quantise the YOLO decode head too (by default it stays "
+                   "in float: docs/quantize.md)")
     s.add_argument("--engine", type=_csv, help="also build peer int8 files with these "
                    "quantisers (ort, nncf) into ART/peers/<engine>/ (docs/peers.md)")
     s.set_defaults(func=_handler("hemoedge.quantize.run"))
@@ -152,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("eval", help="task accuracy of every variant and pairing")
     s.add_argument("art")
     s.add_argument("--data", help="Yakimov-layout folder (default: synthetic test split)")
+    s.add_argument("--split", choices=("test", "all"), default="test",
+                   help="the held-out test split (default) or every patient: a second set "
+                   "that nothing was trained or calibrated on")
     s.add_argument("--results", help="append metrics to this results.json")
     s.set_defaults(func=_handler("hemoedge.bench.peers", "eval_cli"))  # accuracy.cli + peers
 

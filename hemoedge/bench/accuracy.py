@@ -1,5 +1,5 @@
 """`hemoedge eval ART`: task accuracy of every precision and every detector x estimator pairing,
-on the held-out test split. Metrics (results.json, names from notes/CONTRACTS.md):
+on the held-out test split. Metrics (results.json, names in docs/results.md):
 
 detector (variant det=P), detections at conf 0.001 / NMS IoU 0.7 as ultralytics' validator:
   acc.det.<cls>.map50, .precision, .recall (at the max-F1 confidence), .map50_delta (vs fp32),
@@ -58,6 +58,7 @@ class EvalConfig:
     art: Path
     data: Path | None = None  # Yakimov-layout folder; None: the cached synthetic default
     split_seed: int = 0
+    split: str = "test"  # the held-out test split, or "all" patients (a set nothing trained on)
     # detector mAP: low threshold, as ultralytics' validator
     map_conf: float = 0.001
     map_iou: float = 0.7  # NMS IoU for mAP
@@ -73,6 +74,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if not (0 <= self.map_conf <= 1 and 0 <= self.app_conf <= 1):
             raise BenchError("confidence thresholds must be in [0, 1]")
+        if self.split not in ("test", "all"):
+            raise BenchError(f"split must be 'test' or 'all', got {self.split!r}")
         if self.max_nails < 1:
             raise BenchError(f"max_nails must be >= 1, got {self.max_nails}")
 
@@ -250,6 +253,17 @@ def add_kernel_spread(res: Results, kernels: Measured, reference: Measured) -> N
 
 # ------------------------------------------------------------------ running the models
 
+def eval_records(data: Path | None, split: str = "test", split_seed: int = 0) -> list[Any]:
+    """The patients eval measures: the held-out test split of `data`, or all of them."""
+    from hemoedge.quantize.run import default_data, load_splits
+
+    if split == "all":
+        from hemoedge.data import yakimov
+
+        return list(yakimov.load(data or default_data()).records)
+    return load_splits(data, split_seed)["test"]
+
+
 @dataclass
 class Evaluation:
     results: Results
@@ -268,9 +282,7 @@ def evaluate(cfg: EvalConfig, records: Sequence[Any] | None = None,
     split of cfg.data). `read` reads a record's photo (default yakimov.read_rgb)."""
     art = Artifact.load(cfg.art)
     if records is None:
-        from hemoedge.quantize.run import load_splits
-
-        records = load_splits(cfg.data, cfg.split_seed)["test"]
+        records = eval_records(cfg.data, cfg.split, cfg.split_seed)
     if not records:
         raise BenchError("the test split is empty; nothing to evaluate")
     if read is None:
@@ -454,11 +466,13 @@ def merge_into(path: Path, new: Results, art: Artifact | None = None) -> Results
 
 def cli(args: Any) -> int:
     cfg = EvalConfig(art=Path(args.art), data=Path(args.data) if args.data else None,
+                     split=getattr(args, "split", None) or "test",
                      command=shlex.join(["hemoedge", *sys.argv[1:]]) if sys.argv else "")
     from rich.console import Console
 
     console = Console(width=max(Console().width, 120))
-    with console.status("evaluating every variant on the test split"):
+    with console.status(f"evaluating every variant on the {cfg.split} split"
+                        + (" (this machine's kernels, then the reference)")):
         ev = evaluate(cfg)
     out = results_path(args)
     art = Artifact.load(cfg.art)

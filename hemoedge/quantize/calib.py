@@ -82,12 +82,20 @@ def _spread(records: Sequence[Any], n: int) -> list[Any]:
     return [recs[i] for i in idx]
 
 
-def pick(records: Sequence[Any], n: int) -> list[Any]:
+SAMPLING = ("stratified", "spread")
+
+
+def pick(records: Sequence[Any], n: int, sampling: str = "stratified") -> list[Any]:
     """n records stratified over the severity bands of their Hb: the n slots are dealt to the
     bands in turn (a band with too few records passes its turn on), each band's records spread
-    evenly by patient id. Deterministic; records without Hb count as one more band."""
+    evenly by patient id. Deterministic; records without Hb count as one more band.
+    sampling="spread": an even spread by patient id only (the earlier rule, for comparison)."""
     from hemoedge.severity import severity_band
 
+    if sampling not in SAMPLING:
+        raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
+    if sampling == "spread":
+        return _spread(records, n)
     if n >= len(records):
         return sorted(records, key=lambda r: str(r.patient_id))
     groups: dict[str, list[Any]] = {}
@@ -106,9 +114,10 @@ def pick(records: Sequence[Any], n: int) -> list[Any]:
 
 
 def detector_inputs(records: Sequence[Any], spec: ModelSpec, samples: int,
-                    read: Callable | None = None) -> list[np.ndarray]:
+                    read: Callable | None = None, sampling: str = "stratified") -> list[np.ndarray]:
     read = read or _default_read()
-    return [letterbox(read(r.photo), spec.preprocess)[0] for r in pick(records, samples)]
+    return [letterbox(read(r.photo), spec.preprocess)[0]
+            for r in pick(records, samples, sampling)]
 
 
 @dataclass
@@ -139,12 +148,12 @@ class CropSet:
 
 
 def detector_crops(records: Sequence[Any], det: OrtModel, est_spec: ModelSpec, samples: int,
-                   read: Callable | None = None) -> CropSet:
+                   read: Callable | None = None, sampling: str = "stratified") -> CropSet:
     """Up to `samples` estimator inputs: fp32-detector nail crops, <= 3 per photo."""
     read = read or _default_read()
     per_photo = NAILS_PER_PHOTO
     out = CropSet([], [], [], 0, 0, 0)
-    for r in pick(records, max(1, -(-samples // per_photo))):
+    for r in pick(records, max(1, -(-samples // per_photo)), sampling):
         img = read(r.photo)
         boxes = [d.box for d in top_nails(detect(det, img), per_photo)]
         from_gt = not boxes

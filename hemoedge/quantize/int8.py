@@ -1,6 +1,6 @@
 """int8 static QDQ: uint8 activations, int8 per-channel weights (U8S8), onnxruntime.quantization.
 
-FACTS.md: U8S8 static QDQ is the only int8 form faster than fp32 on this CPU (dynamic
+Measured (docs/quantize-search.md): U8S8 static QDQ is the only int8 form faster than fp32 on this CPU (dynamic
 ConvInteger is 1.5-11x slower, S8S8 is slower too).
 
 Calibration runs once per model (`calibrate`); the ranges are written to onnxruntime's own

@@ -60,6 +60,8 @@ class QuantizeConfig:
     # calibration
     method: str = "minmax"  # minmax | percentile | entropy
     samples: int = 64  # calibration inputs per model
+    sampling: str = "stratified"  # photos for calibration and the tolerance check: stratified
+    #                               over the severity bands, or "spread" by patient id only
     num_bins: int = 2048  # entropy / percentile histogram bins
     percentile: float = 99.999
     # accuracy-aware exclusion, int8 against fp32 on the validation split
@@ -68,7 +70,7 @@ class QuantizeConfig:
     tolerance_det_box_px: float = 1.0  # detector: mean |d box| on the top anchors, network px
     val_samples: int = 32  # validation photos (estimator: up to 3 crops each)
     max_size_ratio: float | None = 0.30  # int8 bytes / fp32 bytes a kept-float node may not
-    #                                      push past (issue 4's size target); None: no limit
+    #                                      push past (the size target); None: no limit
     search: sensitivity.SearchConfig = field(default_factory=sensitivity.SearchConfig)
     float_decode: bool = True  # keep the YOLO decode head in float (DECODE_REASON); False
     #                            lets the search decide from a fully quantised detector
@@ -89,6 +91,9 @@ class QuantizeConfig:
                self.band_bias_hb) < 0:
             raise QuantizeError("tolerances must be >= 0")
         int8.CalibSettings(self.method, self.num_bins, percentile=self.percentile)  # validates
+        if self.sampling not in calib.SAMPLING:
+            raise QuantizeError(f"calibration sampling must be one of {calib.SAMPLING}, got "
+                                f"{self.sampling!r}")
 
     def calib_settings(self) -> int8.CalibSettings:
         return int8.CalibSettings(self.method, self.num_bins, percentile=self.percentile)
@@ -147,14 +152,15 @@ def model_inputs(art: Artifact, splits: dict[str, list], cfg: QuantizeConfig,
     det_spec = art.spec("detector")
     if "detector" in cfg.roles:
         out["detector"] = Inputs(
-            calib.detector_inputs(splits["train"], det_spec, cfg.samples, read),
-            calib.detector_inputs(splits["val"], det_spec, cfg.val_samples, read),
+            calib.detector_inputs(splits["train"], det_spec, cfg.samples, read, cfg.sampling),
+            calib.detector_inputs(splits["val"], det_spec, cfg.val_samples, read, cfg.sampling),
             {"source": CALIB_SOURCE["detector"]})
     if "estimator" in cfg.roles:
         det = calib.OrtModel(art.path("detector", "fp32"), spec=det_spec)
         est_spec = art.spec("estimator")
-        c = calib.detector_crops(splits["train"], det, est_spec, cfg.samples, read)
-        v = calib.detector_crops(splits["val"], det, est_spec, 3 * cfg.val_samples, read)
+        c = calib.detector_crops(splits["train"], det, est_spec, cfg.samples, read, cfg.sampling)
+        v = calib.detector_crops(splits["val"], det, est_spec, 3 * cfg.val_samples, read,
+                                 cfg.sampling)
         source = CALIB_SOURCE["estimator"]
         if c.fallback and not c.detected:
             source = "ground-truth nail crops of train split (the fp32 detector found no nail)"
@@ -258,10 +264,13 @@ def make_int8(art: Artifact, role: str, inputs: Inputs, cfg: QuantizeConfig,
         dst = art.root / file_name(role, "int8")
         os.replace(result.model, dst)  # same filesystem: ART/.quantize.*/ -> ART/
     calibration = {**settings.describe(), "samples": len(inputs.calib), **inputs.source,
-                   "val_samples": len(inputs.val)}
+                   "val_samples": len(inputs.val), "sampling": cfg.sampling,
+                   "range_grid": f"outward to 2^(k/{int8.GRID_STEPS_PER_OCTAVE})"}
     facts = art.add_file(role, "int8", quantization={
         "format": "QDQ", "activations": "uint8", "weights": "int8 per-channel",
         "calibration": calibration,
+        "decided_on": "reference: QDQ graph with graph optimisations off (quantisation "
+                      "arithmetic in float), figures rounded to 1e-4",
         "excluded_nodes": [e.to_dict() for e in result.excluded],
         "exclusion_search": result.to_dict(),
         "tolerance": tol.describe(),
@@ -322,6 +331,8 @@ def config_from_args(args) -> QuantizeConfig:
            if getattr(args, k, None) is not None}
     if getattr(args, "quantize_decode", False):
         opt["float_decode"] = False
+    if getattr(args, "calib_sampling", None):
+        opt["sampling"] = args.calib_sampling
     if getattr(args, "max_steps", None) is not None:
         opt["search"] = sensitivity.SearchConfig(max_steps=args.max_steps)
     if getattr(args, "roles", None):

@@ -15,6 +15,7 @@ import qtiny  # noqa: E402
 
 from hemoedge.bench import accuracy as acc  # noqa: E402
 from hemoedge.bench.accuracy import ImageDets  # noqa: E402
+from hemoedge.errors import BenchError  # noqa: E402
 from hemoedge.quantize import run as qrun  # noqa: E402
 from hemoedge.report.results import Results  # noqa: E402
 
@@ -139,6 +140,40 @@ def test_evaluate_every_variant(quantized_art):
     assert r.get("acc.hb_mae.band.<8", "est=fp32") is not None
     assert r.variants["det=int8,est=fp16"] == {"detector": "detector.int8.onnx",
                                                "estimator": "estimator.fp16.onnx"}
+
+
+def test_reference_figures_kernel_spread_and_crop_sensitivity(quantized_art):
+    art, data = quantized_art
+    r = acc.evaluate(acc.EvalConfig(art=art, data=data)).results
+    for name, v in (("acc.e2e.abs_delta.p95", "det=int8,est=int8"), ("acc.hb_mae", "est=int8"),
+                    ("acc.det.nail.map50", "det=int8")):
+        assert r.get(name, v) is not None and r.get("acc.ref." + name[4:], v) is not None
+    # fp32 runs the same float arithmetic either way
+    assert r.get("acc.ref.e2e.hb_mae", "det=fp32,est=fp32").value == pytest.approx(
+        r.get("acc.e2e.hb_mae", "det=fp32,est=fp32").value, abs=1e-5)
+    spread = r.get("acc.kernel_spread.e2e.hb_abs.max", "det=fp32,est=fp32")
+    assert spread is not None and spread.value < 1e-4
+    assert r.get("acc.kernel_spread.hb_abs.max", "est=int8").value >= 0.0
+    sens = r.get("acc.crop_sensitivity.p95", "est=fp32")
+    assert sens.params == {"edge_px": 2.0, "copies": 4} and sens.n > 0
+    assert sens.value > 0  # moving the box moves the tiny estimator's answer
+    assert r.get("acc.ref.crop_sensitivity.p95", "est=fp32").value == pytest.approx(sens.value,
+                                                                                    abs=1e-5)
+
+
+def test_crop_sensitivity_is_zero_for_a_box_blind_model():
+    img = np.zeros((60, 60, 3), np.uint8)
+    m = acc.crop_sensitivity(lambda c: 12.0, [(img, (10, 10, 40, 40))] * 3, [12.0] * 3, 2.0, 4)
+    assert m == {"mean": 0.0, "p95": 0.0, "max": 0.0, "n": 12}
+
+
+def test_split_all_evaluates_every_patient(quantized_art):
+    art, data = quantized_art
+    n_test = len(acc.eval_records(data))
+    n_all = len(acc.eval_records(data, "all"))
+    assert 0 < n_test < n_all
+    with pytest.raises(BenchError, match="split"):
+        acc.EvalConfig(art=art, split="val")
 
 
 def test_cli_writes_and_replaces_its_metrics(quantized_art, tmp_path):

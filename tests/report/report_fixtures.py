@@ -1,11 +1,12 @@
-"""Fabricated results shaped like a real run (figures from shared/FACTS.md), built in code."""
+"""Fabricated results shaped like a real run (figures measured on a 2-core x86 server), built in
+code."""
 
 from __future__ import annotations
 
 from hemoedge.report.results import Results, variant_name
 
 PRECISIONS = ("fp32", "fp16", "int8")
-# FACTS.md: bytes; CPU p50 ms at 1/2 threads; WASM p50 ms at 1/2 threads
+# measured: bytes; CPU p50 ms at 1/2 threads; WASM p50 ms at 1/2 threads
 DET = {"fp32": (12.1e6, (11.8, 7.6), (69.7, 39.6)), "fp16": (6.1e6, (11.5, 7.3), (70.9, 42.4)),
        "int8": (3.4e6, (6.8, 5.3), (40.6, 25.8))}
 EST = {"fp32": (10.0e6, (2.05, 1.30), (15.4, 9.4)), "fp16": (5.0e6, (2.05, 1.26), (16.1, 9.9)),
@@ -83,4 +84,38 @@ def make_results(web: bool = True, capture: bool = True) -> Results:
             t = 80.0 * i
             r.add("web.capture.grab_ms", v, 1.2, "ms", "lower", frame=i, t_grab=t,
                   t_det_start=t + 2.0, t_est_end=t + 2.0 + 38.0 + (i % 3), t_result=t + 42.5)
+    if web:
+        add_web_parity(r)
+    add_reference(r)
     return r
+
+
+def add_web_parity(r: Results) -> None:
+    """WASM against Python onnxruntime, same file and inputs (bench/webparity.py)."""
+    for p in PRECISIONS:
+        r.add("web.parity.estimator.hb_abs.max", variant_name(est=p),
+              0.058 if p == "int8" else 6e-6, "g/dL", "lower", n=132)
+        r.add("web.parity.detector.box_px.max", variant_name(det=p),
+              {"fp32": 6e-5, "fp16": 0.28, "int8": 1.9}[p], "px", "lower", n=264)
+    for dp, ep, hb, band in (("fp32", "fp32", 5e-6, 1.0), ("int8", "fp32", 0.1, 1.0),
+                             ("int8", "int8", 0.12, 1.0)):
+        r.add("web.parity.e2e.hb_abs.max", variant_name(dp, ep), hb, "g/dL", "lower", n=44)
+        r.add("web.parity.e2e.band_agreement", variant_name(dp, ep), band, "ratio", "higher",
+              n=44)
+
+
+def add_reference(r: Results) -> None:
+    """What eval adds besides this machine's figures: the same accuracy on the reference
+    (acc.ref.*; here equal), the kernels' distance from it, estimator |dHb| and crop
+    sensitivity."""
+    for m in [m for m in r.metrics if m.name.startswith("acc.")]:
+        r.add("acc.ref." + m.name[4:], m.variant, m.value, m.unit, m.better, n=m.n)
+    for p in PRECISIONS:
+        e = variant_name(est=p)
+        for ref in ("acc.", "acc.ref."):
+            r.add(f"{ref}hb_abs_delta.mean", e, EST_DELTA[p], "g/dL", "lower", n=150)
+            r.add(f"{ref}hb_abs_delta.max", e, 8 * EST_DELTA[p], "g/dL", "lower", n=150)
+            r.add(f"{ref}crop_sensitivity.p95", e, 0.09, "g/dL", "lower", n=600)
+        for dp in PRECISIONS:
+            r.add("acc.kernel_spread.e2e.hb_abs.max", variant_name(dp, p),
+                  0.05 if "int8" in (dp, p) else 0.0, "g/dL", "lower", n=50)
