@@ -7,7 +7,9 @@ detector (variant det=P), detections at conf 0.001 / NMS IoU 0.7 as ultralytics'
 estimator on ground-truth nail crops (variant est=P); per patient Hb = median over its nails:
   acc.hb_mae, acc.hb_rmse, acc.hb_r2 (vs the measured Hb), acc.hb_mae.band.<band> (bands of
   the measured Hb), acc.hb_mae_delta (vs fp32), acc.band_agreement (severity band equal to
-  fp32's), acc.hb_abs_delta.mean / .p95 / .max (per patient |Hb - Hb fp32|)
+  fp32's), acc.hb_abs_delta.mean / .p95 / .max (per patient |Hb - Hb fp32|),
+  acc.hb_bias.band.<band> (mean signed Hb - Hb fp32 per band of the measured Hb),
+  acc.crop_sensitivity.mean / .p95 / .max (|dHb| when every box edge moves by up to +-2 px)
 end to end as the app does it (variant det=P,est=Q): the detector variant at the app's
   threshold, up to 3 detected nails (best first) cropped and estimated, per patient the median:
   acc.e2e.hb_mae (vs truth, patients with a nail found), acc.e2e.hb_mae_delta (minus the
@@ -20,6 +22,10 @@ classification estimators (spec extra task=classification; the output is the ana
   patient the median logit), acc.cls.<m>_delta (vs fp32), acc.cls.agreement (decision equal to
   fp32's); the same end to end as acc.e2e.cls.* (variant det=P,est=Q, vs the fp32 pipeline)
 sizes: size.<role>.bytes (variant det=P / est=P) via hemoedge.artifact.record_sizes
+every acc.* figure twice: on this machine's kernels (acc.*) and on the machine-independent
+  reference (acc.ref.*: graph optimisations off, the quantisation arithmetic in float), plus
+  acc.kernel_spread.hb_abs.{p95,max} (est=P) / acc.kernel_spread.e2e.hb_abs.{p95,max}
+  (pairings): per patient |Hb on this machine's kernels - Hb on the reference|
 
 AP integration, precision and recall come from ultralytics.utils.metrics.ap_per_class, box
 IoU from ultralytics' box_iou and the prediction-to-label matching from its validator's
@@ -167,6 +173,20 @@ def band_mae(pred: Sequence[float], truth: Sequence[float]) -> dict[str, tuple[f
     return {name: (float(np.mean(np.abs(p[bands == name] - t[bands == name]))),
                    int((bands == name).sum()))
             for name, _, _ in SEVERITY_BANDS if (bands == name).any()}
+
+
+def band_bias(hb: Mapping[str, float], ref: Mapping[str, float],
+              truth: Mapping[str, float]) -> dict[str, tuple[float, int]]:
+    """Mean signed Hb - Hb of the reference (e.g. fp32) per severity band of the measured Hb:
+    band -> (bias g/dL, n); a shift confined to one band (severe anaemia read high) that a mean
+    |dHb| over all bands hides. Empty bands left out."""
+    keys = [k for k in hb if k in ref and k in truth]
+    out: dict[str, tuple[float, int]] = {}
+    for name, _, _ in SEVERITY_BANDS:
+        ks = [k for k in keys if severity_band(truth[k]) == name]
+        if ks:
+            out[name] = (float(np.mean([hb[k] - ref[k] for k in ks])), len(ks))
+    return out
 
 
 def band_agreement(a: Sequence[float], b: Sequence[float]) -> float:
@@ -387,6 +407,8 @@ def _measure(art: Artifact, cfg: EvalConfig, records: Sequence[Any], images: dic
         d = abs_delta(hb, ref)
         for k in ("mean", "p95", "max"):
             res.add(f"{prefix}hb_abs_delta.{k}", v, d[k], "g/dL", "lower", n=d["n"])
+        for band, (bias, nb) in band_bias(hb, ref, truth).items():
+            res.add(f"{prefix}hb_bias.band.{band}", v, bias, "g/dL", "lower", n=nb)
 
     # end to end
     e2e: dict[tuple[str, str], dict[str, float]] = {}

@@ -192,3 +192,12 @@ def test_cli_writes_and_replaces_its_metrics(quantized_art, tmp_path):
     assert res.get("acc.hb_mae", "est=int8") is not None
     assert res.get("size.estimator.bytes", "est=int8") is not None  # via record_sizes
     assert len(res.find("size.detector.bytes")) == 3
+
+
+def test_band_bias_shows_a_shift_confined_to_one_band():
+    truth = {"a": 7.0, "b": 7.5, "c": 12.5, "d": 14.0}
+    ref = {"a": 7.2, "b": 7.4, "c": 12.0, "d": 13.8}
+    hb = {"a": 7.9, "b": 8.1, "c": 12.0, "d": 13.8}  # severe read 0.7 high, others unchanged
+    bias = acc.band_bias(hb, ref, truth)
+    assert bias["<8"] == (pytest.approx(0.7), 2)
+    assert bias["11-13"] == (0.0, 1) and bias[">=13"] == (0.0, 1) and "8-11" not in bias
