@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--calib-sampling", choices=("stratified", "spread"),
                    help="photos for calibration and the tolerance check: stratified over the "
                    "severity bands (default) or spread by patient id only")
+    s.add_argument("--no-output-correction", action="store_true",
+                   help="do not fit the int8 estimator's output to fp32 (y = a*y + b; kept only "
+                   "when the validation error falls: docs/quantize.md)")
     s.add_argument("--quantize-decode", action="store_true",
                    help="let the search quantise the YOLO decode head too (by default it stays "
                    "in float: docs/quantize.md)")

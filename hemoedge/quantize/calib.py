@@ -155,7 +155,10 @@ def detector_crops(records: Sequence[Any], det: OrtModel, est_spec: ModelSpec, s
     out = CropSet([], [], [], 0, 0, 0)
     for r in pick(records, max(1, -(-samples // per_photo)), sampling):
         img = read(r.photo)
-        boxes = [d.box for d in top_nails(detect(det, img), per_photo)]
+        # boxes rounded to 1e-3 px: a box edge on a whole pixel (ground-truth-like boxes) would
+        # otherwise move a crop by a pixel with any last-bit difference of the float kernels
+        boxes = [tuple(round(v, 3) for v in d.box)
+                 for d in top_nails(detect(det, img), per_photo)]
         from_gt = not boxes
         if from_gt:
             boxes = list(r.nail_xyxy())[:per_photo]

@@ -1,7 +1,7 @@
 """int8 static QDQ: uint8 activations, int8 per-channel weights (U8S8), onnxruntime.quantization.
 
-Measured (docs/quantize-search.md): U8S8 static QDQ is the only int8 form faster than fp32 on this CPU (dynamic
-ConvInteger is 1.5-11x slower, S8S8 is slower too).
+Measured (docs/quantize-search.md): U8S8 static QDQ is the only int8 form faster than fp32 on
+this CPU (dynamic ConvInteger is 1.5-11x slower, S8S8 is slower too).
 
 Calibration runs once per model (`calibrate`); the ranges are written to onnxruntime's own
 calibration-cache file and every later `quantize` call (one per step of the node-exclusion

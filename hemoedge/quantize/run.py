@@ -75,6 +75,7 @@ class QuantizeConfig:
     float_decode: bool = True  # keep the YOLO decode head in float (DECODE_REASON); False
     #                            lets the search decide from a fully quantised detector
     band_bias_hb: float = 0.10  # estimator: largest |mean dHb| of any severity band, g/dL
+    output_correction: bool = True  # estimator: y = a * y_int8 + b fitted to fp32 (correct.py)
     engines: tuple[str, ...] = ()  # peer int8 builds into ART/peers/<engine>/ (peers.py)
 
     def __post_init__(self) -> None:
@@ -260,6 +261,9 @@ def make_int8(art: Artifact, role: str, inputs: Inputs, cfg: QuantizeConfig,
                  if n.name and max((sizes.get(x, 0) for x in n.input), default=0) <= 4096]
         result = sensitivity.search(quantize, measure, rank, tol, wd, cfg.search, seed,
                                     op_types, progress, max_bytes, order)
+        correction = None
+        if role == "estimator" and cfg.output_correction:
+            correction = _output_correction(src, result, inputs, measure, wd, progress)
         int8.copy_metadata(src, result.model)
         dst = art.root / file_name(role, "int8")
         os.replace(result.model, dst)  # same filesystem: ART/.quantize.*/ -> ART/
@@ -275,9 +279,34 @@ def make_int8(art: Artifact, role: str, inputs: Inputs, cfg: QuantizeConfig,
         "exclusion_search": result.to_dict(),
         "tolerance": tol.describe(),
         "max_size_ratio": cfg.max_size_ratio,
+        "output_correction": correction,
         "measured_val_error": {k: round(v, 6) for k, v in result.figures.items()},
         "tolerance_met": result.met})
     return facts, result
+
+
+def _output_correction(src: Path, result: sensitivity.SearchResult, inputs: Inputs,
+                       measure: Callable[[Path], dict[str, float]], wd: Path,
+                       progress: Callable[[str], None] | None) -> dict[str, Any]:
+    """Fit y = a * y_int8 + b to fp32 on the calibration inputs (correct.py); keep it when the
+    validation error falls. Updates `result` in place when kept; returns what was done."""
+    from hemoedge.quantize import correct
+
+    c = correct.fit(np.concatenate(_outputs(result.model, inputs.calib)).ravel(),
+                    np.concatenate(_outputs(src, inputs.calib)).ravel())
+    path = wd / "corrected.onnx"
+    correct.apply(result.model, path, c)
+    after = measure(path)
+    tol = result.tolerance
+    kept = tol.badness(after) < tol.badness(result.figures)
+    facts = {**c.describe(), "val_error_before": {k: round(v, 6) for k, v in result.figures.items()},
+             "val_error_after": {k: round(v, 6) for k, v in after.items()}, "kept": kept}
+    (progress or log.info)(f"output correction y = {c.scale:.4f} * y + {c.offset:+.4f}: "
+                           f"{'kept' if kept else 'not kept'} ({sensitivity.fmt(after)})")
+    if kept:
+        result.model, result.figures = path, after
+        result.met = not tol.failures(after)
+    return facts
 
 
 def decode_head_nodes(graph) -> list[str]:
@@ -331,6 +360,8 @@ def config_from_args(args) -> QuantizeConfig:
            if getattr(args, k, None) is not None}
     if getattr(args, "quantize_decode", False):
         opt["float_decode"] = False
+    if getattr(args, "no_output_correction", False):
+        opt["output_correction"] = False
     if getattr(args, "calib_sampling", None):
         opt["sampling"] = args.calib_sampling
     if getattr(args, "max_steps", None) is not None:

@@ -383,7 +383,7 @@ def search(quantize: Callable[[Sequence[str], Path], None],
     steps = [Step(tuple(names), cur, tolerance.failures(cur))]
     best = (tolerance.badness(cur), cur_path, cur, len(excluded))
     stop = "tolerance met"
-    say(f"int8 with {len(names)} node(s) in float: {_fmt(cur)}")
+    say(f"int8 with {len(names)} node(s) in float: {fmt(cur)}")
     if order and tolerance.failures(cur):
         tail = _bisect_tail(build, tolerance, [n for n in order if n not in names], max_bytes,
                             say)
@@ -402,7 +402,7 @@ def search(quantize: Callable[[Sequence[str], Path], None],
             cur_path, cur = path, figs
             steps.append(Step(tuple(names), cur, tolerance.failures(cur)))
             best = (tolerance.badness(cur), cur_path, cur, len(excluded))
-            say(f"tail of {k} node(s) in float -> {_fmt(cur)}")
+            say(f"tail of {k} node(s) in float -> {fmt(cur)}")
     skip = 0  # candidates already tried without any gain in earlier rounds
     ranked: tuple[Path | None, list[TensorError]] = (None, [])
     rounds = 0
@@ -425,7 +425,7 @@ def search(quantize: Callable[[Sequence[str], Path], None],
             trials.append((math.inf if over else tolerance.badness(figs), t, path, figs))
             say(f"  try {t.node} ({t.op_type}, SQNR {t.sqnr_db:.1f} dB, worst channel "
                 f"{t.channel_sqnr_db:.1f} dB, noise rms {t.noise_rms:.3g}, adds "
-                f"{t.injected_db:.1f} dB vs fp32): {_fmt(figs)}"
+                f"{t.injected_db:.1f} dB vs fp32): {fmt(figs)}"
                 + (f" — {size / 1e6:.2f} MB, over the {max_bytes / 1e6:.2f} MB budget"
                    if over else ""))
         trials.sort(key=lambda x: (x[0], x[1].node))  # ties: by name, for determinism
@@ -448,7 +448,7 @@ def search(quantize: Callable[[Sequence[str], Path], None],
                                   t.sqnr_db, t.channel_sqnr_db, t.injected_db, before, figs))
         cur_path, cur = path, figs
         steps.append(Step(tuple(names), cur, tolerance.failures(cur), len(cands)))
-        say(f"keep {t.node} in float -> {_fmt(cur)}")
+        say(f"keep {t.node} in float -> {fmt(cur)}")
         if bad < best[0]:
             best = (bad, cur_path, cur, len(excluded))
     met = not tolerance.failures(cur)
@@ -469,7 +469,7 @@ def _bisect_tail(build, tolerance: Tolerance, order: Sequence[str], max_bytes: i
     path, figs = build(list(order[len(order) - hi:]))
     if tolerance.failures(figs) or (max_bytes is not None and path.stat().st_size > max_bytes):
         say(f"a float tail of {hi} nodes does not meet the tolerance within the size budget: "
-            f"{_fmt(figs)}")
+            f"{fmt(figs)}")
         path.unlink(missing_ok=True)
         return None
     lo, best = 0, (hi, path, figs)  # invariant: tail lo fails, tail hi passes
@@ -485,5 +485,5 @@ def _bisect_tail(build, tolerance: Tolerance, order: Sequence[str], max_bytes: i
     return best
 
 
-def _fmt(figs: Figures) -> str:
+def fmt(figs: Figures) -> str:
     return ", ".join(f"{k}={v:.4g}" for k, v in figs.items())
