@@ -21,7 +21,7 @@ class Recipe:
     # estimator: timm backbone -> pooled features -> Ridge head folded into one Linear
     backbone: str = "mobilenetv4_conv_small"
     est_size: int = 224  # input side, px
-    est_epochs: int = 5  # backbone fine-tuning on nail crops before freezing
+    est_epochs: int = 10  # backbone fine-tuning on (jittered) nail crops before freezing
     est_batch: int = 32
     est_lr: float = 2e-3  # AdamW
     # crops as they arrive in the app (box error of an int8 detector, hand-held motion): training

@@ -385,14 +385,13 @@ def search(quantize: Callable[[Sequence[str], Path], None],
     stop = "tolerance met"
     say(f"int8 with {len(names)} node(s) in float: {fmt(cur)}")
     if order and tolerance.failures(cur):
-        tail = _bisect_tail(build, tolerance, [n for n in order if n not in names], max_bytes,
-                            say)
+        seeded = list(names)  # every tail is tried on top of the seeded exclusions
+        rest = [n for n in order if n not in seeded]
+        tail = _bisect_tail(lambda ex: build([*seeded, *ex]), tolerance, rest, max_bytes, say)
         if tail is not None:
             k, path, figs = tail
             before = cur
-            for node in order[len(order) - k:]:
-                if node in names:
-                    continue
+            for node in rest[len(rest) - k:]:
                 names.append(node)
                 excluded.append(Exclusion(
                     node, op_types.get(node, ""),

@@ -168,3 +168,27 @@ def test_decision_figures_hide_last_bit_differences():
     a = sensitivity.decision_figures({"hb_abs_mean": 0.0412345678, "x": float("inf")})
     b = sensitivity.decision_figures({"hb_abs_mean": 0.0412345678 * (1 + 1e-7), "x": float("inf")})
     assert a == b == {"hb_abs_mean": 0.0412, "x": float("inf")}
+
+
+def test_tail_bisection_keeps_the_seeded_exclusions(tmp_path):
+    """Every tail the bisection builds also keeps the seeded nodes in float, and the recorded
+    exclusions are exactly the ones the returned model was built with."""
+    built: list[list[str]] = []
+    order = [f"n{i}" for i in range(16)]
+
+    def quantize(exclude, dst):
+        built.append(list(exclude))
+        Path(dst).write_bytes(b"x")
+
+    def measure(path):
+        ex = built[-1]
+        # needs the seed (n15) and the last 2 non-seed nodes in float
+        ok = "n15" in ex and all(f"n{i}" in ex for i in range(13, 15))
+        return {"err": 0.0 if ok else 1.0}
+
+    res = sensitivity.search(quantize, measure, lambda p: [], Tolerance((("err", 0.5),)),
+                             tmp_path, SearchConfig(max_steps=0), seed=[("n15", "seed")],
+                             order=order)
+    assert res.met
+    assert all("n15" in b for b in built)
+    assert [e.name for e in res.excluded] == ["n15", "n13", "n14"]
