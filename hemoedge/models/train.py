@@ -219,7 +219,9 @@ def fit_logistic(model: est_mod.Estimator, recipe: Recipe, f_tr: np.ndarray, y_t
         raise HemoedgeError(f"every training patient is {'anaemic' if labels[0] else 'not anaemic'}"
                             f" at {recipe.anaemia_threshold} g/dL; a classifier needs both")
     # folds by patient, each holding both classes where the counts allow
-    folds = int(max(2, min(5, np.bincount(labels).min())))
+    # (each fold needs a patient of each class; crops of one patient share a group)
+    per_class = min(len(np.unique(groups[labels == c])) for c in (0, 1))
+    folds = int(max(2, min(5, per_class)))
     # standardise with a floored scale: a nearly constant feature would otherwise get a huge
     # folded weight (and the exported Linear an fp16/int8 range it cannot hold)
     mu = f_tr.mean(0)
