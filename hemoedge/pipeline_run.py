@@ -7,8 +7,8 @@ commands recorded in results.json are exactly what a person can rerun.
 from __future__ import annotations
 
 import importlib.util
-import os
 import logging
+import os
 import shlex
 import time
 from dataclasses import dataclass
@@ -54,7 +54,7 @@ def stages(cfg: RunConfig) -> list[tuple[str, list[str], str]]:
     s += [
         ("export", ["export", "--out", str(art)], "hemoedge.export.onnx_export"),
         ("quantize", ["quantize", str(art), "--calib", str(data),
-                      "--samples", "16" if cfg.quick else "64",
+                      "--samples", "48" if cfg.quick else "64",
                       *(["--val-samples", "8", "--max-steps", "2"] if cfg.quick else [])],
          "hemoedge.quantize.run"),
         ("parity", ["parity", str(art), "--data", str(data), "--images", "6" if cfg.quick else "16",

@@ -301,7 +301,7 @@ class Sweep:
         return det, crops
 
     def _qopts(self) -> list[str]:
-        return (["--samples", "16", "--val-samples", "8", "--max-steps", "2"] if self.cfg.quick
+        return (["--samples", "48", "--val-samples", "8", "--max-steps", "2"] if self.cfg.quick
                 else ["--samples", "64"])
 
     def _run(self, what: str, argv: list[str]) -> str:
