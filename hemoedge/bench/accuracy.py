@@ -470,19 +470,15 @@ def results_path(args: Any) -> Path:
 
 
 def merge_into(path: Path, new: Results, art: Artifact | None = None) -> Results:
-    """Load `path` (if any), drop the metrics a previous eval wrote, append the new ones;
-    with `art`, also (re)record its file sizes (size.<role>.bytes)."""
+    """Add the new metrics to `path`, replacing those a previous eval wrote; with `art`, also
+    (re)record its file sizes (size.<role>.bytes)."""
     from hemoedge.artifact import record_sizes
+    from hemoedge.report.results import append_stage
 
-    res = Results.load_or_new(path)
-    res.metrics = [m for m in res.metrics if not m.name.startswith(REPLACED_PREFIX)]
+    res = append_stage(path, new, replaces=REPLACED_PREFIX)
     if art is not None:
         record_sizes(art, res)
-    for k, v in new.variants.items():
-        res.variants.setdefault(k, {}).update(v)
-    res.metrics.extend(new.metrics)
-    res.commands.extend(c for c in new.commands if c not in res.commands)
-    res.save(path)
+        res.save(path)
     return res
 
 

@@ -68,7 +68,7 @@ from hemoedge.bench import webcapture as wc
 from hemoedge.bench.browser import CHROMIUM, BrowserConfig, Chromium, Page, check_executable
 from hemoedge.bench.webmetrics import Pool, emit, summary_lines
 from hemoedge.errors import BenchError, HemoedgeError
-from hemoedge.report.results import Results, variant_name
+from hemoedge.report.results import Results, append_stage, variant_name
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ SHORT = {"detector": "det", "estimator": "est"}
 # fp16 weights back to fp32 at load (measured: same speed as fp32, only half the download); its
 # model-level latency is still measured every run, so that claim is re-checked.
 DEFAULT_DET, DEFAULT_EST = ("fp32", "int8"), ("fp32", "int8")
-TUNED = ("int8", "fp32")  # fastest WASM pairing measured (docs/bench-web.md); the gate's seed-ratio budget uses it
+# fastest WASM pairing measured (docs/bench-web.md); the gate's seed-ratio budget uses it
+TUNED = ("int8", "fp32")
 SEED = ("fp32", "fp32")
 
 READY = ("window.__hemoedgeBench && (window.__hemoedgeBench.ready || "
@@ -598,13 +599,7 @@ def cli(args: Any) -> int:
     except OSError as e:  # e.g. the work folder or the video could not be written
         raise BenchError(f"bench web: {e}") from e
     out = results_path(args)
-    res = Results.load_or_new(out)
-    res.env.update(new.env)
-    for k, v in new.variants.items():
-        res.variants.setdefault(k, {}).update(v)
-    res.metrics.extend(new.metrics)
-    res.commands.extend(c for c in new.commands if c not in res.commands)
-    res.save(out)
+    append_stage(out, new)
     tuned = new.env["web_bench"]["tuned"]
     print(f"bench web ({new.env['browser']}, onnxruntime-web {new.env['onnxruntime_web']}, "
           f"crossOriginIsolated): targets, value [95 % interval]")

@@ -61,7 +61,7 @@ import numpy as np
 
 from hemoedge.bench.browser import CHROMIUM, BrowserConfig, Chromium, Page, check_executable
 from hemoedge.errors import BenchError, HemoedgeError
-from hemoedge.report.results import Results, variant_name
+from hemoedge.report.results import Results, append_stage, variant_name
 
 log = logging.getLogger(__name__)
 
@@ -733,13 +733,7 @@ def cli(args: Any) -> int:
     except OSError as e:
         raise BenchError(f"parity --web: {e}") from e
     out = Path(args.results) if args.results else art / "results.json"
-    res = Results.load_or_new(out)
-    res.env.update(new.env)
-    for k, v in new.variants.items():
-        res.variants.setdefault(k, {}).update(v)
-    res.metrics.extend(new.metrics)
-    res.commands.extend(c for c in new.commands if c not in res.commands)
-    res.save(out)
+    append_stage(out, new, replaces="web.parity.")
     wp = new.env["web_parity"]
     print(f"parity --web ({new.env['browser']}, onnxruntime-web {new.env['onnxruntime_web']}, "
           f"{wp['threads']} thread(s), crossOriginIsolated {wp['cross_origin_isolated']}) vs "

@@ -21,7 +21,6 @@ import numpy as np
 
 from hemoedge.errors import QuantizeError
 
-
 DECIMALS = 3  # a and b are rounded to this many decimals
 MIN_SPAN = 1.0  # calibration outputs must spread over this much (output unit) to fit a slope
 

@@ -64,9 +64,9 @@ class CalibSettings:
 
 
 @contextlib.contextmanager
-def _quiet():
-    """onnxruntime.quantization prints progress and logs one INFO line per shared bias on the
-    root logger; keep them out of the CLI's output (they go to this module's debug log)."""
+def quiet(what: str = "onnxruntime.quantization"):
+    """Quantisers print progress and log INFO lines on the root logger (onnxruntime: one per
+    shared bias); keep them out of the CLI's output (they go to this module's debug log)."""
     root = logging.getLogger()
     level = root.level
     out = io.StringIO()
@@ -77,7 +77,7 @@ def _quiet():
     finally:
         root.setLevel(level)
         if out.getvalue().strip():
-            log.debug("onnxruntime.quantization: %s", out.getvalue().strip())
+            log.debug("%s: %s", what, out.getvalue().strip())
 
 
 def _ort_method(name: str):
@@ -122,7 +122,7 @@ def pre_process(src: str | Path, dst: str | Path) -> None:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     try:
-        with _quiet():
+        with quiet():
             quant_pre_process(str(src), str(dst))
     except Exception as e:
         raise QuantizeError(f"{src}: quant_pre_process failed ({type(e).__name__}: {e})") from e
@@ -145,7 +145,7 @@ def calibrate(model: str | Path, input_name: str, samples: Sequence[np.ndarray],
     calibrator = create_calibrator(
         Path(model), None, augmented_model_path=str(Path(workdir) / "augmented.onnx"),
         calibrate_method=_ort_method(settings.method), extra_options=opts)
-    with _quiet():
+    with quiet():
         for start in range(0, len(samples), settings.chunk):
             calibrator.collect_data(ListReader(input_name, samples[start:start + settings.chunk]))
         ranges = calibrator.compute_data()
@@ -186,7 +186,7 @@ def quantize(model: str | Path, cache: str | Path, dst: str | Path, method: str,
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     try:
-        with _quiet():
+        with quiet():
             quantize_static(
                 str(model), str(dst), calibration_data_reader=None,
                 quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,

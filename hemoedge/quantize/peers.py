@@ -19,11 +19,9 @@ peer.json is rewritten (atomically) after each file, so it always describes what
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import inspect
-import io
 import json
 import logging
 import os
@@ -37,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from hemoedge.errors import QuantizeError
+from hemoedge.quantize.int8 import quiet
 
 log = logging.getLogger(__name__)
 
@@ -125,22 +124,6 @@ def load_peer(art_root: str | Path, engine: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ helpers
 
-@contextlib.contextmanager
-def _quiet():
-    """The quantisers print progress bars and INFO lines; keep them in this module's debug log."""
-    root = logging.getLogger()
-    level = root.level
-    out = io.StringIO()
-    root.setLevel(max(level, logging.WARNING))
-    try:
-        with contextlib.redirect_stdout(out):
-            yield
-    finally:
-        root.setLevel(level)
-        if out.getvalue().strip():
-            log.debug("%s", out.getvalue().strip())
-
-
 def _input_name(path: Path) -> str:
     import onnx
 
@@ -186,7 +169,7 @@ def build_ort(src: Path, dst: Path, calib: Sequence[np.ndarray], wd: Path) -> di
     from hemoedge.quantize.int8 import ListReader
 
     pre = wd / "pre.onnx"
-    with _quiet():
+    with quiet("peer quantiser"):
         quant_pre_process(str(src), str(pre))
         quantize_static(str(pre), str(dst), ListReader(_input_name(pre), calib))
     return {"pre_process": "onnxruntime.quantization.shape_inference.quant_pre_process "
@@ -204,7 +187,7 @@ def build_nncf(src: Path, dst: Path, calib: Sequence[np.ndarray], wd: Path) -> d
 
     model = onnx.load(str(src))
     name = _input_name(src)
-    with _quiet():
+    with quiet("peer quantiser"):
         q = nncf.quantize(model, nncf.Dataset(list(calib), lambda x: {name: x}))
     onnx.save(q, str(dst))
     return {"call": "nncf.quantize(onnx.ModelProto, nncf.Dataset(calib, to_feed_dict)) with "

@@ -150,6 +150,23 @@ class Results:
         return Results.load(path) if Path(path).is_file() else Results()
 
 
+def append_stage(path: str | Path, new: Results, replaces: str | None = None) -> Results:
+    """Add one stage's results to the file at `path` (created if missing): its environment
+    (new keys win), variants, metrics and commands. With `replaces` (a metric-name prefix),
+    the metrics a previous run of the same stage wrote are dropped first, so a re-run
+    replaces rather than duplicates them."""
+    res = Results.load_or_new(path)
+    if replaces:
+        res.metrics = [m for m in res.metrics if not m.name.startswith(replaces)]
+    res.env.update(new.env)
+    for k, v in new.variants.items():
+        res.variants.setdefault(k, {}).update(v)
+    res.metrics.extend(new.metrics)
+    res.commands.extend(c for c in new.commands if c not in res.commands)
+    res.save(path)
+    return res
+
+
 _STATUS_RANK = {"done": 3, "failed": 2, "skipped": 1, "pending": 0}
 
 

@@ -14,7 +14,6 @@ from hemoedge.errors import QuantizeError
 from hemoedge.quantize import int8, run, sensitivity
 from hemoedge.quantize.sensitivity import SearchConfig, Tolerance
 
-
 # ------------------------------------------------------------------ pure figures
 
 def test_estimator_error_hand_case():
