@@ -71,7 +71,9 @@ def test_jobs_make_test_quick_shards_and_one_gate(wf):
     assert set(jobs["gate"]["needs"]) >= {"test", "bench", "bench-web"}
     web = _hemoedge_commands(jobs["bench-web"])
     assert web == [["bench", "web", "runs/ci/art", "--capture", "--quick", "--results",
-                    "shard-web.json"]]
+                    "shard-web.json"],
+                   ["parity", "runs/ci/art", "--web", "--data", "runs/ci/data", "--images", "4",
+                    "--results", "shard-web.json"]]
     reports = [c for c in _hemoedge_commands(jobs["gate"]) if c[0] == "report"]
     assert reports and "--html" in reports[0]
     uploaded = [s for s in jobs["gate"]["steps"] if "upload-artifact" in s.get("uses", "")]
