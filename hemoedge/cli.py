@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: the embedded default)")
     s.add_argument("--out", required=True, help="artifact folder")
     s.add_argument("--simplifier", choices=("onnxslim", "onnxsim", "none"), default="onnxslim")
+    s.add_argument("--trust-checkpoint", action="store_true",
+                   help="load a pickled detector (an ultralytics .pt): unpickling can run code, "
+                   "so only for files you trust")
     s.add_argument("--data", help="folder of real/synthetic photos for the simplifier check")
     s.set_defaults(func=_handler("hemoedge.export.onnx_export"))
 

@@ -36,6 +36,7 @@ class ExportConfig:
     estimator: Path | None = None
     simplifier: str = "onnxslim"  # "onnxslim", "onnxsim" or "none"
     check_images: int = 4  # real-looking photos for the simplifier check
+    trust_checkpoint: bool = False  # allow a pickled (ultralytics) detector: it can run code
 
     def __post_init__(self) -> None:
         if self.simplifier not in ("onnxslim", "onnxsim", "none"):
@@ -208,7 +209,7 @@ def export(cfg: ExportConfig) -> Artifact:
                 spec = detector_spec() if role == "detector" else estimator_spec()
                 model, facts = adopt_onnx(src, spec)
             elif role == "detector":
-                torch_model, info = det_mod.load(src)
+                torch_model, info = det_mod.load(src, trust_pickle=cfg.trust_checkpoint)
                 spec = detector_spec(size=int(info.get("imgsz", 320)), num_classes=len(info["names"]))
                 model, facts = export_model(det_mod.set_export_mode(torch_model), spec,
                                             sha256_file(src), cfg.simplifier, images)
@@ -222,7 +223,8 @@ def export(cfg: ExportConfig) -> Artifact:
 
             onnx.save(model, str(tmp / file_name(role, "fp32")))
             art.set_model(role, spec, {"path": str(src.resolve()), "sha256": sha256_file(src),
-                                       **facts})
+                                       **({"trusted_pickle": True} if role == "detector"
+                                          and cfg.trust_checkpoint else {}), **facts})
             art.add_file(role, "fp32")
             log.info("%s: %s (%d bytes)", role, file_name(role, "fp32"),
                      art.files[file_name(role, "fp32")]["bytes"])
@@ -253,7 +255,8 @@ def cli(args) -> int:
     cfg = ExportConfig(out=Path(args.out),
                        detector=Path(args.detector) if args.detector else None,
                        estimator=Path(args.estimator) if args.estimator else None,
-                       simplifier=args.simplifier)
+                       simplifier=args.simplifier,
+                       trust_checkpoint=bool(getattr(args, "trust_checkpoint", False)))
     art = export(cfg)
     for name, f in art.files.items():
         print(f"{cfg.out / name}: {f['bytes'] / 1e6:.2f} MB, opset {f['opset']}, "

@@ -205,6 +205,19 @@ def localise(reference: Path, variant: Path, x: np.ndarray, input_name: str,
     return jumps[:top]
 
 
+def _check_source(src: Path, source: dict, role: str) -> None:
+    """The checkpoint the manifest names must still be the file the ONNX came from."""
+    from hemoedge.artifact import sha256_file
+
+    if not src.is_file():
+        raise HemoedgeError(f"{src}: the {role} checkpoint this artifact was exported from is "
+                            "missing; parity needs it as the PyTorch reference")
+    want = source.get("sha256")
+    if want and sha256_file(src) != want:
+        raise HemoedgeError(f"{src}: sha256 differs from the one recorded at export "
+                            f"({want[:12]}...): the {role} checkpoint changed since; re-export")
+
+
 def run(art_dir: Path, data: Path | None = None, n_images: int = 16,
         results: Results | None = None) -> list[FileParity]:
     from hemoedge.models import detector as det_mod
@@ -216,12 +229,17 @@ def run(art_dir: Path, data: Path | None = None, n_images: int = 16,
     for role in ("detector", "estimator"):
         if role not in art.models:
             continue
-        src = Path(art.models[role]["source"]["path"])
+        source = art.models[role]["source"]
+        src = Path(source["path"])
         if src.suffix == ".onnx":
             log.warning("%s came from an ONNX file: no PyTorch reference, parity skipped", role)
             continue
+        _check_source(src, source, role)
         if role == "detector":
-            model = det_mod.set_export_mode(det_mod.load(src)[0])
+            # a pickled source is loaded only if export was told to trust it, and only while
+            # it is still that very file (sha256 checked above)
+            model = det_mod.set_export_mode(
+                det_mod.load(src, trust_pickle=bool(source.get("trusted_pickle")))[0])
         else:
             model = est_mod.load(src)[0]
         for precision in art.precisions(role):

@@ -58,11 +58,20 @@ def save(model, path: str | Path, names=CLASS_NAMES, imgsz: int = 320, half: boo
     return ckpt_io.save(ckpt, path)
 
 
-def load(path: str | Path | None = None):
-    """-> (model in eval mode, info dict). Raises CheckpointError with the reason."""
+def load(path: str | Path | None = None, trust_pickle: bool = False):
+    """-> (model in eval mode, info dict). Raises CheckpointError with the reason.
+
+    An ultralytics .pt pickles Python objects, and unpickling a file can run any code it
+    names: such a file is refused unless `trust_pickle` (the CLI's --trust-checkpoint) says
+    the caller trusts where it came from. hemoedge's own format loads with weights_only."""
     path = Path(path) if path else DEFAULT
     ckpt = ckpt_io.load_weights_only(path, "detector")
     if ckpt is ckpt_io.PICKLED:
+        if not trust_pickle:
+            raise CheckpointError(
+                f"{path}: holds pickled Python objects (an ultralytics .pt?); unpickling can run "
+                "arbitrary code, so it is not loaded. If you trust where the file came from, "
+                "pass --trust-checkpoint")
         return _load_ultralytics(path)  # an ultralytics .pt pickles model objects
     if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT:
         model = build(ckpt["yaml"], nc=len(ckpt["names"]))

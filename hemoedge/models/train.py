@@ -74,7 +74,7 @@ def train_detector(recipe: Recipe, parts, out: Path, seed: int = 0) -> tuple[Pat
     best = out / "ultralytics" / "detector" / "weights" / "best.pt"
     if not best.is_file():
         raise HemoedgeError(f"ultralytics training wrote no {best}")
-    trained, _ = det_mod.load(best)
+    trained, _ = det_mod.load(best, trust_pickle=True)  # ultralytics' own file, written just now
     metrics = {k: float(v) for k, v in (model.trainer.metrics or {}).items()}
     path = det_mod.save(trained, out / "detector.pt", imgsz=recipe.det_size,
                         extra={"val_metrics": metrics})

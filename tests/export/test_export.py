@@ -8,7 +8,7 @@ import onnx
 import pytest
 
 from hemoedge.artifact import Artifact
-from hemoedge.errors import ExportError
+from hemoedge.errors import ExportError, HemoedgeError
 from hemoedge.export.onnx_export import ExportConfig, export
 from hemoedge.export.parity import match
 from hemoedge.export.parity import run as parity_run
@@ -99,3 +99,18 @@ def test_adopting_onnx_from_elsewhere(tiny_art, tmp_path):
                               estimator=tiny_art / "estimator.fp32.onnx"))
     assert art.models["detector"]["source"]["source_opset"] == 13
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_parity_refuses_a_checkpoint_that_changed_since_export(tmp_path, random_checkpoints):
+    import shutil
+
+    det, est = (tmp_path / "det.pt", tmp_path / "est.pt")
+    shutil.copy(random_checkpoints[0], det)
+    shutil.copy(random_checkpoints[1], est)
+    art = export(ExportConfig(out=tmp_path / "art", detector=det, estimator=est)).root
+    shutil.copy(random_checkpoints[1], det)  # the manifest's detector path now holds other bytes
+    with pytest.raises(HemoedgeError, match="sha256 differs"):
+        parity_run(art, None, n_images=1)
+    det.unlink()
+    with pytest.raises(HemoedgeError, match="missing"):
+        parity_run(art, None, n_images=1)

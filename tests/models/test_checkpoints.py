@@ -61,3 +61,29 @@ def test_detector_rejects_other_torch_files(tmp_path):
     torch.save({"something": torch.zeros(2)}, tmp_path / "x.pt")
     with pytest.raises(CheckpointError, match="neither a hemoedge detector nor an ultralytics"):
         detector.load(tmp_path / "x.pt")
+
+
+class _Payload:
+    """Unpickling this object creates a file: what a hostile checkpoint would do instead."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickled_detector_is_refused_and_never_unpickled(tmp_path):
+    import torch
+
+    from hemoedge.cli import main
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": _Payload(marker)}, evil)
+    with pytest.raises(CheckpointError, match="--trust-checkpoint"):
+        detector.load(evil)
+    assert not marker.exists()
+    out = tmp_path / "art"
+    assert main(["export", "--detector", str(evil), "--out", str(out)]) == 2
+    assert not marker.exists() and not out.exists()
