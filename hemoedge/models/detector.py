@@ -3,8 +3,9 @@
 Checkpoint formats read:
 * hemoedge's own (`format: hemoedge.detector/1`: yaml dict + state_dict), loaded with
   torch.load(weights_only=True) - the shipped default is one;
-* any ultralytics `.pt` (a pickled model object). That needs ultralytics' own loader, which
-  unpickles arbitrary objects: only load files you trust (the log says so).
+* an ultralytics `.pt` (a pickled model object), only when the caller says it trusts the file
+  (`load(..., trust_pickle=True)`, the CLI's --trust-checkpoint): ultralytics' own loader
+  unpickles arbitrary objects, and unpickling can run any code the file names.
 """
 
 from __future__ import annotations
