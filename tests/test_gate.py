@@ -20,7 +20,7 @@ from hemoedge.gate import (
     write_benchmark_json,
     write_junit,
 )
-from hemoedge.report.results import Results
+from hemoedge.report.results import Results, merge
 
 RATIO_TOML = """
 [[budget]]
@@ -370,3 +370,25 @@ def test_markdown_appends_to_github_step_summary(tmp_path, monkeypatch):
     assert cli(_args(tmp_path, path, md=str(summary))) == 0
     text = summary.read_text()
     assert text.startswith("# earlier step\n") and "## hemoedge gate PASS" in text
+
+
+def test_a_second_file_cannot_override_a_failing_metric(tmp_path):
+    """Shards complete each other; a file repeating a metric with another value is refused."""
+    (tmp_path / "budgets.toml").write_text(
+        'schema = "hemoedge.budgets/1"\n[[budget]]\nname = "mae delta"\nkind = "absolute"\n'
+        'metric = "acc.e2e.hb_mae_delta"\nvariant = "det=int8,est=int8"\nmax = 0.05\n')
+    fail, override, shard = Results(), Results(), Results()
+    fail.add("acc.e2e.hb_mae_delta", "det=int8,est=int8", 0.2, "g/dL", "lower")
+    override.add("acc.e2e.hb_mae_delta", "det=int8,est=int8", 0.0, "g/dL", "lower")
+    shard.add("acc.e2e.hb_mae_delta", "det=int8,est=int8", 0.2, "g/dL", "lower")  # same figure
+    shard.add("size.detector.bytes", "det=int8", 3.4e6, "bytes", "lower")
+    paths = [str(x.save(tmp_path / f"{n}.json")) for n, x in
+             (("fail", fail), ("override", override), ("shard", shard))]
+    budgets = ["--budgets", str(tmp_path / "budgets.toml"), "--baseline", str(tmp_path / "no.json")]
+    assert main(["gate", paths[0], *budgets]) == 1
+    assert main(["gate", paths[0], paths[1], *budgets]) == 2  # not 0: the override is refused
+    with pytest.raises(ResultsError, match="conflicts with 0.2"):
+        merge([paths[0], paths[1]])
+    merged = merge([paths[0], paths[2]])  # an identical repeat is kept once
+    assert len(merged.find("acc.e2e.hb_mae_delta")) == 1 and len(merged.metrics) == 2
+    assert main(["gate", paths[0], paths[2], *budgets]) == 1

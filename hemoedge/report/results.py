@@ -182,9 +182,31 @@ def _merge_sweep_env(a: dict, b: dict) -> dict:
     return {**a, "entries": list(entries.values())}
 
 
+def _key(m: Metric) -> tuple:
+    return m.name, m.variant, json.dumps(m.params, sort_keys=True, default=str)
+
+
 def merge(paths: list[str | Path]) -> Results:
-    """Merge shards of one run by concatenation."""
+    """Merge shards of one run by concatenation. A metric (name, variant, params) that two
+    files both hold must have the same value in both (then it is kept once): shards complete
+    each other, they never silently override each other — a second file repeating a failing
+    metric with a better value is an error, not a pass."""
     out = Results()
+    seen: dict[tuple, tuple[float, str]] = {}
     for p in paths:
-        out.extend(Results.load(p))
+        r = Results.load(p)
+        fresh = []
+        for m in r.metrics:
+            k = _key(m)
+            if k in seen and seen[k][1] != str(p):
+                if seen[k][0] != m.value:
+                    raise ResultsError(
+                        f"{p}: {m.name} [{m.variant}] = {m.value:g} conflicts with "
+                        f"{seen[k][0]:g} in {seen[k][1]}; shards must not measure the same "
+                        "metric twice (merge files of one run only)")
+                continue  # the same figure in both files: keep it once
+            seen.setdefault(k, (m.value, str(p)))
+            fresh.append(m)
+        r.metrics = fresh
+        out.extend(r)
     return out
