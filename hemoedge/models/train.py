@@ -87,14 +87,8 @@ def train_detector(recipe: Recipe, parts, out: Path, seed: int = 0) -> tuple[Pat
 def crop_tensors(records: list[yakimov.Record], size: int) -> tuple[np.ndarray, np.ndarray,
                                                                        np.ndarray]:
     """Ground-truth nail crops -> (N, 3, S, S) float32 normalised, Hb (N,), patient index (N,)."""
-    spec = estimator_spec(size)
-    xs, ys, pids = [], [], []
-    for i, rec in enumerate(records):
-        for c in yakimov.nail_crops(rec):
-            xs.append(resize_crop(c, spec.preprocess)[0])
-            ys.append(rec.hb_gdl)
-            pids.append(i)
-    return np.stack(xs), np.asarray(ys, np.float32), np.asarray(pids)
+    crops = CropSampler(records, size, CropJitter(edge_px=0.0))
+    return crops.exact(), crops.hb, crops.patients
 
 
 class CropSampler:

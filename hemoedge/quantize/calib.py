@@ -17,6 +17,7 @@ Records are duck-typed to hemoedge.data.yakimov.Record: `.patient_id`, `.photo`,
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,10 +142,7 @@ class CropSet:
         return [severity_band(h) if np.isfinite(h) else "?" for h in self.hb]
 
     def band_counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for b in self.bands():
-            out[b] = out.get(b, 0) + 1
-        return dict(sorted(out.items()))
+        return dict(sorted(Counter(self.bands()).items()))
 
 
 def detector_crops(records: Sequence[Any], det: OrtModel, est_spec: ModelSpec, samples: int,
