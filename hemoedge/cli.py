@@ -1,7 +1,9 @@
 """Command line: argparse only. Each sub-command parses its arguments and hands them to the
 stage's `cli(args) -> int` (imported lazily, so `hemoedge --help` stays fast).
 
-Exit codes: 0 ok; 1 a verdict (gate/parity/accuracy failure); 2 bad input or usage.
+Exit codes: 0 ok; 1 a verdict (gate/parity/accuracy failure); 2 bad input or usage, always
+one line naming the file or the argument. Numeric options are range-checked here, and every
+output path a command will write is checked (`outputs`, below) before the command starts.
 """
 
 from __future__ import annotations
@@ -10,10 +12,65 @@ import argparse
 import functools
 import importlib
 import logging
+import math
 import sys
+from pathlib import Path
 
 from hemoedge import __version__
-from hemoedge.errors import HemoedgeError
+from hemoedge.errors import (
+    HemoedgeError,
+    check_output_dir,
+    check_output_file,
+    one_line,
+    os_error_message,
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit 2), like every other input error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)\n")
+
+
+def _int_at_least(lo: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from e
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {v}")
+        return v
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+_positive = _int_at_least(1, "an integer >= 1")
+_count = _int_at_least(0, "an integer >= 0")
+_seed = _int_at_least(0, "a seed >= 0")
+
+
+def _port(text: str) -> int:
+    v = _int_at_least(1, "a TCP port 1-65535")(text)
+    if v > 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 1-65535, got {v}")
+    return v
+
+
+def _finite(lo: float | None = None, what: str = "a finite number"):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from e
+        if not math.isfinite(v) or (lo is not None and v < lo):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return v
+    return parse
+
+
+_positive_float = _finite(0.0, "a finite number >= 0")
 
 
 def _csv(text: str) -> list[str]:
@@ -22,9 +79,12 @@ def _csv(text: str) -> list[str]:
 
 def _ints(text: str) -> list[int]:
     try:
-        return [int(t) for t in _csv(text)]
+        out = [int(t) for t in _csv(text)]
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from e
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, got {text!r}")
+    return out
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -54,31 +114,32 @@ def _handler(module: str, func: str = "cli"):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hemoedge", description=(
+    p = _Parser(prog="hemoedge", description=(
         "Edge-optimisation and benchmarking suite for an on-device fingernail Hb pipeline. "
         "Not a medical device."))
     p.add_argument("--version", action="version", version=f"hemoedge {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     # data ----------------------------------------------------------------------------
     data = sub.add_parser("data", help="synthetic Yakimov-layout data and camera videos")
-    dsub = data.add_subparsers(dest="data_command", required=True)
+    dsub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     s = dsub.add_parser("synth", help="write a synthetic set in the Yakimov layout")
     s.add_argument("--out", required=True, help="output folder (metadata.csv, photo/)")
-    s.add_argument("--patients", type=int, default=250)
-    s.add_argument("--sessions", type=int, default=20, help="MEASUREMENT_DATE groups")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--patients", type=_positive, default=250)
+    s.add_argument("--sessions", type=_positive, default=20, help="MEASUREMENT_DATE groups")
+    s.add_argument("--seed", type=_seed, default=0)
     s.set_defaults(func=_handler("hemoedge.data.synth"))
     s = dsub.add_parser("video", help="write a Y4M fake-camera video of a hand with a known Hb")
     s.add_argument("--out", required=True, help="FILE.y4m")
-    s.add_argument("--hb", type=float, required=True, help="haemoglobin, g/dL")
-    s.add_argument("--frames", type=int, default=150, help="frames at 25 fps")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--hb", type=_finite(0.1, "Hb in g/dL, a finite number >= 0.1"), required=True,
+                   help="haemoglobin, g/dL")
+    s.add_argument("--frames", type=_positive, default=150, help="frames at 25 fps")
+    s.add_argument("--seed", type=_seed, default=0)
     s.set_defaults(func=_handler("hemoedge.data.video"))
     s = dsub.add_parser("check", help="load a Yakimov-layout folder and report what it holds")
     s.add_argument("dir")
-    s.add_argument("--seed", type=int, default=0, help="split seed")
+    s.add_argument("--seed", type=_seed, default=0, help="split seed")
     s.set_defaults(func=_handler("hemoedge.data.yakimov"))
 
     # train ---------------------------------------------------------------------------
@@ -88,20 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--recipe", default="default")
     s.add_argument("--backbone", help="override the recipe's timm backbone")
     s.add_argument("--only", choices=("detector", "estimator"), help="train one model only")
-    s.add_argument("--det-epochs", type=int, help="override the recipe's detector epochs")
-    s.add_argument("--est-epochs", type=int, help="override the recipe's estimator epochs")
-    s.add_argument("--est-size", type=int, help="estimator input side, px (default 224; "
+    s.add_argument("--det-epochs", type=_count, help="override the recipe's detector epochs")
+    s.add_argument("--est-epochs", type=_count, help="override the recipe's estimator epochs")
+    s.add_argument("--est-size", type=_positive, help="estimator input side, px (default 224; "
                    "192 for the lip recipe)")
     s.add_argument("--task", choices=("regression", "classification"),
                    help="estimator head: Hb regression (Ridge) or anaemia classification "
                         "(logistic) on the same frozen features")
-    s.add_argument("--anaemia-threshold", type=float,
+    s.add_argument("--anaemia-threshold", type=_positive_float,
                    help="classification: anaemic = Hb below this, g/dL (default 12, WHO)")
     s.add_argument("--est-init", help="start from this estimator checkpoint's backbone "
                    "(with --est-epochs 0: fit only the head on its features)")
-    s.add_argument("--det-hours", type=float,
+    s.add_argument("--det-hours", type=_positive_float,
                    help="detector time budget in hours (ultralytics fits its schedule to it)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_seed, default=0)
     s.set_defaults(func=_handler("hemoedge.models.train"))
 
     # export / quantize / parity / eval --------------------------------------------
@@ -123,15 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variants", type=_csv, default=["fp32", "fp16", "int8"])
     s.add_argument("--calib", help="Yakimov-layout folder for calibration (default: synthetic)")
     s.add_argument("--method", choices=("minmax", "percentile", "entropy"), default="minmax")
-    s.add_argument("--samples", type=int, default=64, help="calibration samples per model")
-    s.add_argument("--tolerance-hb", type=float, default=0.05,
+    s.add_argument("--samples", type=_positive, default=64, help="calibration samples per model")
+    s.add_argument("--tolerance-hb", type=_positive_float, default=0.05,
                    help="max allowed int8 estimator Hb MAE vs fp32 on val, g/dL")
-    s.add_argument("--tolerance-det-score", type=float, default=0.05,
+    s.add_argument("--tolerance-det-score", type=_positive_float, default=0.05,
                    help="max int8 detector |score change| on the top anchors (0-1)")
-    s.add_argument("--tolerance-det-box-px", type=float, default=1.0,
+    s.add_argument("--tolerance-det-box-px", type=_positive_float, default=1.0,
                    help="max int8 detector mean |box change| on the top anchors, network px")
-    s.add_argument("--val-samples", type=int, default=32, help="validation photos for the search")
-    s.add_argument("--max-steps", type=int, help="at most this many node-exclusion rounds")
+    s.add_argument("--val-samples", type=_positive, default=32, help="validation photos for the search")
+    s.add_argument("--max-steps", type=_count, help="at most this many node-exclusion rounds")
     s.add_argument("--roles", type=_csv, help="models to make variants of (default: "
                    "detector,estimator)")
     s.add_argument("--calib-sampling", choices=("stratified", "spread"),
@@ -151,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "(--web: in the PWA's WASM runtime against onnxruntime, same file)")
     s.add_argument("art")
     s.add_argument("--data", help="Yakimov-layout folder (default: synthetic test split)")
-    s.add_argument("--images", type=int, default=16, help="photos to compare on")
+    s.add_argument("--images", type=_positive, default=16, help="photos to compare on")
     s.add_argument("--results", help="append metrics to this results.json")
     s.add_argument("--web", action="store_true", help="run every file and the e2e pairings "
                    "inside the built PWA in Chromium against Python onnxruntime on the same "
@@ -170,13 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     # bench -----------------------------------------------------------------------------
     bench = sub.add_parser("bench", help="latency benchmarks")
-    bsub = bench.add_subparsers(dest="bench_command", required=True)
+    bsub = bench.add_subparsers(dest="bench_command", required=True, parser_class=_Parser)
     s = bsub.add_parser("cpu", help="onnxruntime CPU latency")
     s.add_argument("art", nargs="?")
     s.add_argument("--threads", type=_ints, default=[1, 2])
     s.add_argument("--model", help="benchmark any .onnx file with the same harness")
-    s.add_argument("--runs", type=int, default=200)
-    s.add_argument("--warmup", type=int, default=20)
+    s.add_argument("--runs", type=_positive, default=200)
+    s.add_argument("--warmup", type=_count, default=20)
     s.add_argument("--quick", action="store_true", help="fewer runs (for tests)")
     s.add_argument("--data", help="Yakimov-layout folder for real frames (default: rendered)")
     s.add_argument("--no-spin", action="store_true",
@@ -211,17 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("choose", help="recommend the variant pairing (and backbone) to ship")
     s.add_argument("results", nargs="+", help="one or more results.json (shards are merged)")
     s.add_argument("--target", choices=("web", "cpu"), default="web")
-    s.add_argument("--max-frame-ms", type=float)
-    s.add_argument("--max-hb-mae-delta", type=float, default=0.05)
-    s.add_argument("--max-bytes", type=float)
+    s.add_argument("--max-frame-ms", type=_positive_float)
+    s.add_argument("--max-hb-mae-delta", type=_positive_float, default=0.05)
+    s.add_argument("--max-bytes", type=_positive_float)
     s.add_argument("--task", choices=("regression", "classification"), default="regression",
                    help="sweep results: rank the Hb regressors or the anaemia classifiers")
-    s.add_argument("--max-hb-mae", type=float, help="absolute end-to-end Hb MAE limit, g/dL")
-    s.add_argument("--max-hb-mae-over-best", type=float, default=0.10,
+    s.add_argument("--max-hb-mae", type=_positive_float, help="absolute end-to-end Hb MAE limit, g/dL")
+    s.add_argument("--max-hb-mae-over-best", type=_positive_float, default=0.10,
                    help="across backbones: e2e Hb MAE at most this above the most accurate "
                         "backbone's fp32 pipeline, g/dL")
-    s.add_argument("--min-auroc", type=float, help="classification: e2e AUROC at least this")
-    s.add_argument("--max-auroc-drop", type=float, default=0.02,
+    s.add_argument("--min-auroc", type=_positive_float, help="classification: e2e AUROC at least this")
+    s.add_argument("--max-auroc-drop", type=_positive_float, default=0.02,
                    help="classification: e2e AUROC at most this below the backbone's fp32")
     s.set_defaults(func=_handler("hemoedge.report.choose"))
 
@@ -237,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # webapp --------------------------------------------------------------------------
     web = sub.add_parser("webapp", help="build and serve the offline PWA")
-    wsub = web.add_subparsers(dest="webapp_command", required=True)
+    wsub = web.add_subparsers(dest="webapp_command", required=True, parser_class=_Parser)
     s = wsub.add_parser("build", help="build the PWA for one variant pairing")
     s.add_argument("--art", default=None, help="artifact folder (default: export the embedded default)")
     s.add_argument("--variant", default="det=int8,est=fp32", help="e.g. det=int8,est=fp32")
@@ -246,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = wsub.add_parser("serve", help="serve a built PWA with COOP/COEP (loopback)")
     s.add_argument("dist")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--port", type=_port, default=8765)
     s.set_defaults(func=_handler("hemoedge.web.serve"))
 
     # sweep -----------------------------------------------------------------------------
@@ -262,14 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shard", type=_shard, help="i/n: entries i, i+n, ... of the list")
     s.add_argument("--merge", nargs="+", metavar="RESULTS",
                    help="merge sweep results.json files of shards run elsewhere into --out")
-    s.add_argument("--epochs", type=int, help="backbone fine-tuning epochs (default 5; quick 1)")
-    s.add_argument("--anaemia-threshold", type=float, help="classification: anaemic = Hb "
+    s.add_argument("--epochs", type=_count, help="backbone fine-tuning epochs (default 5; quick 1)")
+    s.add_argument("--anaemia-threshold", type=_positive_float, help="classification: anaemic = Hb "
                    "below this, g/dL (default 12, WHO)")
-    s.add_argument("--max-train-min", type=float,
+    s.add_argument("--max-train-min", type=_positive_float,
                    help="skip entries whose projected fine-tuning exceeds this (default 15)")
-    s.add_argument("--max-model-mb", type=float,
+    s.add_argument("--max-model-mb", type=_positive_float,
                    help="skip entries whose fp32 weights exceed this (default 100)")
-    s.add_argument("--threads", type=int, help="CPU and WASM threads of the benchmarks (2)")
+    s.add_argument("--threads", type=_positive, help="CPU and WASM threads of the benchmarks (2)")
     s.add_argument("--detector-art", help="artifact holding the detector variants to pair "
                    "with (default: export and quantise the embedded detector once)")
     s.add_argument("--no-web", action="store_true", help="skip the browser benchmark")
@@ -294,6 +355,64 @@ def _parser() -> argparse.ArgumentParser:
     return build_parser()
 
 
+# Output paths each command writes: (argument, "file" | "dir"). They are checked before the
+# command starts, so a folder where a file belongs, a file where a folder belongs or a
+# read-only location fails at once with one line, never after the work (and leaves nothing).
+OUTPUTS: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {
+    ("data", "synth"): (("out", "dir"),),
+    ("data", "video"): (("out", "file"),),
+    ("train",): (("out", "dir"),),
+    ("export",): (("out", "dir"),),
+    ("parity",): (("results", "file"),),
+    ("eval",): (("results", "file"),),
+    ("bench", "cpu"): (("results", "file"),),
+    ("bench", "web"): (("results", "file"),),
+    ("report",): (("html", "file"), ("md", "file")),
+    ("gate",): (("junit", "file"), ("md", "file"), ("benchmark_json", "file")),
+    ("webapp", "build"): (("out", "dir"),),
+    ("sweep",): (("out", "dir"),),
+    ("run",): (("out", "dir"),),
+}
+# commands whose results.json defaults to ART/results.json
+RESULTS_IN_ART = {("parity",), ("eval",), ("bench", "cpu")}
+
+
+def _command_path(args: argparse.Namespace) -> tuple[str, ...]:
+    path = (args.command,)
+    for attr in ("data_command", "bench_command", "webapp_command"):
+        if getattr(args, attr, None):
+            path += (getattr(args, attr),)
+    return path
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """OutputError (exit 2) if a path this command will write cannot be written."""
+    cmd = _command_path(args)
+    for attr, kind in OUTPUTS.get(cmd, ()):
+        value = getattr(args, attr, None)
+        if value:
+            what = f"--{attr.replace('_', '-')} {kind}"
+            (check_output_dir if kind == "dir" else check_output_file)(value, what)
+    if cmd == ("gate",) and getattr(args, "update_baseline", False):
+        check_output_file(args.baseline, "--baseline file")
+    art = getattr(args, "art", None)
+    if cmd in RESULTS_IN_ART and not getattr(args, "results", None) and art \
+            and Path(art).is_dir():
+        check_output_file(Path(art) / "results.json", "results file")
+
+
+def error_message(e: BaseException) -> str | None:
+    """The one-line message of an input or environment failure (exit 2), or None for anything
+    else (a bug: left to propagate with its traceback)."""
+    if isinstance(e, HemoedgeError):
+        return one_line(str(e))
+    if isinstance(e, OSError):  # missing file, permissions, full disk, ...
+        return os_error_message(e)
+    if type(e).__name__ == "DecompressionBombError":  # PIL: an image header claims too much
+        return one_line(f"an image is too large to decode safely ({e})")
+    return None
+
+
 def call(argv: list[str], **overrides) -> int:
     """Run `hemoedge ARGV` in this process, exactly as the command line parses it (errors
     propagate; `main` turns them into exit codes). `overrides` set parsed arguments the command
@@ -302,6 +421,7 @@ def call(argv: list[str], **overrides) -> int:
     args = _parser().parse_args(argv)
     for k, v in overrides.items():
         setattr(args, k, v)
+    check_outputs(args)
     return int(args.func(args) or 0)
 
 
@@ -313,13 +433,17 @@ def main(argv: list[str] | None = None) -> int:
 
     offline.configure()
     try:
+        check_outputs(args)
         return int(args.func(args) or 0)
-    except HemoedgeError as e:
-        print(f"hemoedge: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("hemoedge: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        msg = error_message(e)
+        if msg is None:
+            raise
+        print(f"hemoedge: error: {msg}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
