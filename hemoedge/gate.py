@@ -349,7 +349,22 @@ def _find(results: Results, ref: MetricRef, op: str = "<=") -> list[Metric]:
     return found[-1:]
 
 
+def _refuse_non_finite(b: Budget, results: Results | None, where: str) -> None:
+    """A figure a budget judges that is NaN or infinite (written as null) is bad input, never a
+    pass and never silently skipped: ResultsError (exit 2) naming the metric and budget."""
+    for ref in b.refs():
+        for m in (results.metrics if results is not None else []):
+            if ref.matches(m) and not math.isfinite(m.value):
+                raise ResultsError(f"budget {b.name!r}: {m.name} [{m.variant or '-'}] in the "
+                                   f"{where} is {fmt(m.value)} (not a finite number); a "
+                                   "non-finite figure is never a pass: fix the stage that "
+                                   "wrote it")
+
+
 def _evaluate_one(b: Budget, results: Results, baseline: Results | None) -> Check:
+    _refuse_non_finite(b, results, "results")
+    if b.kind == "baseline":
+        _refuse_non_finite(b, baseline, "baseline")
     present_names = {m.name for m in results.metrics}
     op = "<=" if b.max is not None else ">="
     missing = [r for r in b.refs() if not _find(results, r, op)]

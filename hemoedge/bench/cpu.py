@@ -319,16 +319,17 @@ def count_flops(path: str | Path) -> FlopCount:
 # ------------------------------------------------------------------------- sessions and inputs
 
 def _load_onnx(path: str | Path):
-    import onnx
+    """The ONNX model, or one line naming the file: missing, empty, not ONNX, truncated."""
+    from hemoedge.artifact import load_onnx
+    from hemoedge.errors import ArtifactError
 
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"{path}: no such ONNX file")
     try:
-        return onnx.load(str(path))
-    except Exception as e:  # protobuf DecodeError and friends
-        raise BenchError(f"{path}: not a valid ONNX model ({type(e).__name__}); "
-                         "expected a .onnx file saved by onnx / torch.onnx.export") from e
+        return load_onnx(path)
+    except ArtifactError as e:
+        raise BenchError(str(e)) from e
 
 
 def session(path: str | Path | bytes, threads: int, spin: bool = True):
@@ -531,7 +532,7 @@ def units(cfg: CpuBenchConfig, art: Artifact | None) -> list[Unit]:
         for role in ROLES:
             for p in art.precisions(role):
                 for k, t in enumerate(cfg.threads):
-                    out.append(Unit("model", t, role, p, art.path(role, p),
+                    out.append(Unit("model", t, role, p, art.path(role, p, verify=False),
                                     variant_name(**{SHORT[role]: p}), first_thread=k == 0))
     if cfg.model is not None:
         role = _role_of(cfg.model)
@@ -742,6 +743,12 @@ def run(cfg: CpuBenchConfig) -> Results:
     if cfg.model is not None:
         _load_onnx(cfg.model)  # fail on a bad file before any timing
     work = units(cfg, art)
+    if art is not None:  # every artifact file this shard reads, against the manifest
+        for u in work:
+            if u.kind == "frame":
+                art.path("detector", u.det), art.path("estimator", u.est)
+            elif u.path is not None and u.variant.startswith(("det=", "est=")):
+                art.verify(u.path.name)
     for path in sorted({u.path for u in work if u.path is not None}):
         _load_onnx(path)
     res = Results(env=environment(cfg))
@@ -830,18 +837,24 @@ def config_from_args(args: Any) -> CpuBenchConfig:
         progress=sys.stderr.isatty(), command=_command(args))
 
 
-def results_path(args: Any) -> Path:
+def results_path(args: Any) -> Path | None:
+    """--results, else ART/results.json; None for `--model` alone (nothing is written beside
+    a model file nobody asked to write to)."""
     if getattr(args, "results", None):
         return Path(args.results)
     if getattr(args, "art", None):
         return Path(args.art) / "results.json"
-    return Path(args.model).parent / "results.json"
+    return None
 
 
 def cli(args: Any) -> int:
     cfg = config_from_args(args)
     new = run(cfg)
     out = results_path(args)
+    if out is None:
+        _print_table(new)
+        print(f"{len(new.metrics)} metrics measured; not written (add --results FILE to keep them)")
+        return 0
     res = Results.load_or_new(out)
     res.env.update(new.env)  # this run's machine wins
     for k, v in new.variants.items():

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,15 +104,14 @@ class Results:
                 "commands": self.commands, "metrics": [m.to_dict() for m in self.metrics]}
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically (temp file + rename) so a crash never leaves half a file."""
+        """Write atomically (temp file + rename) so a crash never leaves half a file; the
+        file gets the usual mode (0666 less the umask), like any file the user creates."""
+        from hemoedge.artifact import write_atomic
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".results.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.to_dict(), f, indent=1, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-        return path
+        if path.is_dir():
+            raise ResultsError(f"{path}: is a folder; expected a results.json file path")
+        return write_atomic(path, json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n")
 
     @staticmethod
     def from_dict(d: dict, source: str = "results") -> Results:
@@ -123,15 +120,24 @@ class Results:
             raise ResultsError(f"{source}: expected schema {SCHEMA!r}, found {found!r}")
         out = Results(env=dict(d.get("env", {})), variants=dict(d.get("variants", {})),
                       commands=list(d.get("commands", [])))
-        for i, m in enumerate(d.get("metrics", [])):
+        metrics = d.get("metrics", [])
+        if not isinstance(metrics, list):
+            raise ResultsError(f"{source}: 'metrics' must be a list, found {type(metrics).__name__}")
+        for i, m in enumerate(metrics):
             try:
                 value = m["value"]
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ResultsError(
+                        f"{source}: metric #{i} {m.get('name')!r} has value {value}; a "
+                        "non-finite figure is written as null (never a pass), NaN/Infinity "
+                        "literals are not accepted")
                 out.metrics.append(Metric(m["name"], m.get("variant", ""),
                                           float("nan") if value is None else value,
                                           m.get("unit", ""), m.get("better", "none"), m.get("n"),
                                           m.get("ci95"), dict(m.get("params", {}))))
-            except (KeyError, TypeError) as e:
-                raise ResultsError(f"{source}: metric #{i} is malformed ({e}): {m!r}") from e
+            except (KeyError, TypeError, AttributeError) as e:
+                raise ResultsError(f"{source}: metric #{i} is malformed "
+                                   f"({e.__class__.__name__} {e}): {str(m)[:200]}") from e
         return out
 
     @staticmethod
@@ -143,6 +149,8 @@ class Results:
             d = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ResultsError(f"{path}: not valid JSON ({e}); expected a hemoedge results.json") from e
+        except OSError as e:
+            raise ResultsError(f"{path}: cannot be read ({e.strerror or e.__class__.__name__})") from e
         return Results.from_dict(d, source=str(path))
 
     @staticmethod
@@ -186,6 +194,10 @@ def _key(m: Metric) -> tuple:
     return m.name, m.variant, json.dumps(m.params, sort_keys=True, default=str)
 
 
+def _same(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
 def merge(paths: list[str | Path]) -> Results:
     """Merge shards of one run by concatenation. A metric (name, variant, params) that two
     files both hold must have the same value in both (then it is kept once): shards complete
@@ -199,7 +211,7 @@ def merge(paths: list[str | Path]) -> Results:
         for m in r.metrics:
             k = _key(m)
             if k in seen and seen[k][1] != str(p):
-                if seen[k][0] != m.value:
+                if not _same(seen[k][0], m.value):
                     raise ResultsError(
                         f"{p}: {m.name} [{m.variant}] = {m.value:g} conflicts with "
                         f"{seen[k][0]:g} in {seen[k][1]}; shards must not measure the same "
