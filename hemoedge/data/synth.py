@@ -51,8 +51,12 @@ def synthesize(out: str | Path, patients: int = 250, sessions: int = 20, seed: i
     """Write the set into `out` (atomically: built in a temp folder, then renamed)."""
     if patients < 1 or sessions < 1:
         raise DataError(f"need at least 1 patient and 1 session, got {patients} and {sessions}")
+    if seed < 0:
+        raise DataError(f"the seed must be >= 0, got {seed}")
     sessions = min(sessions, patients)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder; choose a new --out")
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out}: folder exists and is not empty; choose a new --out")
     rng = np.random.default_rng(seed)

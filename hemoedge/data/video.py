@@ -90,7 +90,11 @@ def write_video(out: str | Path, hb_gdl: float, frames_n: int = 150, seed: int =
         raise DataError(f"--hb {hb_gdl} g/dL is outside the plausible 3-20 g/dL")
     if not 1 <= frames_n < 2 ** CODE_BITS:
         raise DataError(f"--frames must be 1..{2 ** CODE_BITS - 1}, got {frames_n}")
+    if seed < 0:
+        raise DataError(f"--seed must be >= 0, got {seed}")
     out = Path(out)
+    if out.is_dir():
+        raise DataError(f"{out}: is a folder; --out must be a FILE.y4m path")
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
     try:
@@ -99,6 +103,9 @@ def write_video(out: str | Path, hb_gdl: float, frames_n: int = 150, seed: int =
             for _, img in frames(hb_gdl, frames_n, seed):
                 f.write(b"FRAME\n")
                 f.write(rgb_to_yuv420(img))
+        from hemoedge.artifact import _umask
+
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 -> the mode open() would give
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -36,7 +36,7 @@ def test_no_csv(tmp_path):
 def test_bad_rows_are_reported_and_skipped(tiny_data, tmp_path):
     dst, rows = _copy(tiny_data, tmp_path)
     rows[0]["NAIL_BOUNDING_BOXES"] = "[[1, 2, 3"  # unparsable
-    rows[1]["SKIN_BOUNDING_BOXES"] = "[[0, 0, 9999, 10]]"  # outside the photo
+    rows[1]["SKIN_BOUNDING_BOXES"] = "[[0, 0, 9999, 10], [0, 0, 5, 5], [0, 0, 5, 5]]"  # outside
     (dst / "photo" / f"{rows[2]['PATIENT_ID']}.jpg").unlink()  # missing photo
     (dst / "photo" / f"{rows[3]['PATIENT_ID']}.jpg").write_text("not a jpeg")  # non-image
     _write(dst, rows)
@@ -44,7 +44,7 @@ def test_bad_rows_are_reported_and_skipped(tiny_data, tmp_path):
     assert len(ds.records) == len(rows) - 4
     text = "\n".join(ds.problems)
     assert "not JSON" in text and "outside the 640x480 photo" in text
-    assert "is missing" in text and "is not an image" in text
+    assert "is missing" in text and "not a readable image" in text
     assert all("row skipped" in p for p in ds.problems)
 
 
