@@ -275,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-frame-ms", type=_positive_float)
     s.add_argument("--max-hb-mae-delta", type=_positive_float, default=0.05)
     s.add_argument("--max-bytes", type=_positive_float)
+    s.add_argument("--max-first-visit-mb", type=_positive_float,
+                   help="web: first-visit MB on the wire at most this (bench web's "
+                        "web.first_visit.bytes; without it, the model files' bytes)")
     s.add_argument("--task", choices=("regression", "classification"), default="regression",
                    help="sweep results: rank the Hb regressors or the anaemia classifiers")
     s.add_argument("--max-hb-mae", type=_positive_float, help="absolute end-to-end Hb MAE limit, g/dL")
@@ -303,11 +306,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--art", default=None, help="artifact folder (default: export the embedded default)")
     s.add_argument("--variant", default="det=int8,est=fp32", help="e.g. det=int8,est=fp32")
     s.add_argument("--out", required=True)
+    s.add_argument("--base", default="/", help="URL path the app is served under, e.g. "
+                   "/team/hemo/ (used in the emitted _headers and nginx.conf)")
+    s.add_argument("--no-compress", action="store_true",
+                   help="skip the precompressed .br/.gz siblings")
+    s.add_argument("--coi-serviceworker", action="store_true",
+                   help="hosts that cannot set headers: the service worker adds COOP/COEP "
+                        "(the first visit reloads once)")
+    s.add_argument("--fp16-estimator-within", type=_positive_float, metavar="G_DL",
+                   help="ship est=fp16 instead of fp32 when --results shows its e2e Hb MAE "
+                        "within G_DL of fp32's")
+    s.add_argument("--results", help="results.json with eval's figures (for "
+                   "--fp16-estimator-within)")
     s.set_defaults(func=_handler("hemoedge.web.build"))
     s = wsub.add_parser("serve", help="serve a built PWA with COOP/COEP (loopback)")
     s.add_argument("dist")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=_port, default=8765)
+    s.add_argument("--base", default="/", help="serve under this URL path, e.g. /team/hemo/")
     s.set_defaults(func=_handler("hemoedge.web.serve"))
 
     # sweep -----------------------------------------------------------------------------
