@@ -161,6 +161,9 @@ def hb_metrics(pred: Sequence[float], truth: Sequence[float]) -> dict[str, float
     from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
     p, t = np.asarray(pred, np.float64), np.asarray(truth, np.float64)
+    if not (np.isfinite(p).all() and np.isfinite(t).all()):
+        raise BenchError(f"{int((~np.isfinite(p)).sum())} of {len(p)} predicted Hb values are "
+                         "not finite (NaN/Inf): the model's outputs cannot be scored")
     return {"mae": float(mean_absolute_error(t, p)),
             "rmse": float(np.sqrt(mean_squared_error(t, p))),
             "r2": float(r2_score(t, p)) if len(t) > 1 else float("nan")}
@@ -275,13 +278,16 @@ def add_kernel_spread(res: Results, kernels: Measured, reference: Measured) -> N
 
 def eval_records(data: Path | None, split: str = "test", split_seed: int = 0) -> list[Any]:
     """The patients eval measures: the held-out test split of `data`, or all of them."""
-    from hemoedge.quantize.run import default_data, load_splits
+    from hemoedge.data import yakimov
+    from hemoedge.quantize.run import default_data
 
+    ds = yakimov.load(data or default_data())
+    if ds.problems:  # the loader logged each one; say how many were left out
+        print(f"eval: skipped {len(ds.problems)} row(s) of {ds.root / 'metadata.csv'} "
+              f"(first: {ds.problems[0]})")
     if split == "all":
-        from hemoedge.data import yakimov
-
-        return list(yakimov.load(data or default_data()).records)
-    return load_splits(data, split_seed)["test"]
+        return list(ds.records)
+    return yakimov.split(ds.records, seed=split_seed)["test"]
 
 
 @dataclass
@@ -315,9 +321,16 @@ def evaluate(cfg: EvalConfig, records: Sequence[Any] | None = None,
     res = Results()
     if cfg.command:
         res.commands.append(cfg.command)
+    from hemoedge.data.yakimov import read_photos
+
+    records, images, unreadable = read_photos(list(records), read)
+    if unreadable:
+        print(f"eval: skipped {len(unreadable)} photo(s) that could not be read "
+              f"(first: {unreadable[0]})")
+    if not records:
+        raise BenchError("no readable photo in the split; nothing to evaluate")
     truth = {str(r.patient_id): float(r.hb_gdl) for r in records}
     pids = list(truth)
-    images = {str(r.patient_id): read(r.photo) for r in records}
 
     for role, ps, short in (("detector", dets_p, "det"), ("estimator", ests_p, "est")):
         for p in ps:

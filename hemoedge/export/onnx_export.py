@@ -125,6 +125,7 @@ def export_model(model: torch.nn.Module, spec: ModelSpec, source_sha: str, simpl
         raise ExportError(f"{spec.role}: torch.onnx.export failed at opset {OPSET} "
                           f"(torch {torch.__version__}): {e}") from e
     facts: dict = {"simplifier": simplifier}
+    _check_outputs_finite(raw, spec, images)
     simplified = simplify(raw, simplifier)
     if simplifier != "none":
         worst = 0.0
@@ -144,17 +145,31 @@ def export_model(model: torch.nn.Module, spec: ModelSpec, source_sha: str, simpl
     return finalise(simplified, spec, source_sha), facts
 
 
+def _check_outputs_finite(model_bytes: bytes, spec: ModelSpec, images: list) -> None:
+    """ExportError if the exported graph gives a NaN or Inf on the check photos: such a
+    model is never written (a non-finite output can only fail, never pass)."""
+    sess = _session(model_bytes)
+    for x in check_inputs(spec, images):
+        out = sess.run(None, {spec.input_name: x})[0]
+        if not np.isfinite(out).all():
+            raise ExportError(f"{spec.role}: the exported graph outputs non-finite values "
+                              f"(NaN/Inf) on a check photo ({int((~np.isfinite(out)).sum())} "
+                              "of them); refusing to write it")
+
+
 # ------------------------------------------------------------------------------ ONNX from elsewhere
 
 
 def adopt_onnx(path: Path, spec: ModelSpec):
     """Validate an existing ONNX file against the role's spec; add our metadata."""
-    import onnx
+    from hemoedge.artifact import check_finite, load_onnx
+    from hemoedge.errors import ArtifactError
 
     try:
-        model = onnx.load(str(path))
-    except Exception as e:  # DecodeError etc.
-        raise ExportError(f"{path}: not an ONNX file ({e.__class__.__name__})") from e
+        model = load_onnx(path, "ONNX file")
+        check_finite(model, path)
+    except ArtifactError as e:
+        raise ExportError(str(e)) from e
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset not in SUPPORTED_OPSETS:
         raise ExportError(f"{path}: opset {opset} is not supported (expected 11-21; this suite "
@@ -194,9 +209,11 @@ def export(cfg: ExportConfig) -> Artifact:
     """Write ART/{detector,estimator}.fp32.onnx + manifest.json. Nothing half-written: files
     are built in a temp folder beside ART and moved in at the end."""
     from hemoedge.data.synth import sample_photos
+    from hemoedge.errors import check_output_dir
     from hemoedge.models import detector as det_mod
     from hemoedge.models import estimator as est_mod
 
+    check_output_dir(cfg.out, "artifact folder (--out)")
     images = [(img, nails) for img, nails, _ in sample_photos(cfg.check_images)]
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cfg.out.parent, prefix=f".{cfg.out.name}.export."))

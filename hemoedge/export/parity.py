@@ -69,16 +69,30 @@ class FileParity:
         return not self.failures
 
 
-def _images(data: Path | None, n: int, seed: int = 0):
-    """[(RGB, nail boxes as xyxy)] from the test split of a Yakimov set, or rendered photos."""
+def _images(data: Path | None, n: int, seed: int = 0, skipped: list[str] | None = None):
+    """[(RGB, nail boxes as xyxy)] from the test split of a Yakimov set, or rendered photos.
+    Rows the loader refused and photos that do not decode are skipped and listed in
+    `skipped`; no photo at all is a HemoedgeError."""
     if data is None:
         from hemoedge.data.synth import sample_photos
 
         return [(img, [(l, t, r, b) for t, l, b, r in nails]) for img, nails, _ in sample_photos(n)]
     from hemoedge.data import yakimov
 
-    recs = yakimov.split(yakimov.load(data).records)["test"][:n]
-    return [(yakimov.read_rgb(r.photo), r.nail_xyxy()) for r in recs]
+    ds = yakimov.load(data)
+    recs, images, bad = yakimov.read_photos(yakimov.split(ds.records)["test"][:n])
+    if skipped is not None:
+        skipped.extend(ds.problems + bad)
+    if not recs:
+        raise HemoedgeError(f"{data}: no readable photo in the test split to compare on "
+                            f"({len(bad)} unreadable)")
+    return [(images[str(r.patient_id)], r.nail_xyxy()) for r in recs]
+
+
+def _finite_failures(figures: dict, what: str) -> list[str]:
+    """A NaN or Inf figure is a failure, never a pass (NaN compares false with every limit)."""
+    bad = [k for k, v in figures.items() if not np.isfinite(v)]
+    return [f"{what}: non-finite {', '.join(bad)} (NaN/Inf outputs)"] if bad else []
 
 
 def detector_parity(torch_model, onnx_path: Path, images, tol: Tolerance) -> tuple[dict, list]:
@@ -108,11 +122,11 @@ def detector_parity(torch_model, onnx_path: Path, images, tol: Tolerance) -> tup
         ious.extend(iou)
     raw = np.concatenate([r.ravel() for r in raw_abs])
     figures = {"max_abs": float(raw.max()), "mean_abs": float(raw.mean()),
-               "box_max_px": float(max(box_abs, default=0.0)),
-               "score_max_abs": float(max(score_abs, default=0.0)),
+               "box_max_px": float(np.max(box_abs, initial=0.0)),
+               "score_max_abs": float(np.max(score_abs, initial=0.0)),
                "matched_iou_min": float(min(ious, default=1.0)),
                "dets_gained": gained, "dets_lost": lost, "images": len(images)}
-    failures = []
+    failures = _finite_failures(figures, "detector output")
     if figures["box_max_px"] > tol.box_max_px:
         failures.append(f"box max abs {figures['box_max_px']:.4g} px > {tol.box_max_px}")
     if figures["score_max_abs"] > tol.score_max_abs:
@@ -158,9 +172,11 @@ def estimator_parity(torch_model, onnx_path: Path, images, tol: Tolerance) -> tu
                 ref = float(torch_model(torch.from_numpy(x))[0, 0])
             out = float(sess.run(None, {spec.input_name: x})[0].reshape(-1)[0])
             diffs.append(abs(ref - out))
+    if not diffs:
+        raise HemoedgeError(f"{onnx_path}: no nail crop to compare on (the photos have no boxes)")
     d = np.asarray(diffs)
     figures = {"hb_max_abs": float(d.max()), "hb_mean_abs": float(d.mean()), "crops": len(d)}
-    failures = []
+    failures = _finite_failures(figures, "estimator output")
     if figures["hb_max_abs"] > tol.hb_max_abs:
         failures.append(f"Hb max abs {figures['hb_max_abs']:.4g} g/dL > {tol.hb_max_abs}")
     return figures, failures
@@ -224,12 +240,32 @@ def run(art_dir: Path, data: Path | None = None, n_images: int = 16,
     from hemoedge.models import estimator as est_mod
 
     art = Artifact.load(art_dir)
-    images = _images(data, n_images)
-    out: list[FileParity] = []
+    skipped_why: list[str] = []
     for role in ("detector", "estimator"):
         if role not in art.models:
+            skipped_why.append(f"no {role} in the manifest")
+        elif not art.precisions(role):
+            skipped_why.append(f"the manifest lists no {role} ONNX file")
+        elif Path(str(art.models[role].get("source", {}).get("path", ""))).suffix == ".onnx":
+            skipped_why.append(f"the {role} was adopted from an ONNX file (no PyTorch reference)")
+    if len(skipped_why) == 2:
+        raise HemoedgeError(f"{art_dir}: parity would check nothing: " + "; ".join(skipped_why))
+    for role in art.models:  # every file parity will read, against the manifest, up front
+        for precision in art.precisions(role):
+            art.path(role, precision)
+    skipped_photos: list[str] = []
+    images = _images(data, n_images, skipped=skipped_photos)
+    if skipped_photos:
+        print(f"parity: skipped {len(skipped_photos)} row(s)/photo(s) of {data} that could not "
+              f"be used; first: {skipped_photos[0]}")
+    out: list[FileParity] = []
+    for role in ("detector", "estimator"):
+        if role not in art.models or not art.precisions(role):
             continue
         source = art.models[role]["source"]
+        if not isinstance(source.get("path"), str):
+            raise HemoedgeError(f"{art_dir / 'manifest.json'}: the {role} has no source path; "
+                                "re-export the artifact")
         src = Path(source["path"])
         if src.suffix == ".onnx":
             log.warning("%s came from an ONNX file: no PyTorch reference, parity skipped", role)
@@ -266,18 +302,37 @@ def run(art_dir: Path, data: Path | None = None, n_images: int = 16,
                     better = "higher" if k == "matched_iou_min" else "lower"
                     results.add(f"parity.{role}.{precision}.{k}", v, val, unit, better,
                                 n=figures.get("images", figures.get("crops")))
+    if not out:
+        raise HemoedgeError(f"{art_dir}: parity checked nothing: " + "; ".join(skipped_why))
     return out
 
 
 def cli(args) -> int:
+    import shlex
+
+    from hemoedge.errors import check_output_file
+
     art_dir = Path(args.art)
+    if args.images < 1:
+        raise HemoedgeError(f"--images must be >= 1, got {args.images}")
     res_path = Path(args.results) if args.results else art_dir / "results.json"
+    if art_dir.is_dir():
+        check_output_file(res_path, "results file")
     results = Results.load_or_new(res_path)
     try:
         report = run(art_dir, Path(args.data) if args.data else None, args.images, results)
     except FileNotFoundError as e:
         raise HemoedgeError(f"{e.filename}: missing ({e.strerror})") from e
-    results.commands.append("hemoedge parity " + str(art_dir))
+    argv = ["hemoedge", "parity", str(art_dir)]
+    if args.data:
+        argv += ["--data", str(args.data)]
+    if args.images != 16:
+        argv += ["--images", str(args.images)]
+    if args.results:
+        argv += ["--results", str(args.results)]
+    cmd = shlex.join(argv)
+    if cmd not in results.commands:
+        results.commands.append(cmd)
     results.save(res_path)
     for fp in report:
         status = "ok  " if fp.ok else "FAIL"

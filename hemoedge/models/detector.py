@@ -19,6 +19,7 @@ import yaml
 from hemoedge import offline
 from hemoedge.errors import CheckpointError
 from hemoedge.models import ckpt_io
+from hemoedge.models.estimator import check_finite_weights
 from hemoedge.spec import CLASS_NAMES
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def load(path: str | Path | None = None, trust_pickle: bool = False):
                                    for k, v in ckpt["state_dict"].items()})
         except RuntimeError as e:
             raise CheckpointError(f"{path}: weights do not fit the YOLOv8 graph ({e})") from e
+        check_finite_weights(model, path)
         model.names = dict(enumerate(ckpt["names"]))
         return model.eval(), {"format": FORMAT, "names": ckpt["names"], "imgsz": ckpt["imgsz"]}
     raise CheckpointError(f"{path}: a torch file, but neither a hemoedge detector nor an "
@@ -102,6 +104,7 @@ def _load_ultralytics(path: Path):
     if nc != 2:
         raise CheckpointError(f"{path}: detector has {nc} classes {names}; expected 2 "
                               f"({', '.join(CLASS_NAMES)})")
+    check_finite_weights(model, path)
     return model.float().eval(), {"format": "ultralytics", "names": list(names),
                                   "imgsz": int(getattr(model, "args", {}).get("imgsz", 320))
                                   if isinstance(getattr(model, "args", None), dict) else 320}

@@ -56,6 +56,16 @@ def save(model: Estimator, path: str | Path, input_size: int = 224, task: str = 
     return ckpt_io.save(ckpt, path)
 
 
+def check_finite_weights(model: nn.Module, path: str | Path) -> None:
+    """CheckpointError naming the file and tensor if a weight or buffer holds NaN or Inf: such
+    a model can only output non-finite numbers, which must never pass export or parity."""
+    for name, v in list(model.state_dict().items()):
+        if v.is_floating_point() and v.numel() and not bool(torch.isfinite(v).all()):
+            bad = int((~torch.isfinite(v)).sum())
+            raise CheckpointError(f"{path}: {name} holds {bad} non-finite value(s) (NaN/Inf); "
+                                  "refusing a checkpoint that cannot give finite outputs")
+
+
 def load(path: str | Path | None = None) -> tuple[Estimator, dict]:
     path = Path(path) if path else DEFAULT
     ckpt = ckpt_io.load_weights_only(path, "estimator")
@@ -76,6 +86,7 @@ def load(path: str | Path | None = None) -> tuple[Estimator, dict]:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit {ckpt['backbone']} ({e})") from e
+    check_finite_weights(model, path)
     info = {"backbone": ckpt["backbone"], "cnn_dim": int(ckpt["cnn_dim"]),
             "input_size": int(ckpt.get("input_size", 224)), "task": ckpt.get("task", "regression")}
     if info["task"] not in ("regression", "classification"):

@@ -320,8 +320,17 @@ def run(cfg: QuantizeConfig, splits: dict[str, list] | None = None, read: Callab
     """Make the requested variants in cfg.art. `splits` (train/val/test records) defaults to
     the split of cfg.data; `read` reads a record's photo (default yakimov.read_rgb)."""
     art = Artifact.load(cfg.art)
+    # inputs first, before anything is written: each fp32 file present, unchanged since the
+    # manifest recorded it, a whole ONNX model with finite weights (Artifact.verify); each spec
+    # readable; the calibration data loadable
     for role in cfg.roles:
-        art.path(role, "fp32")  # raises with a clear message if missing
+        art.path(role, "fp32")
+        art.spec(role)
+    if "int8" in cfg.variants and "estimator" in cfg.roles:
+        art.path("detector", "fp32")  # finds the estimator's calibration crops
+        art.spec("detector")
+    if "int8" in cfg.variants and splits is None:
+        splits = load_splits(cfg.data, cfg.split_seed)
     res = QuantizeResult()
     for role in cfg.roles:
         res.files[file_name(role, "fp32")] = art.files[file_name(role, "fp32")]
