@@ -13,17 +13,17 @@ builds into a temporary folder renamed into place, so a failed build leaves DIST
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import inspect
+import io
 import json
 import logging
 import os
 import posixpath
 import re
 import shutil
-import struct
 import tempfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,11 @@ ICONS = (
     ("icons/icon-maskable-512.png", 512, True),
 )
 SCHEMA = "hemoedge.webapp/1"
+HOST_FILES = ("_headers", "nginx.conf")  # host configuration the build writes beside the app
+NOT_PRECACHED = ("sw.js", "build-manifest.json", *HOST_FILES)
+COMPRESS_MIN_BYTES = 1024  # smaller files are sent as they are
+BROTLI_TEXT_QUALITY = 11  # text and the WASM (cached by content hash, so paid once)
+BROTLI_MODEL_QUALITY = 9  # ONNX weights barely compress; 11 costs ~4 s per MB for ~4 %
 _REF = re.compile(r"""(?<=["'(])(\.{1,2}/[\w./-]+)(?=["')])""")  # './x.js', "../y.css", url(./z)
 
 
@@ -58,8 +63,15 @@ class BuildConfig:
     # sources
     webapp: Path = WEBAPP_DIR  # index.html, src/*.js, sw.js, ...
     ort_dist: Path = WEBAPP_DIR / "node_modules" / "onnxruntime-web" / "dist"
+    # shipping
+    compress: bool = True  # write precompressed <file>.br / <file>.gz siblings
+    base: str = "/"  # URL path the app is served under (host configs only; the app is relative)
+    coi_serviceworker: bool = False  # hosts without headers: sw.js adds COOP/COEP itself
 
     def __post_init__(self) -> None:
+        from hemoedge.web.serve import check_base
+
+        check_base(self.base)
         for role, p in (("detector", self.detector), ("estimator", self.estimator)):
             if p not in PRECISIONS:
                 raise HemoedgeError(
@@ -147,19 +159,12 @@ def postprocess_defaults() -> dict:
 
 # ---------------------------------------------------------------------------- icons
 def _png(rgba) -> bytes:
-    """(H, W, 4) uint8 -> PNG bytes (no imaging library needed)."""
-    h, w = rgba.shape[:2]
-    raw = b"".join(b"\x00" + rgba[y].tobytes() for y in range(h))
+    """(H, W, 4) uint8 -> PNG bytes (Pillow)."""
+    from PIL import Image
 
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(raw, 9))
-        + chunk(b"IEND", b"")
-    )
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
 
 
 def icon_png(size: int, maskable: bool) -> bytes:
@@ -294,6 +299,136 @@ def _ort_assets(cfg: BuildConfig) -> dict[str, _Asset]:
     return out
 
 
+# ---------------------------------------------------------------------------- compression
+def _cache_dir() -> Path:
+    from hemoedge.offline import home
+
+    return home() / "cache" / "webapp-compress"
+
+
+def _brotli(data: bytes, quality: int) -> bytes | None:
+    """Brotli-compressed bytes (cached by content hash and quality), or None without brotli."""
+    try:
+        import brotli
+    except ImportError:  # pinned in pyproject.toml; without it only .gz siblings are written
+        return None
+    key = f"{hashlib.sha256(data).hexdigest()}.q{quality}.br"
+    cached = _cache_dir() / key
+    if cached.is_file():
+        return cached.read_bytes()
+    out = brotli.compress(data, quality=quality, lgwin=24)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(out)
+        os.replace(tmp, cached)
+    except OSError as e:  # a read-only home only costs the time again next build
+        log.debug("compression cache not written: %s", e)
+    return out
+
+
+def compressed_siblings(name: str, data: bytes) -> dict[str, bytes]:
+    """{'.br': ..., '.gz': ...} for a file worth compressing (each kept only when smaller)."""
+    if len(data) < COMPRESS_MIN_BYTES or name.endswith(".png"):
+        return {}
+    out = {".gz": gzip.compress(data, compresslevel=9, mtime=0)}
+    q = BROTLI_MODEL_QUALITY if name.endswith(".onnx") else BROTLI_TEXT_QUALITY
+    br = _brotli(data, q)
+    if br is not None:
+        out[".br"] = br
+    if ".br" in out and len(out[".br"]) >= len(out[".gz"]):
+        del out[".br"]  # servers prefer br: never send the larger one (fp32 weights)
+    return {k: v for k, v in out.items() if len(v) < len(data)}
+
+
+# ---------------------------------------------------------------------------- host configs
+def _content_type(name: str) -> str | None:
+    from hemoedge.web.serve import MIME
+
+    return MIME.get(posixpath.splitext(name)[1])
+
+
+def headers_file(files: list[str], base: str, version: str) -> str:
+    """Netlify / Cloudflare Pages `_headers`: isolation + CSP everywhere, cache rules and the
+    MIME types static hosts may not know, per file (no rule sets a header twice)."""
+    from hemoedge.web.serve import IMMUTABLE, REVALIDATE, SECURITY_HEADERS
+
+    lines = [f"# hemoedge webapp {version}: headers for Netlify / Cloudflare Pages, app at {base}",
+             f"{base}*"]
+    lines += [f"  {k}: {v}" for k, v in SECURITY_HEADERS.items()]
+    for name in ["", "index.html", "sw.js", *sorted(files)]:
+        lines.append(f"{base}{name}")
+        hashed = name not in ("", "index.html", "sw.js")
+        lines.append(f"  Cache-Control: {IMMUTABLE if hashed else REVALIDATE}")
+        ct = _content_type(name) if name.endswith((".wasm", ".mjs", ".webmanifest")) else None
+        if ct:
+            lines.append(f"  Content-Type: {ct}")
+    return "\n".join(lines) + "\n"
+
+
+def nginx_conf(base: str, version: str) -> str:
+    """An nginx `location` block for a `server { }`: isolation + CSP, MIME types, the build's
+    .gz siblings (gzip_static), immutable hashed names, revalidated entry points."""
+    from hemoedge.web.serve import IMMUTABLE, MIME, REVALIDATE, SECURITY_HEADERS
+
+    types: dict[str, list[str]] = {}
+    for ext, mime in MIME.items():
+        types.setdefault(mime.split(";")[0], []).append(ext.lstrip("."))
+    sec = [f'        add_header {k} "{v}" always;' for k, v in SECURITY_HEADERS.items()]
+    root = base.rstrip("/") or ""
+    return "\n".join([
+        f"# hemoedge webapp {version}: include inside a server {{ }} block.",
+        f"# The built folder's files must be at <root>{base} (set `root` below).",
+        f"location ^~ {base} {{",
+        "    root /srv/www;  # EDIT: the folder that holds" + (f" {root.lstrip('/')}/" if root
+                                                                 else " index.html"),
+        "    index index.html;",
+        "    types {",
+        *[f"        {mime} {' '.join(exts)};" for mime, exts in types.items()],
+        "    }",
+        "    gzip_static on;  # sends <file>.gz written by the build",
+        "    gzip_vary on;",
+        "    # brotli_static on;  # with the ngx_brotli module: sends <file>.br",
+        *[line[4:] for line in sec],
+        f'    add_header Cache-Control "{REVALIDATE}" always;',
+        f'    location ~ "{re.escape(base)}[^/]+\\.[0-9a-f]{{{HASH_LEN}}}\\.[A-Za-z0-9]+$" {{',
+        *sec,
+        f'        add_header Cache-Control "{IMMUTABLE}" always;',
+        "    }",
+        f"    location ~ \"^{re.escape(base)}(_headers|nginx\\.conf)$\" {{ return 404; }}",
+        "}",
+        "",
+    ])
+
+
+# ---------------------------------------------------------------------------- fp16 estimator
+def fp16_estimator_within(results_path: Path, detector: str, tolerance: float) -> tuple[bool, str]:
+    """Does eval show the fp16 estimator within `tolerance` g/dL of fp32 (end-to-end Hb MAE of
+    det=D,est=fp16 vs det=D,est=fp32 in results.json)? Returns (ok, the reason in words)."""
+    import math
+
+    from hemoedge.report.results import Results
+
+    if not Path(results_path).is_file():
+        raise HemoedgeError(f"{results_path}: results file not found (run `hemoedge eval` first)")
+    try:
+        res = Results.load(results_path)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is bad input here
+        raise HemoedgeError(f"{results_path}: not a readable results file ({e})") from e
+    mae = {}
+    for est in ("fp16", "fp32"):
+        m = res.get("acc.e2e.hb_mae", f"det={detector},est={est}")
+        if m is None or not math.isfinite(m.value):
+            return False, (f"{results_path} has no finite acc.e2e.hb_mae for "
+                           f"det={detector},est={est}; keeping est=fp32")
+        mae[est] = m.value
+    d = mae["fp16"] - mae["fp32"]
+    ok = d <= tolerance
+    return ok, (f"e2e Hb MAE det={detector}: est=fp16 {mae['fp16']:.3f} vs est=fp32 "
+                f"{mae['fp32']:.3f} g/dL (delta {d:+.3f}, tolerance {tolerance:g}): "
+                + ("shipping est=fp16" if ok else "keeping est=fp32"))
+
+
 def build(cfg: BuildConfig) -> BuildResult:
     """Build the PWA into cfg.out. Raises HemoedgeError on bad input; DIST is then untouched."""
     from hemoedge.artifact import Artifact
@@ -333,6 +468,13 @@ def build(cfg: BuildConfig) -> BuildResult:
         }
     # app.js loads it as './models.json' (next to it in src/); hashed like everything else
     assets["src/models.json"] = _Asset("src/models.json", json.dumps(manifest, indent=1).encode())
+    if cfg.coi_serviceworker:  # the page reloads once when the service worker isolates it
+        marker = b'<meta name="hemoedge-isolation" content="headers">'
+        html = assets["index.html"]
+        if html.data.count(marker) != 1:
+            raise HemoedgeError(f"{cfg.webapp / 'index.html'}: expected {marker.decode()} once")
+        html.data = html.data.replace(
+            marker, b'<meta name="hemoedge-isolation" content="service-worker">')
     names = _resolve(assets)
 
     files = {
@@ -347,26 +489,42 @@ def build(cfg: BuildConfig) -> BuildResult:
     for marker, value in (
         ("'__HEMOEDGE_VERSION__'", json.dumps(version)),
         ("/*__HEMOEDGE_PRECACHE__*/[]", json.dumps(precache, indent=1)),
+        ("/*__HEMOEDGE_ISOLATE__*/false", json.dumps(cfg.coi_serviceworker)),
     ):
         if sw.count(marker) != 1:
             raise HemoedgeError(
                 f"{cfg.webapp / 'sw.js'}: expected the marker {marker} exactly once"
             )
         sw = sw.replace(marker, value)
+    out_files: dict[str, bytes] = {names[k]: a.data for k, a in assets.items()}
+    out_files["sw.js"] = sw.encode()
+    compressed: dict[str, dict[str, int]] = {}
+    if cfg.compress:
+        for name, data in list(out_files.items()):
+            for ext, z in compressed_siblings(name, data).items():
+                out_files[name + ext] = z
+                compressed.setdefault(name, {})[ext.lstrip(".")] = len(z)
+    if not cfg.coi_serviceworker:
+        out_files["_headers"] = headers_file(precache, cfg.base, version).encode()
+        out_files["nginx.conf"] = nginx_conf(cfg.base, version).encode()
     build_manifest = {
         "schema": SCHEMA,
         "version": version,
         "variant": cfg.variant,
         "onnxruntime_web": ORT_VERSION,
+        "isolation": "service-worker" if cfg.coi_serviceworker else "headers",
+        "base": cfg.base,
         "files": files,
         "precache": precache,
+        "compressed": compressed,
     }
-    _write_atomically(cfg.out, assets, names, sw, build_manifest)
+    out_files["build-manifest.json"] = (json.dumps(build_manifest, indent=1) + "\n").encode()
+    _write_atomically(cfg.out, out_files)
     log.info("built %s (%s, version %s, %d files)", cfg.out, cfg.variant, version, len(files) + 2)
     return BuildResult(cfg.out, version, files, precache)
 
 
-def _write_atomically(out: Path, assets, names, sw: str, build_manifest: dict) -> None:
+def _write_atomically(out: Path, out_files: dict[str, bytes]) -> None:
     out = Path(out)
     if out.exists() and (
         not out.is_dir() or (any(out.iterdir()) and not (out / "build-manifest.json").is_file())
@@ -378,10 +536,8 @@ def _write_atomically(out: Path, assets, names, sw: str, build_manifest: dict) -
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.build-"))
     tmp.chmod(0o755)  # mkdtemp makes it private; DIST is meant to be served
     try:
-        for k, a in assets.items():
-            (tmp / names[k]).write_bytes(a.data)
-        (tmp / "sw.js").write_text(sw)
-        (tmp / "build-manifest.json").write_text(json.dumps(build_manifest, indent=1) + "\n")
+        for name, data in out_files.items():
+            (tmp / name).write_bytes(data)
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -412,9 +568,25 @@ def cli(args) -> int:
         # the sweep still benchmarks such models in the app (latency only): bench web calls build()
         raise HemoedgeError(f"{art}: the estimator is an anaemia classifier (outputs a logit); "
                             "the app reports Hb in g/dL and needs a regression estimator")
-    res = build(BuildConfig(art=Path(art), detector=det, estimator=est, out=Path(args.out)))
+    within = getattr(args, "fp16_estimator_within", None)
+    if within is not None:
+        if not args.results:
+            raise HemoedgeError("--fp16-estimator-within needs --results RESULTS.json "
+                                "(the eval figures that decide)")
+        if not (within >= 0):  # also refuses NaN
+            raise HemoedgeError(f"--fp16-estimator-within must be >= 0 g/dL, got {within}")
+        if est == "fp32":
+            ok, why = fp16_estimator_within(Path(args.results), det, within)
+            print(why)
+            if ok:
+                est = "fp16"
+    base = getattr(args, "base", None) or "/"
+    cfg = BuildConfig(art=Path(art), detector=det, estimator=est, out=Path(args.out),
+                      compress=not getattr(args, "no_compress", False), base=base,
+                      coi_serviceworker=bool(getattr(args, "coi_serviceworker", False)))
+    res = build(cfg)
     print(
         f"built {res.out} ({det=}, {est=}; version {res.version}); serve it with "
-        f"`hemoedge webapp serve {res.out}`"
+        f"`hemoedge webapp serve {res.out}" + ("" if base == "/" else f" --base {base}") + "`"
     )
     return 0

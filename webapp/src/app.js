@@ -1,4 +1,6 @@
 // Main thread: camera, the 80 ms capture clock, drawing, service-worker updates.
+// On a first visit the models are loaded only once the service worker has precached the build
+// (so every file crosses the network once); a failed load offers Retry.
 // Inference lives in worker.js. URL options: ?threads=N (WASM threads, default 2),
 // ?detect_every=N (capture: run the detector on every N-th frame and track the nail between),
 // ?bench=1 (exposes window.__hemoedgeBench), ?bench=1&seedloop=1 (the seed's sequential loop).
@@ -34,10 +36,24 @@ const bench = BENCH ? {
 if (bench) window.__hemoedgeBench = bench;
 
 // ------------------------------------------------------------------ worker RPC
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+let worker = null; // created once the build is in the cache (see whenCached)
 let seq = 0;
 const waiting = new Map();
 let capture = null; // the running capture, or null
+
+function spawnWorker() {
+  if (worker) worker.terminate();
+  for (const w of waiting.values()) w.reject(new Error('the inference worker was restarted'));
+  waiting.clear();
+  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  worker.onmessage = onWorkerMessage;
+  worker.onerror = (e) => {
+    e.preventDefault();
+    const msg = `the inference worker failed to start: ${e.message || 'unknown error'}`;
+    for (const w of waiting.values()) w.reject(new Error(msg));
+    waiting.clear();
+  };
+}
 
 function call(msg, transfer = []) {
   const id = ++seq;
@@ -47,7 +63,7 @@ function call(msg, transfer = []) {
   });
 }
 
-worker.onmessage = (e) => {
+function onWorkerMessage(e) {
   const m = e.data;
   if (m.type === 'frame') { if (capture && capture.id === m.id) capture.onFrame(m); return; }
   if (m.type === 'error' && capture && capture.id === m.id) { capture.fail(m.message); return; }
@@ -55,21 +71,29 @@ worker.onmessage = (e) => {
   if (!w) return;
   waiting.delete(m.id);
   if (m.type === 'error') w.reject(new Error(m.message)); else w.resolve(m.info || m.result || m);
-};
-worker.onerror = (e) => fatal(`The inference worker failed to start: ${e.message || 'unknown error'}`);
+}
 
+let loadError = null; // why the models could not be loaded, until a retry succeeds
 function fatal(text) {
+  loadError = text;
   setStatus(text, 'error');
+  refs.loadHelp.hidden = false;
+  refs.retryBtn.disabled = false;
   if (bench) bench.error = text;
 }
 
 // ------------------------------------------------------------------ start-up
 let ready = false;
 async function start() {
+  loadError = null;
+  refs.loadHelp.hidden = true;
+  if (bench) bench.error = null;
   setStatus('Loading models…');
   if (!self.crossOriginIsolated) {
     setText(refs.threadNote, 'Running on 1 thread: this page is not cross-origin isolated (serve it with `hemoedge webapp serve`).');
   }
+  await whenCached();
+  spawnWorker();
   const info = await call({ type: 'init', manifestUrl: new URL('./models.json', import.meta.url).href, threads: THREADS });
   ready = true;
   if (info.numThreads < REQUESTED_THREADS) {
@@ -88,6 +112,10 @@ let previewBusy = false;
 let previewTimer = null;
 
 async function startCamera() {
+  if (loadError) {
+    setText(refs.progressText, 'The models are not loaded: press Retry above first.');
+    return;
+  }
   try {
     stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment', width: 640, height: 480 }, audio: false });
   } catch (err) {
@@ -136,7 +164,7 @@ function startCapture() {
 
   refs.captureBtn.disabled = true;
   refs.cancelBtn.disabled = false;
-  refs.result.hidden = true;
+  clearResult();
   setText(refs.progressText, `Capturing 0 / ${n}`);
   refs.progress.value = 0;
   refs.progress.max = n;
@@ -213,8 +241,13 @@ function rerender() {
   renderSummary(summarise(values, { minValid: MIN_VALID, sex: refs.sex.value }), recs, n);
 }
 
+function clearResult() { // the live region stays in the page, empty, so it is announced when filled
+  delete refs.result.dataset.ok;
+  for (const el of [refs.resultHb, refs.resultCategory, refs.resultDetail]) setText(el, '');
+  refs.reasons.replaceChildren();
+}
+
 function renderSummary(s, recs, n) {
-  refs.result.hidden = false;
   const counts = {};
   for (const r of recs) if (r.reason) counts[r.reason] = (counts[r.reason] || 0) + 1;
   const lines = Object.entries(counts).map(([why, c]) => `${c} frame(s) rejected: ${why}`);
@@ -242,6 +275,11 @@ async function onUpload() {
   const file = refs.file.files[0];
   refs.nails.replaceChildren();
   if (!file) return;
+  if (loadError) {
+    setText(refs.uploadMsg, `${loadError} Press Retry above, then choose the photo again.`);
+    refs.uploadMsg.dataset.kind = 'error';
+    return;
+  }
   if (!ready) { setText(refs.uploadMsg, 'The models are still loading; try again in a moment.'); return; }
   let bmp;
   try {
@@ -285,17 +323,35 @@ function selectTab(camera) {
 }
 
 // ------------------------------------------------------------------ service worker + updates
+// A new build installs in the background; the user is told it is ready and applies it with
+// "Reload to update" (never during a capture). The new worker then deletes the old cache and
+// the page reloads on the new build: a page never runs a mix of two builds.
 let pendingWorker = null;
-function applyUpdateWhenIdle() {
+function offerUpdate(w) {
+  pendingWorker = w;
+  refs.updateBtn.hidden = false;
+  showUpdateState();
+}
+function showUpdateState() {
   if (!pendingWorker) return;
-  if (capture) { setText(refs.update, 'An update is ready; it will be applied after this capture.'); return; }
+  refs.updateBtn.disabled = !!capture;
+  setText(refs.update, capture ? 'A new version is ready; it can be applied after this capture.'
+    : 'A new version is ready.');
+}
+function applyUpdateWhenIdle() { showUpdateState(); } // called when a capture ends
+function applyUpdate() {
+  if (!pendingWorker || capture) return;
   setText(refs.update, 'Updating…');
+  refs.updateBtn.disabled = true;
   pendingWorker.postMessage({ type: 'SKIP_WAITING' });
   pendingWorker = null;
 }
 
-async function registerServiceWorker() {
-  if (!('serviceWorker' in navigator)) return;
+const ISOLATION = (document.querySelector('meta[name="hemoedge-isolation"]') || {}).content;
+let swRegistration = null; // resolves to the registration, or null without a service worker
+
+function registerServiceWorker() {
+  if (!('serviceWorker' in navigator)) return Promise.resolve(null);
   // The first worker's clients.claim() also fires controllerchange: reload only when a
   // controller is replaced, i.e. an update took over (which it does only between captures).
   let controlled = !!navigator.serviceWorker.controller;
@@ -304,15 +360,44 @@ async function registerServiceWorker() {
     if (controlled && !reloading) { reloading = true; location.reload(); }
     controlled = true;
   });
-  const reg = await navigator.serviceWorker.register('./sw.js');
-  const offer = (w) => { pendingWorker = w; applyUpdateWhenIdle(); };
-  if (reg.waiting && navigator.serviceWorker.controller) offer(reg.waiting);
-  reg.addEventListener('updatefound', () => {
-    const w = reg.installing;
-    w.addEventListener('statechange', () => {
-      if (w.state === 'installed' && navigator.serviceWorker.controller) offer(w);
+  return navigator.serviceWorker.register('./sw.js').then((reg) => {
+    if (reg.waiting && navigator.serviceWorker.controller) offerUpdate(reg.waiting);
+    reg.addEventListener('updatefound', () => {
+      const w = reg.installing;
+      w.addEventListener('statechange', () => {
+        if (w.state === 'installed' && navigator.serviceWorker.controller) offerUpdate(w);
+      });
     });
+    return reg;
   });
+}
+
+// Resolves once this page is controlled by the service worker (its cache then serves every
+// file, the worker's and onnxruntime-web's included), or at once when it never will be: no
+// service worker, a failed install, or a hard reload (which bypasses an active worker). On a
+// first visit this waits for the precache: the models are not fetched a second time beside it.
+async function whenCached() {
+  if (navigator.serviceWorker && navigator.serviceWorker.controller) return isolatedOrReload();
+  const reg = await swRegistration.catch(() => null);
+  if (navigator.serviceWorker && navigator.serviceWorker.controller) return isolatedOrReload();
+  if (!reg || reg.active) return undefined; // nothing to wait for (or a hard reload)
+  const w = reg.installing || reg.waiting;
+  if (!w || w.state === 'redundant') return undefined;
+  await new Promise((resolve) => {
+    navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true });
+    w.addEventListener('statechange', () => { if (w.state === 'redundant') resolve(); });
+  });
+  return isolatedOrReload();
+}
+
+// --coi-serviceworker builds: the service worker adds COOP/COEP, but only to pages it serves;
+// the very first page was not, so it reloads once (sessionStorage stops a loop).
+function isolatedOrReload() {
+  if (ISOLATION !== 'service-worker' || self.crossOriginIsolated || !navigator.serviceWorker.controller) return undefined;
+  if (sessionStorage.getItem('hemoedge-isolation-reload')) return undefined;
+  sessionStorage.setItem('hemoedge-isolation-reload', '1');
+  location.reload();
+  return new Promise(() => {}); // the page is going away
 }
 
 // ------------------------------------------------------------------ wiring
@@ -324,5 +409,10 @@ refs.sex.addEventListener('change', rerender);
 refs.tabCamera.addEventListener('click', () => selectTab(true));
 refs.tabUpload.addEventListener('click', () => selectTab(false));
 
-registerServiceWorker().catch((err) => setText(refs.update, `Offline mode unavailable: ${err.message}`));
-start().catch((err) => fatal(`Could not load the models: ${err.message}`));
+refs.updateBtn.addEventListener('click', applyUpdate);
+refs.retryBtn.addEventListener('click', () => { refs.retryBtn.disabled = true; boot(); });
+
+swRegistration = registerServiceWorker();
+swRegistration.catch((err) => setText(refs.update, `Offline mode unavailable: ${err.message}`));
+const boot = () => start().catch((err) => fatal(`Could not load the models: ${err.message}.`));
+boot();
