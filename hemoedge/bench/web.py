@@ -9,8 +9,12 @@ drives it through its bench hook (`?bench=1`, window.__hemoedgeBench). Per repea
 
   first visit, fresh context (empty cache), app default threads:
     web.cold_start_ms          navigation start -> both sessions ready (bench.readyT)
-    web.first_visit_bytes      bytes the server sent (headers + bodies) until the service worker
-                               has precached everything; params: requests, unique file bytes
+    web.first_visit.bytes      bytes on the wire (response headers + encoded bodies, from
+                               Playwright's network events = CDP encodedDataLength; page,
+                               workers and service worker) until the service worker controls
+                               the page; web.first_visit.requests (requests that crossed the
+                               network), web.first_visit.duplicate_urls (URLs that did so twice)
+    web.first_visit_bytes      the same counted on the server's socket (a cross-check)
     web.first_visit_bytes_gzip the same responses gzip-compressed (level 6): what a compressing
                                server would send (`webapp serve` does not compress)
     web.warm_start_ms          a new page in the same context (service worker + caches warm)
@@ -271,6 +275,46 @@ def serve_counting(dist: Path):
         yield url, counter
 
 
+# ---------------------------------------------------------------------------- the wire
+class WireLog:
+    """Every request of a browser context while armed (page, its workers, the service worker);
+    `summary()` keeps those that crossed the network: not answered by the service worker, not
+    from the HTTP cache (Playwright's sizes come from CDP Network.loadingFinished's
+    encodedDataLength: response headers + the body as sent, compressed)."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.requests: list[Any] = []
+
+    def on_finished(self, req: Any) -> None:
+        if self.armed:
+            self.requests.append(req)
+
+    def arm(self) -> None:
+        self.requests, self.armed = [], True
+
+    def summary(self) -> dict[str, Any]:
+        self.armed = False
+        rows = []
+        for req in self.requests:
+            resp = req.response()
+            if resp is None or resp.from_service_worker:
+                continue
+            sz = req.sizes()
+            n = int(sz["responseBodySize"]) + int(sz["responseHeadersSize"])
+            if n <= 0:  # answered by the HTTP cache: nothing crossed the network
+                continue
+            url = req.url.split("#", 1)[0].split("?", 1)[0]
+            rows.append((url, n, resp.status, resp.headers.get("content-encoding") or ""))
+        urls = [u for u, *_ in rows]
+        dup = sorted({u for u in urls if urls.count(u) > 1})
+        return {"bytes": sum(n for _, n, *_ in rows), "requests": len(rows),
+                "duplicate_urls": dup,
+                "encodings": sorted({e for *_, e in rows if e}),
+                "largest": sorted(((n, u.rsplit("/", 1)[-1]) for u, n, *_ in rows),
+                                  reverse=True)[:4]}
+
+
 # ---------------------------------------------------------------------------- one page
 def open_app(page: Page, url: str, query: str, what: str, timeout_s: float) -> dict:
     page.goto(url + query, what=f"{what}: loading the app")
@@ -338,16 +382,24 @@ class _Run:
         cfg, pool, v = self.cfg, self.pool, unit.variant
         t = cfg.default_threads
         what = f"{unit.label} first visit"
+        wire = WireLog()
+        ctx.on("requestfinished", wire.on_finished)
         try:
             counter.reset()
+            wire.arm()
             page = self.chrome.page(ctx, guard)
             info = open_app(page, url, f"?bench=1&threads={t}", what, self.t)
             pool.values["web.cold_start_ms", v, t].append(info["readyT"])
             _sw_ready(page, what, self.t)
             time.sleep(0.3)  # let the last precache responses finish writing
             sent, paths = counter.snapshot()
+            with self.chrome.step(f"{what}: reading the network log", 60):
+                fv = wire.summary()
             pool.values["web.first_visit_bytes", v, t].append(sent)
-            pool.env.setdefault("first_visit", {})[v] = _first_visit(dist, paths)
+            pool.values["web.first_visit.bytes", v, t].append(fv["bytes"])
+            pool.values["web.first_visit.requests", v, t].append(fv["requests"])
+            pool.values["web.first_visit.duplicate_urls", v, t].append(len(fv["duplicate_urls"]))
+            pool.env.setdefault("first_visit", {})[v] = {**_first_visit(dist, paths), "wire": fv}
             page.close()
             page = self.chrome.page(ctx, guard)
             info = open_app(page, url, f"?bench=1&threads={t}", f"{unit.label} warm start",
@@ -363,10 +415,13 @@ class _Run:
                                  f"(error {info.get('error')}, coi {info.get('coi')})")
             pool.values["web.offline_reload_ms", v, t].append(info["readyT"])
             page.close()
-            log.info("%s: cold %.0f ms, warm %.0f ms, offline %.0f ms, %d bytes sent",
+            log.info("%s: cold %.0f ms, warm %.0f ms, offline %.0f ms; first visit %d bytes on "
+                     "the wire in %d requests, %d URL(s) twice (server socket: %d bytes)",
                      unit.label, pool.values["web.cold_start_ms", v, t][-1],
-                     pool.values["web.warm_start_ms", v, t][-1], info["readyT"], sent)
+                     pool.values["web.warm_start_ms", v, t][-1], info["readyT"], fv["bytes"],
+                     fv["requests"], len(fv["duplicate_urls"]), sent)
         finally:  # never mask the first error: a stopped browser cannot go online either
+            wire.armed = False
             with contextlib.suppress(BenchError), self.chrome.step(f"{unit.label}: online", 30):
                 ctx.set_offline(False)
 

@@ -155,7 +155,16 @@ def emit(cfg: Any, pool: Pool, res: Results, tuned: tuple[str, str],
 
     for (name, variant, t), vals in sorted(pool.values.items()):
         unit, better = ("bytes", "lower") if name.endswith("bytes") else ("ms", "lower")
+        if name in ("web.first_visit.requests", "web.first_visit.duplicate_urls"):
+            unit = ""
         emit_value(res, name, variant, vals, unit, better, **thread_params(variant, t))
+        if name == "web.first_visit.bytes":
+            wire = pool.env.get("first_visit", {}).get(variant, {}).get("wire", {})
+            res.metrics[-1].params.update(
+                method="response headers + encoded bodies of every request that crossed the "
+                       "network (Playwright network events, CDP encodedDataLength) until the "
+                       "service worker controls the page",
+                **{k: wire[k] for k in ("requests", "duplicate_urls", "encodings") if k in wire})
         if name == "web.first_visit_bytes":
             fv = pool.env.get("first_visit", {}).get(variant, {})
             res.metrics[-1].params.update({k: fv[k] for k in ("requests", "unique_bytes",
@@ -239,6 +248,13 @@ def _capture_metrics(cfg: Any, res: Results, variant: str, t: int, caps: list[di
                     "g/dL", "lower", **tp, video_hb=cfg.video_hb, hb_shown=readings)
 
 
+def _mb(m) -> str:
+    if m is None:
+        return "not measured"
+    req = m.params.get("requests")
+    return f"{m.value / 1e6:.2f} MB" + (f" in {req} requests" if req is not None else "")
+
+
 def summary_lines(res: Results, tuned: str) -> list[str]:
     """The app's targets against what this run measured (the gate decides; this informs)."""
     def get(name: str, variant: str, **p: Any):
@@ -269,6 +285,9 @@ def summary_lines(res: Results, tuned: str) -> list[str]:
         ("last grab -> result (<= 250 ms)", fmt(get("web.capture.result_ms", tuned, threads=t),
                                                ".0f", " ms")),
         ("cold start (<= 2000 ms)", fmt(get("web.cold_start_ms", tuned), ".0f", " ms")),
+        ("first visit on the wire (<= 12 MB)", _mb(get("web.first_visit.bytes", tuned))),
+        ("first visit: URLs fetched twice (0)", fmt(get("web.first_visit.duplicate_urls", tuned),
+                                                   ".0f")),
         ("offline reload (<= 1000 ms)", fmt(get("web.offline_reload_ms", tuned), ".0f", " ms")),
     ]
     w = max(len(a) for a, _ in rows)

@@ -131,7 +131,8 @@ def test_quick_run_metrics_present(quick):
     for stat in ("mean", "p50", "p90", "p99"):
         assert (f"web.seed.frame_ms.{stat}", "", 1) in names
     for name in ("web.cold_start_ms", "web.warm_start_ms", "web.offline_reload_ms",
-                 "web.first_visit_bytes", "web.first_visit_bytes_gzip"):
+                 "web.first_visit_bytes", "web.first_visit_bytes_gzip", "web.first_visit.bytes",
+                 "web.first_visit.requests", "web.first_visit.duplicate_urls"):
         assert (name, TUNED, 2) in names, name
     assert ("web.memory_bytes", TUNED, 1) in names
     # one timeline row per captured frame: the pairing at 2 threads, and the seed reference
@@ -169,8 +170,17 @@ def test_quick_run_records_environment_threads_and_intervals(quick):
     assert res.get("web.capture.hb_error", TUNED, threads=2).value < HB_TOL
     # the seed loop waits for inference, then sleeps 80 ms
     assert res.get("web.seed.capture.interval_ms.mean", "").value > 80
-    fv = res.get("web.first_visit_bytes", TUNED)
-    assert fv.value >= fv.params["unique_bytes"] > 10e6  # the 14 MB WASM at least once
+    fv = res.get("web.first_visit_bytes", TUNED)  # counted on the server's socket
+    assert fv.params["unique_bytes"] > 10e6  # the files themselves: the 14 MB WASM and more
+    # on the wire (Playwright network events): every file once, compressed
+    wire = res.get("web.first_visit.bytes", TUNED, threads=2)
+    assert wire.params["duplicate_urls"] == [] and "br" in wire.params["encodings"]
+    assert res.get("web.first_visit.duplicate_urls", TUNED, threads=2).value == 0
+    assert res.get("web.first_visit.requests", TUNED, threads=2).value == wire.params["requests"]
+    assert wire.value == pytest.approx(fv.value, rel=0.02)  # the two counts agree
+    first = res.env["web_bench"]["first_visit"][TUNED]
+    assert first["fetched_twice"] == []  # no path requested twice from the server either
+    assert 2e6 < wire.value < 3.5e6, wire.value  # the WASM as brotli (2.3 MB) + tiny models
 
 
 @pytest.mark.browser
