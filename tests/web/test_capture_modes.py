@@ -122,7 +122,8 @@ def test_without_bench_flag_no_hook(app):
 
 
 def test_update_waits_for_the_capture(app, dist, tiny_art, tmp_path):
-    """A new build is installed in the background but takes over only after the capture."""
+    """A new build installs in the background; the user is told, and can apply it only after
+    the capture; then the page reloads on the new build with only its cache left."""
     from hemoedge.web.build import BuildConfig, build
     from hemoedge.web.serve import serve_in_thread
 
@@ -141,8 +142,13 @@ def test_update_waits_for_the_capture(app, dist, tiny_art, tmp_path):
         wait_js(
             page, "document.querySelector('#update').textContent.includes('after this capture')"
         )
+        assert page.is_disabled("#update-btn")
         assert page.evaluate("window.__hemoedgeBench.captures.length") == 0  # still capturing
-        # the capture finishes, then the new worker takes over and the page reloads on v2
+        # the capture finishes: the update is offered, and applied when the user asks
+        wait_js(page, "!document.querySelector('#update-btn').disabled")
+        assert page.text_content("#update") == "A new version is ready."
+        assert page.evaluate("window.__hemoedgeBench.captures.length") == 1
+        page.click("#update-btn")
         wait_js(
             page,
             f"""(async () => {{ const k = await caches.keys();
