@@ -302,6 +302,15 @@ def _nan_weights_in_art(cmd: tuple[str, ...]) -> Callable:
     return setup
 
 
+def _nan_output_in_art(w, b):
+    """est=int8 outputs NaN from finite weights (the manifest re-recorded): eval must say so in
+    one line, not die in scikit-learn."""
+    a = art(w, b)
+    _nan_output(a / "estimator.fp32.onnx", a / "estimator.int8.onnx")
+    _rerecord(a, "estimator.int8.onnx")
+    return ["eval", str(a), "--data", str(data(w, b))]
+
+
 def _gate(first, second=None, raw: str | None = None) -> Callable:
     def setup(w, b):
         files = [_results(w / "a.json", first, raw)]
@@ -363,6 +372,8 @@ CASES = [
          needs=("est_art",)),
     Case("eval: an artifact file with NaN weights (re-recorded in the manifest)",
          _nan_weights_in_art(("eval", "{art}", "--data", "{data}")), 2, "non-finite"),
+    Case("eval: an estimator whose outputs are NaN (finite weights)", _nan_output_in_art, 2,
+         "not finite"),
     Case("bench cpu: an artifact file with NaN weights",
          _nan_weights_in_art(("bench", "cpu", "{art}", "--quick", "--threads", "1")), 2,
          "non-finite"),
