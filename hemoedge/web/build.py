@@ -356,7 +356,7 @@ def headers_file(files: list[str], base: str, version: str) -> str:
     lines = [f"# hemoedge webapp {version}: headers for Netlify / Cloudflare Pages, app at {base}",
              f"{base}*"]
     lines += [f"  {k}: {v}" for k, v in SECURITY_HEADERS.items()]
-    for name in ["", "index.html", "sw.js", *sorted(files)]:
+    for name in dict.fromkeys(["", "index.html", "sw.js", *sorted(files)]):
         lines.append(f"{base}{name}")
         hashed = name not in ("", "index.html", "sw.js")
         lines.append(f"  Cache-Control: {IMMUTABLE if hashed else REVALIDATE}")

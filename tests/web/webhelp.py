@@ -5,6 +5,7 @@ Kept out of conftest.py so that tests can import them by a name no other test fo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -169,3 +170,80 @@ def assert_clean(guard) -> None:
     assert not [e for e in guard.errors if "Content Security Policy" in e or "pageerror" in e], (
         guard.errors
     )
+
+
+# ---------------------------------------------------------------------------- a static host
+def parse_headers_file(text: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Netlify / Cloudflare Pages `_headers`: [(path pattern, [(name, value), ...]), ...]."""
+    rules: list[tuple[str, list[tuple[str, str]]]] = []
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not line[0].isspace():
+            rules.append((line.strip(), []))
+        else:
+            name, _, value = line.strip().partition(":")
+            rules[-1][1].append((name.strip(), value.strip()))
+    return rules
+
+
+def headers_for(rules, path: str) -> dict[str, str]:
+    """Headers of every rule whose pattern (`*` = any characters) matches the URL path; a
+    header set by two rules is joined with ', ' as Cloudflare Pages does."""
+    import re
+
+    out: dict[str, str] = {}
+    for pattern, headers in rules:
+        if re.fullmatch(re.escape(pattern).replace(r"\*", ".*"), path):
+            for k, v in headers:
+                out[k] = f"{out[k]}, {v}" if k in out else v
+    return out
+
+
+def static_host(root: Path, rules=None):
+    """A plain static file server for `root` (a host that knows only common MIME types and
+    sends no headers of its own), applying `_headers` rules when given. Returns the server
+    (serve it in a thread)."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Host(SimpleHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # .wasm, .mjs, .webmanifest unknown: the _headers rules must say what they are
+        extensions_map = {  # noqa: RUF012
+            "": "application/octet-stream", ".html": "text/html", ".js": "text/javascript",
+            ".css": "text/css", ".json": "application/json", ".png": "image/png",
+        }
+
+        def _extra(self) -> dict[str, str]:
+            return headers_for(rules or [], self.path.split("?", 1)[0])
+
+        def send_header(self, key, value):
+            if key.lower() == "content-type" and any(
+                    k.lower() == "content-type" for k in self._extra()):
+                return
+            super().send_header(key, value)
+
+        def end_headers(self):
+            for k, v in self._extra().items():
+                super().send_header(k, v)
+            super().end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    return ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Host, directory=str(root)))
+
+
+@contextlib.contextmanager
+def serving(server):
+    import threading
+
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        t.join(timeout=5)

@@ -360,14 +360,16 @@ function registerServiceWorker() {
     if (controlled && !reloading) { reloading = true; location.reload(); }
     controlled = true;
   });
-  return navigator.serviceWorker.register('./sw.js').then((reg) => {
-    if (reg.waiting && navigator.serviceWorker.controller) offerUpdate(reg.waiting);
-    reg.addEventListener('updatefound', () => {
-      const w = reg.installing;
-      w.addEventListener('statechange', () => {
-        if (w.state === 'installed' && navigator.serviceWorker.controller) offerUpdate(w);
-      });
+  const track = (w) => { // a new version installing: offer it once it is installed
+    if (!w) return;
+    if (w.state === 'installed' && navigator.serviceWorker.controller) { offerUpdate(w); return; }
+    w.addEventListener('statechange', () => {
+      if (w.state === 'installed' && navigator.serviceWorker.controller) offerUpdate(w);
     });
+  };
+  return navigator.serviceWorker.register('./sw.js').then((reg) => {
+    if (navigator.serviceWorker.controller) track(reg.waiting || reg.installing);
+    reg.addEventListener('updatefound', () => track(reg.installing));
     return reg;
   });
 }
