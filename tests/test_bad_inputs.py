@@ -460,6 +460,11 @@ CASES = [
          lambda w, b: [(d := data(w, b)) / "metadata.csv",
                        (d / "metadata.csv").write_bytes(b"\xff\xfe\x00bad\n"),
                        "data", "check", str(d)][2:], 2, "not a readable CSV"),
+    Case("parity: a truncated photo in the test split is skipped and counted",
+         lambda w, b: ["parity", str(b["est_art"]), "--images", "3",
+                       "--data", _eval_skips_photo(w, b)[-1]], 1, "skipped 1 row(s)/photo(s)",
+         may_change=("<est_art>/results.json",), needs=("est_art",)),
+    Case("data check: a clean set passes", _check(None), 0, "no problems"),
     Case("eval: a truncated photo in the test split is skipped and counted", _eval_skips_photo,
          0, "skipped 1 photo(s)", may_change=("art/results.json",), stream="out"),
     # rows the loader refuses, naming the row
