@@ -617,7 +617,7 @@ def test_results_and_manifest_files_get_umask_modes(tmp_path):
 def test_read_rgb_applies_exif_orientation_like_create_image_bitmap(tmp_path):
     from PIL import ImageOps
 
-    from hemoedge.data.yakimov import photo_size, read_rgb
+    from hemoedge.data.yakimov import open_image, photo_size, read_rgb
 
     p = tmp_path / "rot.jpg"
     p.write_bytes(_jpeg(exif=_rotated_exif()))
@@ -626,6 +626,8 @@ def test_read_rgb_applies_exif_orientation_like_create_image_bitmap(tmp_path):
         want = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
     assert img.shape == (PHOTO_W, PHOTO_H, 3) and np.array_equal(img, want)
     assert photo_size(p) == photo_size(p, decode=True) == (PHOTO_H, PHOTO_W)
+    with open_image(p) as im:  # what training reads sizes from: the upright photo too
+        assert im.size == (PHOTO_H, PHOTO_W)
 
 
 def test_truncated_and_bomb_photos_are_data_errors(tmp_path):

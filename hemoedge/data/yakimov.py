@@ -62,17 +62,31 @@ class Dataset:
 
 
 def open_image(path: str | Path):
-    """PIL's own Image.open. ultralytics, once imported, replaces Image.open with a wrapper
-    that answers a non-image by trying to pip-install pi-heif (a network call at run time,
-    then ModuleNotFoundError); hemoedge never goes through that wrapper."""
+    """The photo as the app sees it: PIL's own Image.open, then EXIF orientation applied (as a
+    browser's createImageBitmap does), so `.size` and the pixels are those of the upright
+    photo. A photo without an orientation tag stays lazily opened (header only).
+
+    PIL's own Image.open: ultralytics, once imported, replaces Image.open with a wrapper that
+    answers a non-image by trying to pip-install pi-heif (a network call at run time, then
+    ModuleNotFoundError); hemoedge never goes through that wrapper."""
     import sys
 
     patches = sys.modules.get("ultralytics.utils.patches")
     opener = getattr(patches, "_image_open", None) if patches else None
-    return (opener or Image.open)(path)
+    im = (opener or Image.open)(path)
+    try:
+        orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # an unreadable EXIF block: no orientation, as a browser treats it
+        orientation = 1
+    if orientation not in (2, 3, 4, 5, 6, 7, 8):
+        return im
+    try:
+        return ImageOps.exif_transpose(im)  # decoded, transposed copy; tag reset to 1
+    finally:
+        im.close()
 
 
-EXIF_ORIENTATION = 0x0112  # 5-8 swap width and height
+EXIF_ORIENTATION = 0x0112  # 2-8: the stored pixels must be flipped/rotated for display
 BOXES_PER_ROW = 3  # one per finger
 
 
@@ -88,7 +102,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
     try:
         with open_image(path) as im:
             im.load()  # the whole file: a truncated JPEG fails here, not half-grey
-            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+            return np.asarray(im.convert("RGB"))
     except Exception as e:  # decoders raise OSError, SyntaxError, DecompressionBombError, ...
         raise DataError(f"{path}: not a readable image ({_why(e)})") from e
 
@@ -101,11 +115,9 @@ def photo_size(path: str | Path, decode: bool = False) -> tuple[int, int]:
         return w, h
     try:
         with open_image(path) as im:
-            w, h = im.size
-            orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+            return im.size
     except Exception as e:  # as in read_rgb
         raise DataError(f"{path}: not a readable image ({_why(e)})") from e
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
 
 def _number(v) -> bool:
