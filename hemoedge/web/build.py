@@ -393,7 +393,7 @@ def nginx_conf(base: str, version: str) -> str:
         f'    add_header Cache-Control "{REVALIDATE}" always;',
         f'    location ~ "{re.escape(base)}[^/]+\\.[0-9a-f]{{{HASH_LEN}}}\\.[A-Za-z0-9]+$" {{',
         *sec,
-        f'        add_header Cache-Control "{IMMUTABLE}" always;',
+        f'        add_header Cache-Control "{IMMUTABLE}";  # 2xx/3xx only: never a 404',
         "    }",
         f"    location ~ \"^{re.escape(base)}(_headers|nginx\\.conf)$\" {{ return 404; }}",
         "}",

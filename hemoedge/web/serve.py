@@ -89,15 +89,22 @@ class Handler(SimpleHTTPRequestHandler):
         for k, v in SECURITY_HEADERS.items():
             self.send_header(k, v)
         path = self.path.split("?", 1)[0]
-        self.send_header("Cache-Control", IMMUTABLE if HASHED.search(path) else REVALIDATE)
+        if getattr(self, "_status", 200) >= 400:  # a 404 must never be cached as immutable
+            self.send_header("Cache-Control", "no-store")
+        else:
+            self.send_header("Cache-Control", IMMUTABLE if HASHED.search(path) else REVALIDATE)
         if getattr(self, "_vary", False):
             self.send_header("Vary", "Accept-Encoding")
         super().end_headers()
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._status = code
+        super().send_response(code, message)
+
     def translate_path(self, path: str) -> str:
         url = urllib.parse.unquote(path.split("?", 1)[0].split("#", 1)[0])
         if not url.startswith(self.base):
-            return os.path.join(self.directory, "\0outside-base")  # never a file: 404
+            return os.path.join(self.directory, ".hemoedge-outside-base", "missing")  # 404
         return super().translate_path("/" + url[len(self.base):])
 
     def send_head(self):

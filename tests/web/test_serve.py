@@ -66,3 +66,58 @@ def test_port_in_use(dist):
         port = server.server_address[1]
         with pytest.raises(HemoedgeError, match=f"cannot listen on 127.0.0.1:{port}"):
             make_server(dist, port=port)
+
+
+def get_with(url: str, encoding: str | None):
+    req = urllib.request.Request(url, headers={"Accept-Encoding": encoding} if encoding else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+@needs_ort
+def test_precompressed_siblings_and_vary(dist):
+    import gzip
+
+    import brotli
+
+    bm = json.loads((dist / "build-manifest.json").read_text())
+    wasm = bm["files"]["ort-wasm-simd-threaded.wasm"]["file"]
+    raw = (dist / wasm).read_bytes()
+    with serve_in_thread(dist) as (_server, url):
+        for accept, enc, decode in (
+            ("gzip, deflate, br", "br", brotli.decompress),
+            ("gzip", "gzip", gzip.decompress),
+            ("br;q=0, gzip", "gzip", gzip.decompress),
+            (None, None, None),
+        ):
+            status, h, body = get_with(url + wasm, accept)
+            assert status == 200 and h["Content-Type"] == "application/wasm"
+            assert h["Vary"] == "Accept-Encoding" and "immutable" in h["Cache-Control"]
+            assert h.get("Content-Encoding") == enc, accept
+            assert int(h["Content-Length"]) == len(body)
+            assert (decode(body) if decode else body) == raw
+            if enc:
+                assert len(body) < len(raw) / 3  # the 14 MB WASM: 2.3 MB as brotli
+        status, h, _ = get_with(url + "index.html", "br")
+        assert h["Content-Encoding"] == "br" and h["Content-Type"].startswith("text/html")
+        # a missing hashed name is never cached as immutable (a retry must reach the server)
+        status, h, _ = get_with(url + "gone.0123456789.onnx", "br")
+        assert status == 404 and h["Cache-Control"] == "no-store"
+
+
+@needs_ort
+def test_base_path(dist):
+    with serve_in_thread(dist, base="/team/hemo/") as (_server, url):
+        assert url.endswith("/team/hemo/")
+        status, _, body = get(url)
+        assert status == 200 and b"hemoedge" in body
+        assert get(url + "sw.js")[0] == 200
+        assert get(url.replace("/team/hemo/", "/sw.js"))[0] == 404  # nothing outside the base
+        assert get(url.replace("/team/hemo/", "/team/"))[0] == 404
+        status, h, _ = get_with(url.rstrip("/"), None)  # /team/hemo -> /team/hemo/
+        assert status == 200  # urllib followed the 301
+    with pytest.raises(HemoedgeError, match="bad --base"):
+        make_server(dist, base="team/hemo")

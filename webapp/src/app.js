@@ -84,6 +84,7 @@ function fatal(text) {
 
 // ------------------------------------------------------------------ start-up
 let ready = false;
+let attempts = 0;
 async function start() {
   loadError = null;
   refs.loadHelp.hidden = true;
@@ -94,7 +95,8 @@ async function start() {
   }
   await whenCached();
   spawnWorker();
-  const info = await call({ type: 'init', manifestUrl: new URL('./models.json', import.meta.url).href, threads: THREADS });
+  const info = await call({ type: 'init', manifestUrl: new URL('./models.json', import.meta.url).href,
+    threads: THREADS, retry: attempts++ > 0 });
   ready = true;
   if (info.numThreads < REQUESTED_THREADS) {
     setText(refs.threadNote, `Running on ${info.numThreads} thread(s) instead of ${REQUESTED_THREADS}` +

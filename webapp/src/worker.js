@@ -21,8 +21,10 @@ const inputBuffer = (role) => {
 const captures = new Map(); // id -> capture state
 
 // ------------------------------------------------------------------ set-up
-async function init({ manifestUrl, threads }) {
+async function init({ manifestUrl, threads, retry }) {
   const t0 = epoch();
+  // a retry must not be answered by an HTTP cache that kept the failed response
+  const fetchOk = (url) => fetchChecked(url, retry ? { cache: 'reload' } : {});
   M = await (await fetchOk(manifestUrl)).json();
   const rel = (u) => new URL(u, manifestUrl).href;
   ort.env.wasm.numThreads = threads;
@@ -50,8 +52,8 @@ async function init({ manifestUrl, threads }) {
   };
 }
 
-async function fetchOk(url) {
-  const r = await fetch(url);
+async function fetchChecked(url, opts) {
+  const r = await fetch(url, opts);
   if (!r.ok) throw new Error(`could not load ${url}: HTTP ${r.status}`);
   return r;
 }
