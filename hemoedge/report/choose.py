@@ -142,6 +142,9 @@ class Constraints:
     max_hb_mae_over_best: float | None = 0.10
     min_auroc: float | None = None  # classification: AUROC (e2e where measured)
     max_auroc_drop: float | None = 0.02  # classification: AUROC lost versus the fp32 pipeline
+    # MB a first visit downloads: bench web's web.first_visit.bytes (on the wire: the app, the
+    # WASM and both models, compressed) where measured, else the two model files' bytes
+    max_first_visit_mb: float | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -168,6 +171,7 @@ CHECKS = (
     ("--min-auroc", "min_auroc", "auroc", "min", "classification"),
     ("--max-auroc-drop", "max_auroc_drop", "auroc_drop", "max", "classification"),
     ("--max-bytes", "max_bytes", "bytes", "max", None),
+    ("--max-first-visit-mb", "max_first_visit_mb", "first_visit_mb", "max", None),
 )
 CHECK = {flag: (fld, attr, kind, task) for flag, fld, attr, kind, task in CHECKS}
 EPS = 1e-9  # a figure equal to its limit up to float rounding meets it
@@ -193,6 +197,8 @@ class Candidate:
     cls_source: str = "missing"
     sensitivity: float | None = None
     specificity: float | None = None
+    first_visit_mb: float | None = None  # MB downloaded on a first visit (see Constraints)
+    first_visit_source: str = "missing"  # "wire" (bench web) or "model files"
 
     @property
     def feasible(self) -> bool:
@@ -246,6 +252,11 @@ def _candidate(results: Results, variant: str, frame: Metric,
                      acc.value if acc is not None else None, src, size)
     cand.backbone = parse_variant(variant).get(BACKBONE)
     cand.task = task_of(results, variant, entries)
+    fv = lookup(results, "web.first_visit.bytes", variant, exact=True)
+    if fv is not None:
+        cand.first_visit_mb, cand.first_visit_source = fv.value / 1e6, "wire"
+    elif size is not None:
+        cand.first_visit_mb, cand.first_visit_source = size / 1e6, "model files"
     mae, cand.hb_mae_source = _first(results, ("acc.e2e.hb_mae", "acc.hb_mae"), variant)
     cand.hb_mae = mae.value if mae is not None else None
     auc, cand.cls_source = _first(results, ("acc.e2e.cls.auroc", "acc.cls.auroc"), variant)
@@ -342,7 +353,13 @@ def collect(results: Results, constraints: Constraints) -> list[Candidate]:
     c = constraints
     frames: dict[str, list[Metric]] = {}
     for m in results.metrics:
-        if m.name == c.frame_metric and m.variant and math.isfinite(m.value):
+        if m.name == c.frame_metric and m.variant:
+            v = m.value
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                t = f" (threads={m.params['threads']})" if "threads" in m.params else ""
+                raise ResultsError(
+                    f"choose: {m.name} of {m.variant}{t} is {v!r}: a frame time must be a "
+                    "finite number of ms >= 0; the results file is invalid (re-run the bench)")
             frames.setdefault(m.variant, []).append(m)
     entries = sweep_entries(results)
     cands = []
@@ -454,6 +471,13 @@ def choose(results: Results, constraints: Constraints) -> Choice:
         reasons.append(line + (f"; {', '.join(extra)}" if extra else ""))
     reasons.append(f"size {_fmt(best.bytes, 'bytes')}"
                    + (f" <= {c.max_bytes / 1e6:.2f} MB" if c.max_bytes is not None else ""))
+    if best.first_visit_mb is not None and (c.max_first_visit_mb is not None
+                                            or best.first_visit_source == "wire"):
+        reasons.append(f"first visit {best.first_visit_mb:.2f} MB ("
+                       + ("on the wire, bench web" if best.first_visit_source == "wire"
+                          else "model files; no bench web first-visit figure")
+                       + ")" + (f" <= {c.max_first_visit_mb} MB"
+                                if c.max_first_visit_mb is not None else ""))
     if multi:
         e = sweep_entries(results).get(best.backbone or "", {})
         facts = [f"timm {e['backbone']}" if e.get("backbone") else "",
@@ -485,7 +509,8 @@ def _why_nothing(rejected: list[Candidate], c: Constraints) -> list[str]:
             pick = max if CHECK[flag][2] == "min" else min
             x = pick(near, key=lambda x: _value_of(x, flag))
             v = _value_of(x, flag)
-            shown = f"{v:.0f}" if flag == "--max-bytes" else f"{v:.3f}"
+            shown = f"{v:.0f}" if flag == "--max-bytes" else (
+                f"{v:.2f}" if flag == "--max-first-visit-mb" else f"{v:.3f}")
             reasons.append(f"{flag} {_limit_of(c, flag)} binds: {flag} {shown} would admit "
                            f"{x.variant}" + (f" ({_accuracy(x)})" if x.backbone else ""))
         else:

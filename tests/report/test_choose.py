@@ -258,3 +258,42 @@ def test_cli_sweep_shards_and_new_flags(tmp_path, capsys):
     args.min_auroc = 0.95
     assert cli(args) == 1
     assert "binding: --min-auroc" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", [-3.0, float("nan"), float("inf")])
+def test_negative_or_non_finite_frame_time_is_invalid_input(results, bad):
+    """A frame time below 0 or not finite is a broken results file, never a recommendation."""
+    for m in results.metrics:
+        if m.name == "web.frame_ms.p50" and m.variant == "det=int8,est=int8":
+            m.value = bad
+    with pytest.raises(ResultsError, match=r"web\.frame_ms\.p50 of det=int8,est=int8 "
+                                           r"\(threads=\d\) is .*finite number of ms >= 0"):
+        choose(results, Constraints(target="web"))
+
+
+def test_max_first_visit_mb_uses_the_bench_web_wire_figure(results):
+    # what bench web measures on the wire (compressed app + WASM + models)
+    for v, b in (("det=int8,est=fp32", 14.3e6), ("det=int8,est=fp16", 9.9e6),
+                 ("det=int8,est=int8", 8.1e6)):
+        results.add("web.first_visit.bytes", v, b, "bytes", "lower", threads=2)
+    ch = choose(results, Constraints(target="web", max_first_visit_mb=12))
+    assert ch.ok and ch.recommended.variant == "det=int8,est=fp16"
+    assert ch.recommended.first_visit_source == "wire"
+    assert "first visit 9.90 MB (on the wire, bench web) <= 12 MB" in ch.reasons
+    rej = {x.variant: x.violations for x in ch.rejected}
+    assert "--max-first-visit-mb" in rej["det=int8,est=fp32"]
+    ch = choose(results, Constraints(target="web", max_first_visit_mb=5))
+    assert not ch.ok and "--max-first-visit-mb" in ch.binding
+    assert any("--max-first-visit-mb 8.10 would admit det=int8,est=int8" in r
+               for r in ch.reasons), ch.reasons
+
+
+def test_max_first_visit_mb_falls_back_to_model_bytes(results, tmp_path, capsys):
+    ch = choose(results, Constraints(target="web", max_first_visit_mb=9))
+    assert ch.ok and ch.recommended.first_visit_source == "model files"
+    assert ch.recommended.first_visit_mb <= 9
+    path = results.save(tmp_path / "r.json")
+    args = Namespace(results=str(path), target="web", max_frame_ms=None, max_bytes=None,
+                     max_hb_mae_delta=0.05, max_first_visit_mb=9.0)
+    assert cli(args) == 0
+    assert "first visit" in capsys.readouterr().out
