@@ -174,10 +174,11 @@ def _parse_hb(text) -> float:
     return gperl / 10.0
 
 
-def load(root: str | Path, decode: bool = False) -> Dataset:
+def load(root: str | Path, decode: bool = False, quiet: bool = False) -> Dataset:
     """Read DIR/metadata.csv and check every row (see the module docstring). With `decode`
     every photo is decoded in full (`data check`); otherwise only its header is read and a
-    photo that fails later is skipped by its reader."""
+    photo that fails later is skipped by its reader. Each problem is logged unless `quiet`
+    (the caller prints them)."""
     root = Path(root)
     csv_path = root / "metadata.csv"
     if not csv_path.is_file():
@@ -230,9 +231,10 @@ def load(root: str | Path, decode: bool = False) -> Dataset:
             continue
         seen.add(photo.name)
         records.append(Record(pid, session, hb, nails, skins, photo))
-    orphans = sum(1 for p in photos.glob("*") if p.is_file() and p.name not in seen) \
-        if photos.is_dir() else 0
-    for p in problems:
+    named = set(pids)  # a photo whose row was skipped is not an orphan
+    orphans = sum(1 for p in photos.glob("*") if p.is_file() and p.name not in seen
+                  and p.stem not in named) if photos.is_dir() else 0
+    for p in problems if not quiet else ():
         log.warning(p)
     if not records:
         raise DataError(f"{root}: no usable rows ({len(problems)} skipped); first problem: "
@@ -304,7 +306,7 @@ def cli(args) -> int:
     """`hemoedge data check DIR`: every row checked and every photo decoded in full; each
     problem printed with its CSV line, then the count. Exit 0 clean, 1 problems found (the
     usable rows still load), 2 unreadable (no CSV, missing columns, no usable row)."""
-    ds = load(args.dir, decode=True)
+    ds = load(args.dir, decode=True, quiet=True)
     hb = np.array([r.hb_gdl for r in ds.records])
     print(f"{ds.root}: {len(ds.records)} usable rows, {len(ds.problems)} skipped, "
           f"{ds.orphans} photos without a row; Hb {hb.min():.1f}-{hb.max():.1f} g/dL, "
