@@ -326,8 +326,7 @@ def cli(args) -> int:
     argv = ["hemoedge", "parity", str(art_dir)]
     if args.data:
         argv += ["--data", str(args.data)]
-    if args.images != 16:
-        argv += ["--images", str(args.images)]
+    argv += ["--images", str(args.images)]  # the order `hemoedge run` records it in
     if args.results:
         argv += ["--results", str(args.results)]
     cmd = shlex.join(argv)
