@@ -221,3 +221,58 @@ def test_icons_are_pngs():
         data = icon_png(size, maskable)
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         assert int.from_bytes(data[16:20], "big") == size  # IHDR width
+        import io
+
+        from PIL import Image
+
+        img = Image.open(io.BytesIO(data))
+        img.load()  # decodes fully (written by Pillow)
+        assert img.size == (size, size) and img.mode == "RGBA"
+
+
+def _eval_results(path, fp16_mae: float):
+    from hemoedge.report.results import Results
+
+    r = Results()
+    r.add("acc.e2e.hb_mae", "det=int8,est=fp32", 0.765, "g/dL", "lower")
+    r.add("acc.e2e.hb_mae", "det=int8,est=fp16", fp16_mae, "g/dL", "lower")
+    return r.save(path)
+
+
+def test_fp16_estimator_decision(tmp_path):
+    from hemoedge.web.build import fp16_estimator_within
+
+    ok, why = fp16_estimator_within(_eval_results(tmp_path / "a.json", 0.770), "int8", 0.02)
+    assert ok and "delta +0.005" in why and why.endswith("shipping est=fp16")
+    ok, why = fp16_estimator_within(_eval_results(tmp_path / "b.json", 0.80), "int8", 0.02)
+    assert not ok and why.endswith("keeping est=fp32")
+    ok, why = fp16_estimator_within(_eval_results(tmp_path / "c.json", 0.77), "fp32", 0.02)
+    assert not ok and "no finite acc.e2e.hb_mae for det=fp32,est=fp16" in why
+    with pytest.raises(HemoedgeError, match="results file not found"):
+        fp16_estimator_within(tmp_path / "none.json", "int8", 0.02)
+
+
+@needs_ort
+def test_cli_ships_fp16_estimator_and_checks_options(tmp_path, capsys):
+    import webtiny as tiny
+
+    from hemoedge.cli import main
+
+    art = tiny.write_artifact(tmp_path / "art", precisions=("fp32", "fp16", "int8"))
+    res = _eval_results(tmp_path / "r.json", 0.770)
+    out = tmp_path / "d"
+    argv = ["webapp", "build", "--art", str(art), "--variant", "det=int8,est=fp32",
+            "--out", str(out)]
+    assert main([*argv, "--fp16-estimator-within", "0.02", "--results", str(res),
+                 "--base", "/team/hemo/"]) == 0
+    text = capsys.readouterr().out
+    assert "shipping est=fp16" in text and "--base /team/hemo/" in text
+    bm = json.loads((out / "build-manifest.json").read_text())
+    assert bm["variant"] == "det=int8,est=fp16" and bm["base"] == "/team/hemo/"
+    assert "/team/hemo/sw.js" in (out / "_headers").read_text()
+    assert main([*argv, "--fp16-estimator-within", "0.02"]) == 2
+    assert "needs --results" in capsys.readouterr().err
+    assert main([*argv, "--base", "team/hemo"]) == 2
+    assert "bad --base 'team/hemo'" in capsys.readouterr().err
+    assert main([*argv, "--no-compress"]) == 0
+    assert not list(out.glob("*.br")) and not list(out.glob("*.gz"))
