@@ -11,12 +11,12 @@ drives it through its bench hook (`?bench=1`, window.__hemoedgeBench). Per repea
     web.cold_start_ms          navigation start -> both sessions ready (bench.readyT)
     web.first_visit.bytes      bytes on the wire (response headers + encoded bodies, from
                                Playwright's network events = CDP encodedDataLength; page,
-                               workers and service worker) until the service worker controls
-                               the page; web.first_visit.requests (requests that crossed the
-                               network), web.first_visit.duplicate_urls (URLs that did so twice)
+                               workers and service worker) until every file is in the
+                               service worker's cache (bench.offlineReady);
+                               web.first_visit.requests (requests that crossed the network),
+                               web.first_visit.duplicate_urls (URLs that did so twice)
     web.first_visit_bytes      the same counted on the server's socket (a cross-check)
-    web.first_visit_bytes_gzip the same responses gzip-compressed (level 6): what a compressing
-                               server would send (`webapp serve` does not compress)
+    web.first_visit_bytes_gzip the files those requests named, gzip -6 (a reference)
     web.warm_start_ms          a new page in the same context (service worker + caches warm)
     web.offline_reload_ms      context.set_offline(True) + reload -> ready again
   one fresh page per thread count t (numThreads is fixed at WASM start):
@@ -329,9 +329,10 @@ def open_app(page: Page, url: str, query: str, what: str, timeout_s: float) -> d
 
 
 def _sw_ready(page: Page, what: str, timeout_s: float) -> None:
-    # the first visit precaches ~15 MB: let it finish, it competes for the 2 cores
-    page.wait("navigator.serviceWorker.controller !== null", f"{what}: service worker ready",
-              timeout_s)
+    # the first visit caches every file (the WASM and the models as the worker loads them):
+    # let it finish, it competes for the 2 cores
+    page.wait("navigator.serviceWorker.controller !== null && "
+              "window.__hemoedgeBench.offlineReady", f"{what}: service worker ready", timeout_s)
 
 
 def start_camera(page: Page, what: str, timeout_s: float) -> None:

@@ -163,7 +163,7 @@ def emit(cfg: Any, pool: Pool, res: Results, tuned: tuple[str, str],
             res.metrics[-1].params.update(
                 method="response headers + encoded bodies of every request that crossed the "
                        "network (Playwright network events, CDP encodedDataLength) until the "
-                       "service worker controls the page",
+                       "service worker has every file of the build in its cache",
                 **{k: wire[k] for k in ("requests", "duplicate_urls", "encodings") if k in wire})
         if name == "web.first_visit_bytes":
             fv = pool.env.get("first_visit", {}).get(variant, {})

@@ -46,6 +46,9 @@ ICONS = (
 SCHEMA = "hemoedge.webapp/1"
 HOST_FILES = ("_headers", "nginx.conf")  # host configuration the build writes beside the app
 NOT_PRECACHED = ("sw.js", "build-manifest.json", *HOST_FILES)
+# the app fetches these itself on a first visit; the service worker caches them as they pass
+# (precached up front only by an update), so a first visit downloads them once
+LAZY_SUFFIXES = (".wasm", ".onnx")
 COMPRESS_MIN_BYTES = 1024  # smaller files are sent as they are
 BROTLI_TEXT_QUALITY = 11  # text and the WASM (cached by content hash, so paid once)
 BROTLI_MODEL_QUALITY = 9  # ONNX weights barely compress; 11 costs ~4 s per MB for ~4 %
@@ -490,6 +493,7 @@ def build(cfg: BuildConfig) -> BuildResult:
         ("'__HEMOEDGE_VERSION__'", json.dumps(version)),
         ("/*__HEMOEDGE_PRECACHE__*/[]", json.dumps(precache, indent=1)),
         ("/*__HEMOEDGE_ISOLATE__*/false", json.dumps(cfg.coi_serviceworker)),
+        ("/*__HEMOEDGE_LAZY__*/[]", json.dumps([f for f in precache if f.endswith(LAZY_SUFFIXES)])),
     ):
         if sw.count(marker) != 1:
             raise HemoedgeError(

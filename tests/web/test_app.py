@@ -142,8 +142,8 @@ def test_upload_without_nail(app, tmp_path):
 def test_offline_reload(app, tmp_path):
     page, ctx, url, guard = app
     open_app(page, url)
-    # the service worker has precached everything once it controls the page
-    wait_js(page, "navigator.serviceWorker.controller !== null")
+    # every file is in the service worker's cache (the WASM and models since the worker loaded them)
+    wait_js(page, "navigator.serviceWorker.controller !== null && window.__hemoedgeBench.offlineReady")
     ctx.set_offline(True)
     page.reload()
     wait_js(

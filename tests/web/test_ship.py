@@ -75,6 +75,7 @@ def test_subpath_capture_offline_and_deep_link(browser, subpath_url):
         cap = run_capture(page)
         assert len(cap["frames"]) == FRAMES and cap["summary"]["ok"]
         # offline: the app reloads, and a deep link under its scope opens the app
+        wait_js(page, "window.__hemoedgeBench.offlineReady")
         ctx.set_offline(True)
         for path in ("?bench=1", "some/deep/path?bench=1"):
             page.goto(subpath_url + path)

@@ -25,7 +25,7 @@ const DETECT_EVERY = SEEDLOOP ? 1 : intParam('detect_every', 1, CAPTURE.frames, 
 
 const bench = BENCH ? {
   ready: false, error: null, crossOriginIsolated: self.crossOriginIsolated,
-  requestedThreads: REQUESTED_THREADS, numThreads: null, seedloop: SEEDLOOP,
+  requestedThreads: REQUESTED_THREADS, numThreads: null, seedloop: SEEDLOOP, offlineReady: false,
   detectEvery: DETECT_EVERY, session: null, readyT: null, captures: [], lastCapture: null,
   runModel: (role, runs = 20, warmup = 5) => call({ type: 'bench', role, runs, warmup }).then((r) => r.times),
   // one session.run of the app's worker on a given input (parity with Python): resolves to
@@ -106,6 +106,24 @@ async function start() {
   }
   setStatus('Ready. Nothing leaves this device.', 'ok');
   if (bench) Object.assign(bench, { ready: true, session: info, numThreads: info.numThreads, readyT: performance.now() });
+  watchOffline();
+}
+
+// Offline works once every file of this build is in the service worker's cache (on a first
+// visit the WASM and the models are cached as the worker loads them). bench.offlineReady.
+async function watchOffline() {
+  const sw = navigator.serviceWorker && navigator.serviceWorker.controller;
+  if (!sw) return;
+  for (let i = 0; i < 100; i++) {
+    const st = await new Promise((resolve) => {
+      const ch = new MessageChannel();
+      ch.port1.onmessage = (e) => resolve(e.data);
+      sw.postMessage({ type: 'STATUS' }, [ch.port2]);
+      setTimeout(() => resolve(null), 2000);
+    });
+    if (st && st.missing.length === 0) { if (bench) bench.offlineReady = true; return; }
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 // ------------------------------------------------------------------ camera + preview
@@ -376,10 +394,11 @@ function registerServiceWorker() {
   });
 }
 
-// Resolves once this page is controlled by the service worker (its cache then serves every
-// file, the worker's and onnxruntime-web's included), or at once when it never will be: no
-// service worker, a failed install, or a hard reload (which bypasses an active worker). On a
-// first visit this waits for the precache: the models are not fetched a second time beside it.
+// Resolves once this page is controlled by the service worker (every later fetch, the
+// worker's and onnxruntime-web's included, then goes through its cache), or at once when it
+// never will be: no service worker, a failed install, or a hard reload (which bypasses an
+// active worker). On a first visit this waits for the small precache; the WASM and the models
+// are then fetched once, by the worker, and cached on the way.
 async function whenCached() {
   if (navigator.serviceWorker && navigator.serviceWorker.controller) return isolatedOrReload();
   const reg = await swRegistration.catch(() => null);
