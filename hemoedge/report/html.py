@@ -340,6 +340,27 @@ def _size_section(results: Results) -> Section:
     return Section("Model sizes", fig_svg(fig, "sizes"), md)
 
 
+def _first_visit_section(results: Results) -> Section:
+    """What a first visit downloads per pairing (bench web's web.first_visit.*)."""
+    ms = {m.variant: m for m in results.metrics
+          if m.name == "web.first_visit.bytes" and math.isfinite(m.value)}
+    if not ms:
+        raise _Absent("no web.first_visit.bytes metrics (run `hemoedge bench web`)")
+    rows, md = [], ["| pairing | on the wire | requests | URLs fetched twice |", "|---|---|---|---|"]
+    for v, m in sorted(ms.items()):
+        dup = m.params.get("duplicate_urls") or []
+        req = m.params.get("requests", "-")
+        rows.append(f"<tr><td>{esc(v)}</td><td>{m.value / 1e6:.2f} MB</td><td>{esc(req)}</td>"
+                    f"<td>{len(dup)}{(' (' + esc(', '.join(dup)) + ')') if dup else ''}</td></tr>")
+        md.append(f"| {v} | {m.value / 1e6:.2f} MB | {req} | {len(dup)} |")
+    html = ("<table><tr><th>pairing</th><th>on the wire</th><th>requests</th>"
+            "<th>URLs fetched twice</th></tr>" + "".join(rows) + "</table>"
+            '<p class="note">Response headers and bodies as sent (compressed) until every file '
+            "is in the service worker's cache; from Playwright's network events (CDP "
+            "encodedDataLength).</p>")
+    return Section("First visit (web)", html, "\n".join(md))
+
+
 STAGE_RE = re.compile(r"^(cpu|web)\.frame\.(\w+)_ms\.p50$")
 
 
@@ -500,6 +521,7 @@ SECTIONS: tuple[tuple[str, Callable[[Results], Section]], ...] = (
     ("Latency distributions", _latency_section),
     ("Frame time by stage", _stages_section),
     ("Model sizes", _size_section),
+    ("First visit (web)", _first_visit_section),
     ("Capture", _capture_section),
     ("Environment", _env_section),
     ("Commands", _commands_section),

@@ -193,6 +193,10 @@ def test_quick_results_feed_report_and_gate(quick, tmp_path):
     back = Results.load(path)
     assert len(back.metrics) == len(res.metrics)
     assert len(capture_frames(back)[TUNED]) == FRAMES
+    from hemoedge.report.html import render
+
+    _, md = render(back)  # the report shows the first visit per pairing
+    assert "## First visit (web)" in md and f"| {TUNED} | " in md
     ratio = (back.get("web.frame_ms.p50", TUNED, threads=2).value
              / back.get("web.seed.frame_ms.p50", "").value)
     assert ratio > 0

@@ -109,3 +109,21 @@ def test_axe_finds_no_serious_violation(browser, server, viewport):
         assert found == [], found
     finally:
         ctx.close()
+
+
+def test_offline_deep_link_opens_the_app(app):
+    """A deep link under the app's scope, offline, opens the app shell (not a hang)."""
+    page, ctx, url, guard = app
+    open_app(page, url)
+    wait_js(page, "navigator.serviceWorker.controller !== null && "
+                  "window.__hemoedgeBench.offlineReady")
+    ctx.set_offline(True)
+    try:
+        page.goto(url + "some/path?bench=1")
+        wait_js(page, READY_OR_ERROR)
+        assert page.evaluate("window.__hemoedgeBench.error") is None
+        assert page.url == url + "?bench=1"  # the service worker sent it to the app's root
+        assert page.text_content("#status").startswith("Ready.")
+    finally:
+        ctx.set_offline(False)
+    assert_clean(guard)
