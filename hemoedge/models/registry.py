@@ -29,6 +29,13 @@ class Recipe:
     # plus this many jittered copies of each
     crop_jitter: CropJitter = CropJitter(edge_px=4.0, rotate_deg=5.0, blur_px=5)  # noqa: RUF009
     head_jitter_copies: int = 2
+    # consistency: every epoch draws two jittered crops of each nail; besides the Hb loss on both,
+    # the squared difference of their two answers (standardised Hb units) is penalised with this
+    # weight, and the relative squared difference of their pooled features with
+    # `feature_consistency`: the backbone learns features that do not move with the box. 0 and 0:
+    # one draw per epoch, plain augmentation.
+    consistency: float = 10.0
+    feature_consistency: float = 1.0
     ridge_alphas: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0, 1e4, 1e5)
     task: str = "regression"  # "regression" (Hb, Ridge) or "classification" (anaemic, logistic)
     anaemia_threshold: float = 12.0  # g/dL; classification: anaemic = Hb below it (WHO, women)
@@ -43,6 +50,10 @@ class Recipe:
                                 f"got {self.anaemia_threshold}")
         if self.head_jitter_copies < 0:
             raise HemoedgeError(f"recipe {self.name}: head_jitter_copies must be >= 0")
+        if self.consistency < 0 or self.feature_consistency < 0:
+            raise HemoedgeError(f"recipe {self.name}: consistency weights must be >= 0")
+        if not self.est_lr > 0:
+            raise HemoedgeError(f"recipe {self.name}: estimator learning rate must be > 0")
         if self.est_epochs < 0:
             raise HemoedgeError(f"recipe {self.name}: estimator epochs must be >= 0")
         if self.det_size % 32 or self.est_size % 32:

@@ -126,26 +126,41 @@ class CropSampler:
                                      self.spec.preprocess)[0] for i, b in self.boxes])
 
 
-def _init_model(recipe: Recipe) -> est_mod.Estimator:
-    """A fresh backbone, or (recipe.est_init) the backbone of an earlier estimator checkpoint."""
+def _init_model(recipe: Recipe) -> tuple[est_mod.Estimator, bool]:
+    """A fresh backbone, or (recipe.est_init) the backbone of an earlier estimator checkpoint;
+    and whether its head answers in g/dL (an earlier regression head)."""
     if not recipe.est_init:
-        return est_mod.Estimator(recipe.backbone)
+        return est_mod.Estimator(recipe.backbone), False
     model, info = est_mod.load(recipe.est_init)
     if info["backbone"] != recipe.backbone or info["input_size"] != recipe.est_size:
         raise HemoedgeError(f"{recipe.est_init}: holds {info['backbone']} at "
                             f"{info['input_size']} px; the recipe wants {recipe.backbone} at "
                             f"{recipe.est_size} px")
-    return model
+    return model, info["task"] == "regression"
 
 
-def fine_tune(model: est_mod.Estimator, recipe: Recipe, crops: CropSampler, seed: int) -> dict:
+def fine_tune(model: est_mod.Estimator, recipe: Recipe, crops: CropSampler, seed: int,
+              head_in_gdl: bool = False) -> dict:
     """The backbone learns Hb on the train crops (AdamW, Huber on standardised Hb), a fresh
     jittered draw of every nail each epoch. Both task types use this: Hb is what the photos
-    carry, the anaemia label is a threshold on it."""
+    carry, the anaemia label is a threshold on it.
+
+    With recipe.consistency or recipe.feature_consistency > 0, each epoch draws two jittered
+    crops of every nail and a batch holds both: Huber on each, plus consistency * mean squared
+    difference of their two answers, plus feature_consistency * the squared difference of their
+    pooled features relative to the features' mean square. The answer then stops following
+    the box (measured: `hemoedge eval`'s crop sensitivity). head_in_gdl: the model's head was
+    fit in g/dL (an earlier regression checkpoint); it is rescaled to standardised units first,
+    so fine-tuning starts from its answers instead of from a shock."""
     y_tr = crops.hb
     if recipe.est_epochs == 0 or len(crops) < recipe.est_batch:
         return {"steps": 0, "seconds": 0.0}
     mu, sd = float(y_tr.mean()), float(y_tr.std() + 1e-6)
+    if head_in_gdl:
+        with torch.no_grad():
+            model.head.weight.div_(sd)
+            model.head.bias.sub_(mu).div_(sd)
+    paired = recipe.consistency > 0 or recipe.feature_consistency > 0
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.est_lr, weight_decay=0.05)
     per_epoch = len(crops) // recipe.est_batch
     steps = per_epoch * recipe.est_epochs
@@ -157,30 +172,44 @@ def fine_tune(model: est_mod.Estimator, recipe: Recipe, crops: CropSampler, seed
     from rich.progress import Progress
 
     t0 = time.perf_counter()
-    loss = torch.zeros(())
+    parts = {"huber": 0.0, "consistency": 0.0, "feature_consistency": 0.0}
     with Progress(transient=True) as prog:
         task = prog.add_task(f"estimator backbone {recipe.backbone}", total=steps)
-        for _epoch in range(recipe.est_epochs):
-            xt = torch.from_numpy(crops.draw(rng))  # this epoch's crops
+        for epoch in range(recipe.est_epochs):
+            draws = [torch.from_numpy(crops.draw(rng)) for _ in range(2 if paired else 1)]
             model.train()
-            perm = torch.randperm(len(xt), generator=gen)
+            perm = torch.randperm(len(draws[0]), generator=gen)
+            parts = dict.fromkeys(parts, 0.0)
             for b in range(per_epoch):  # drop_last: BatchNorm needs > 1
                 idx = perm[b * recipe.est_batch:(b + 1) * recipe.est_batch]
-                xb = xt[idx]
-                flip = torch.rand(len(idx), generator=gen) < 0.5  # nails are left-right symmetric
-                xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
-                loss = torch.nn.functional.huber_loss(model(xb)[:, 0], yt[idx], delta=1.0)
+                n = len(idx)
+                flip = torch.rand(n, generator=gen) < 0.5  # nails are left-right symmetric
+                xb = torch.cat([torch.where(flip[:, None, None, None], d[idx].flip(3), d[idx])
+                                for d in draws])
+                feats = model.features(xb)
+                pred = model.head(feats)[:, 0]
+                terms = {"huber": sum(torch.nn.functional.huber_loss(
+                    pred[k * n:(k + 1) * n], yt[idx], delta=1.0) for k in range(len(draws)))}
+                if paired:
+                    terms["consistency"] = ((pred[:n] - pred[n:]) ** 2).mean()
+                    terms["feature_consistency"] = (((feats[:n] - feats[n:]) ** 2).mean()
+                                                    / (feats.detach().pow(2).mean() + 1e-6))
+                loss = (terms["huber"] + recipe.consistency * terms.get("consistency", 0.0)
+                        + recipe.feature_consistency * terms.get("feature_consistency", 0.0))
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 sched.step()
+                for k, v in terms.items():
+                    parts[k] += float(v.detach()) / per_epoch
                 prog.advance(task)
-            log.info("estimator epoch %d/%d: last batch Huber loss %.3f (%.0f s)", _epoch + 1,
-                     recipe.est_epochs, float(loss.detach()), time.perf_counter() - t0)
+            log.info("estimator epoch %d/%d: mean %s (%.0f s)", epoch + 1, recipe.est_epochs,
+                     ", ".join(f"{k} {v:.4f}" for k, v in parts.items() if v or k == "huber"),
+                     time.perf_counter() - t0)
     seconds = time.perf_counter() - t0
-    log.info("estimator backbone: %d steps in %.0f s, last loss %.3f", steps, seconds,
-             float(loss.detach()))
-    return {"steps": steps, "seconds": seconds}
+    log.info("estimator backbone: %d steps in %.0f s", steps, seconds)
+    return {"steps": steps, "seconds": seconds, "paired_crops": paired,
+            **{f"last_epoch_{k}": v for k, v in parts.items()}}
 
 
 def fit_ridge(model: est_mod.Estimator, recipe: Recipe, f_tr: np.ndarray, y_tr: np.ndarray,
@@ -242,8 +271,8 @@ def train_estimator(recipe: Recipe, parts, out: Path, seed: int = 0) -> tuple[Pa
     torch.manual_seed(seed)
     train = CropSampler(parts["train"], recipe.est_size, recipe.crop_jitter)
     x_va, y_va, p_va = crop_tensors(parts["val"], recipe.est_size)
-    model = _init_model(recipe)
-    tuned = fine_tune(model, recipe, train, seed)
+    model, head_in_gdl = _init_model(recipe)
+    tuned = fine_tune(model, recipe, train, seed, head_in_gdl=head_in_gdl)
 
     # freeze, then the closed-form head on pooled features: the exact crops plus jittered
     # copies, so the head too prefers what does not move with the box
@@ -264,7 +293,9 @@ def train_estimator(recipe: Recipe, parts, out: Path, seed: int = 0) -> tuple[Pa
     truth = {p: float(y_va[p_va == p][0]) for p in per_patient}
     metrics: dict = {"train_crops": len(train), "head_fit_crops": len(f_tr),
                      "crop_jitter": recipe.crop_jitter.describe(), "fine_tune_steps": tuned["steps"],
-                     "fine_tune_s": tuned["seconds"], **head}
+                     "fine_tune_s": tuned["seconds"], "consistency": recipe.consistency,
+                     "feature_consistency": recipe.feature_consistency,
+                     **{k: v for k, v in tuned.items() if k.startswith("last_epoch_")}, **head}
     if recipe.task == "regression":
         metrics.update({
             "val_crop_mae": float(np.mean(np.abs(pred_va - y_va))),
@@ -317,7 +348,10 @@ def cli(args) -> int:
                     est_epochs=args.est_epochs, det_hours=args.det_hours,
                     est_size=getattr(args, "est_size", None), task=getattr(args, "task", None),
                     anaemia_threshold=getattr(args, "anaemia_threshold", None),
-                    est_init=getattr(args, "est_init", None))
+                    est_init=getattr(args, "est_init", None),
+                    est_lr=getattr(args, "est_lr", None),
+                    consistency=getattr(args, "consistency", None),
+                    feature_consistency=getattr(args, "feature_consistency", None))
     out = Path(args.out)
     data = Path(args.data) if args.data else None
     if data is None:

@@ -73,3 +73,49 @@ def test_fp16_checkpoint_keeps_tensors_fp16_cannot_hold():
     sd = ckpt_io.half_state_dict(m)
     assert sd["running_var"].dtype == torch.float32 and torch.isfinite(sd["running_var"]).all()
     assert sd["weight"].dtype == torch.float16
+
+
+def _answer_spread(model, crops, seed=5):
+    """Mean |answer(crop A) - answer(crop B)| over two independent jittered draws of each nail."""
+    model.eval()
+    rng = np.random.default_rng(seed)
+    a, b = crops.draw(rng), crops.draw(rng)
+    with torch.no_grad():
+        return float((model(torch.from_numpy(a)) - model(torch.from_numpy(b))).abs().mean())
+
+
+def test_consistency_training_makes_the_answer_follow_the_box_less(parts):
+    from dataclasses import replace
+
+    from hemoedge.models.train import CropSampler, fine_tune
+
+    plain = create("tiny", backbone=SMALL, est_epochs=3, consistency=0.0,
+                   feature_consistency=0.0)
+    spread = {}
+    for name, recipe in (("plain", plain),
+                         ("consistent", replace(plain, consistency=1000.0,
+                                                feature_consistency=10.0))):
+        torch.manual_seed(0)
+        model = estimator.Estimator(SMALL)
+        crops = CropSampler(parts["train"], 224, recipe.crop_jitter)
+        tuned = fine_tune(model, recipe, crops, seed=0)
+        assert tuned["paired_crops"] == (name == "consistent")
+        spread[name] = _answer_spread(model, crops)
+    assert spread["consistent"] < 0.5 * spread["plain"], spread
+
+
+def test_fine_tuning_from_a_regression_checkpoint_starts_from_its_answers(parts, tmp_path):
+    """Its head answers in g/dL; fine-tuning works in standardised Hb, so the head is rescaled
+    (w / sd, (b - mu) / sd) before the first step instead of starting from a shock."""
+    from hemoedge.models.train import CropSampler, fine_tune
+
+    first, _ = train_estimator(create("tiny", backbone=SMALL), parts, tmp_path, seed=0)
+    model, _ = estimator.load(first)
+    w, b = model.head.weight.detach().clone(), float(model.head.bias)
+    crops = CropSampler(parts["train"], 224, create("tiny").crop_jitter)
+    # a learning rate too small to move anything: only the head's rescaling shows
+    fine_tune(model, create("tiny", backbone=SMALL, est_lr=1e-12), crops, seed=0,
+              head_in_gdl=True)
+    mu, sd = float(crops.hb.mean()), float(crops.hb.std() + 1e-6)
+    torch.testing.assert_close(model.head.weight.detach(), w / sd, rtol=1e-4, atol=1e-7)
+    assert float(model.head.bias) == pytest.approx((b - mu) / sd, rel=1e-4)
