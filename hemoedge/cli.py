@@ -164,11 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="estimator peak learning rate (AdamW one-cycle; default 2e-3)")
     s.add_argument("--consistency", type=_positive_float,
                    help="weight of the squared difference between the answers for two jittered "
-                        "crops of one nail (default 10; 0 with --feature-consistency 0: one "
+                        "crops of one nail (default 30; 0 with --feature-consistency 0: one "
                         "crop per nail per epoch)")
     s.add_argument("--feature-consistency", type=_positive_float,
                    help="weight of the relative squared difference of their pooled features "
-                        "(default 1)")
+                        "(default 3)")
     s.add_argument("--det-hours", type=_positive_float,
                    help="detector time budget in hours (ultralytics fits its schedule to it)")
     s.add_argument("--seed", type=_seed, default=0)

@@ -34,8 +34,8 @@ class Recipe:
     # weight, and the relative squared difference of their pooled features with
     # `feature_consistency`: the backbone learns features that do not move with the box. 0 and 0:
     # one draw per epoch, plain augmentation.
-    consistency: float = 10.0
-    feature_consistency: float = 1.0
+    consistency: float = 30.0
+    feature_consistency: float = 3.0
     ridge_alphas: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0, 1e4, 1e5)
     task: str = "regression"  # "regression" (Hb, Ridge) or "classification" (anaemic, logistic)
     anaemia_threshold: float = 12.0  # g/dL; classification: anaemic = Hb below it (WHO, women)
