@@ -347,15 +347,19 @@ def cost(cand: Candidate, best: Candidate) -> str:
     return ", ".join(parts)
 
 
-def collect(results: Results, constraints: Constraints) -> list[Candidate]:
+def collect(results: Results, constraints: Constraints, strict: bool = False) -> list[Candidate]:
     """Every variant with a frame time on the target, with its figures and violations (each
-    checked against the constraints of its own task)."""
+    checked against the constraints of its own task). A negative or non-finite frame time is
+    never a candidate: with `strict` (choose) it is a ResultsError, else (the report's plots)
+    it is left out."""
     c = constraints
     frames: dict[str, list[Metric]] = {}
     for m in results.metrics:
         if m.name == c.frame_metric and m.variant:
             v = m.value
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                if not strict:
+                    continue
                 t = f" (threads={m.params['threads']})" if "threads" in m.params else ""
                 raise ResultsError(
                     f"choose: {m.name} of {m.variant}{t} is {v!r}: a frame time must be a "
@@ -426,7 +430,7 @@ def _notes(results: Results, c: Constraints, cands: list[Candidate],
 def choose(results: Results, constraints: Constraints) -> Choice:
     """Rank every pairing with a frame time on the target; pure (no printing, no files)."""
     c = constraints
-    all_cands = collect(results, c)
+    all_cands = collect(results, c, strict=True)
     if not all_cands:
         hint = "hemoedge bench web ART --results R" if c.target == "web" else \
             "hemoedge bench cpu ART --results R"

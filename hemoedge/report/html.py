@@ -521,7 +521,6 @@ SECTIONS: tuple[tuple[str, Callable[[Results], Section]], ...] = (
     ("Latency distributions", _latency_section),
     ("Frame time by stage", _stages_section),
     ("Model sizes", _size_section),
-    ("First visit (web)", _first_visit_section),
     ("Capture", _capture_section),
     ("Environment", _env_section),
     ("Commands", _commands_section),
@@ -626,7 +625,11 @@ def render(results: Results) -> tuple[str, str]:
     # the sweep section only when some variant names a backbone (a `hemoedge sweep` run)
     sweep = (("Backbone sweep", _sweep_section),) if has_backbones(results) else ()
     peers = (("Quantiser peers", _peers_section),) if peer_engines(results) else ()
-    for title, fn in (*sweep, ("Variants", _variant_table), *peers, *SECTIONS):
+    secs = list(SECTIONS)
+    if any(m.name == "web.first_visit.bytes" for m in results.metrics):  # bench web's figures
+        at = next((i + 1 for i, (t, _) in enumerate(secs) if t == "Model sizes"), len(secs))
+        secs.insert(at, ("First visit (web)", _first_visit_section))
+    for title, fn in (*sweep, ("Variants", _variant_table), *peers, *secs):
         try:
             sections.append(fn(results))
         except _Absent as e:
