@@ -2,6 +2,8 @@
 
     DIST/index.html, DIST/sw.js                 entry points (stable names)
     DIST/<name>.<hash10>.<ext>                  everything else, content-hashed
+    DIST/<file>.br, DIST/<file>.gz              precompressed siblings (when smaller)
+    DIST/_headers, DIST/nginx.conf              host configuration (docs/deploy.md)
     DIST/build-manifest.json                    logical name -> hashed file, sha256, bytes
 
 The build reads each model's preprocessing from its ONNX metadata_props (hemoedge.spec) and
@@ -9,6 +11,8 @@ writes it to the app's model manifest (models.json), so nothing about the models
 hard-coded in the JS. It rewrites relative references between assets to the hashed names
 (leaves first), fills the service worker's VERSION and PRECACHE from its own file list, and
 builds into a temporary folder renamed into place, so a failed build leaves DIST untouched.
+`coi_serviceworker` makes sw.js add COOP/COEP itself (hosts that cannot send headers); `base`
+is the URL path the host configs are written for (the app's own URLs are all relative).
 """
 
 from __future__ import annotations
@@ -416,7 +420,7 @@ def fp16_estimator_within(results_path: Path, detector: str, tolerance: float) -
         raise HemoedgeError(f"{results_path}: results file not found (run `hemoedge eval` first)")
     try:
         res = Results.load(results_path)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is bad input here
+    except Exception as e:  # any unreadable file is bad input here
         raise HemoedgeError(f"{results_path}: not a readable results file ({e})") from e
     mae = {}
     for est in ("fp16", "fp32"):

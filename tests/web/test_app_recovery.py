@@ -21,7 +21,7 @@ READY_OR_ERROR = ("window.__hemoedgeBench && (window.__hemoedgeBench.ready || "
 
 
 def test_failed_model_load_offers_retry(app, dist, tmp_path):
-    page, ctx, _, guard = app
+    page, _, _, guard = app
     d = tmp_path / "dist"
     shutil.copytree(dist, d)
     est = json.loads((d / "build-manifest.json").read_text())["files"][

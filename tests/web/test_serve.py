@@ -117,7 +117,7 @@ def test_base_path(dist):
         assert get(url + "sw.js")[0] == 200
         assert get(url.replace("/team/hemo/", "/sw.js"))[0] == 404  # nothing outside the base
         assert get(url.replace("/team/hemo/", "/team/"))[0] == 404
-        status, h, _ = get_with(url.rstrip("/"), None)  # /team/hemo -> /team/hemo/
+        status, _, _ = get_with(url.rstrip("/"), None)  # /team/hemo -> /team/hemo/
         assert status == 200  # urllib followed the 301
     with pytest.raises(HemoedgeError, match="bad --base"):
         make_server(dist, base="team/hemo")
