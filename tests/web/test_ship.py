@@ -65,6 +65,10 @@ def _context(browser, url, **kw):
 
 
 def test_subpath_capture_offline_and_deep_link(browser, subpath_url):
+    _check_app_at(browser, subpath_url)
+
+
+def _check_app_at(browser, subpath_url):
     ctx, page, guard = _context(browser, subpath_url)
     try:
         info = open_app(page, subpath_url)
@@ -87,6 +91,67 @@ def test_subpath_capture_offline_and_deep_link(browser, subpath_url):
         assert_clean(guard)
     finally:
         ctx.close()
+
+
+def _nginx() -> str | None:
+    import os
+
+    exe = os.environ.get("HEMOEDGE_NGINX") or shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    return exe if exe and os.access(exe, os.X_OK) else None
+
+
+@pytest.mark.skipif(_nginx() is None, reason="nginx not installed (or set $HEMOEDGE_NGINX)")
+def test_behind_nginx_with_the_emitted_block(browser, site, tmp_path):
+    """The emitted nginx.conf, included as is (only `root` set), in a real nginx."""
+    import socket
+    import subprocess
+    import time
+    import urllib.error
+    import urllib.request
+
+    dist = site / "team" / "hemo"
+    block = (dist / "nginx.conf").read_text().replace("root /srv/www;", f"root {site};")
+    (tmp_path / "hemo.conf").write_text(block)
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        port = sk.getsockname()[1]
+    temp = "".join(f"{k}_temp_path {tmp_path}/{k};\n" for k in (
+        "client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    (tmp_path / "nginx.conf").write_text(
+        f"daemon off;\nmaster_process off;\nworker_processes 1;\npid {tmp_path}/nginx.pid;\n"
+        f"error_log {tmp_path}/error.log;\nevents {{}}\nhttp {{\naccess_log off;\n{temp}"
+        f"server {{\nlisten 127.0.0.1:{port};\ninclude {tmp_path}/hemo.conf;\n}}\n}}\n")
+    proc = subprocess.Popen([_nginx(), "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
+                             "-e", str(tmp_path / "error.log")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}{BASE}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except OSError:
+                assert proc.poll() is None, (tmp_path / "error.log").read_text()
+                time.sleep(0.05)
+        bm = json.loads((dist / "build-manifest.json").read_text())
+        wasm = bm["files"]["ort-wasm-simd-threaded.wasm"]["file"]
+        req = urllib.request.Request(url + wasm, headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert r.headers["Content-Type"] == "application/wasm"
+            assert r.headers["Content-Encoding"] == "gzip" and "Accept-Encoding" in r.headers["Vary"]
+            assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+            assert r.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+        with urllib.request.urlopen(url + "sw.js", timeout=10) as r:
+            assert r.headers["Cache-Control"] == "no-cache"
+        for gone in ("_headers", "gone.0123456789.onnx"):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(url + gone, timeout=10)
+            assert e.value.code == 404 and "immutable" not in (e.value.headers["Cache-Control"] or "")
+        _check_app_at(browser, url)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_headers_file_rules(site):
