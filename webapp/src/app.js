@@ -234,6 +234,8 @@ function startCapture() {
     },
   };
 
+  showUpdateState(); // an offered update waits for the end of the capture
+
   clock.done.then((ticks) => {
     record.ticks = [...ticks];
     record.reanchored = ticks.reanchored || 0; // stalls after which the 80 ms grid restarted
