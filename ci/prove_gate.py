@@ -50,6 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from hemoedge.errors import HemoedgeError  # noqa: E402
+from hemoedge.names import cpu_latency  # noqa: E402
 
 log = logging.getLogger("prove_gate")
 PLACEHOLDER = Path("/__prove_gate__")  # stand-in run folder whose paths are substituted
@@ -241,7 +242,7 @@ def detect_slow(art: Path, data: Path, out: Path, budgets, baseline, variant: st
         log.warning("slowdown check: %s", check)
     m = gate(measure(work, data, folder), budgets, baseline)
     d.to_verdict_s, d.exit_code = m.total_s, m.exit_code
-    lat = metric(m.results, f"cpu.{role}.latency_ms.p50", variant, threads=2)
+    lat = metric(m.results, cpu_latency(role), variant, threads=2)
     d.details["bench_latency_ms_p50_2t"] = lat
     if unchanged:  # the slowdown as the gate sees it: this run's int8/fp32 ratio vs unchanged
         import statistics
@@ -249,8 +250,8 @@ def detect_slow(art: Path, data: Path, out: Path, budgets, baseline, variant: st
         ref = variant.split("=")[0] + "=fp32"
 
         def ratio(p: Path) -> float | None:
-            a = metric(p, f"cpu.{role}.latency_ms.p50", variant, threads=2)
-            b = metric(p, f"cpu.{role}.latency_ms.p50", ref, threads=2)
+            a = metric(p, cpu_latency(role), variant, threads=2)
+            b = metric(p, cpu_latency(role), ref, threads=2)
             return a / b if a and b else None
 
         before = [r for r in map(ratio, unchanged) if r is not None]

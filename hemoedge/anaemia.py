@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-WHO_THRESHOLD_GDL = 12.0
+from hemoedge.names import ANAEMIA_THRESHOLD_GDL
+
+WHO_THRESHOLD_GDL = ANAEMIA_THRESHOLD_GDL
 METRICS = ("accuracy", "sensitivity", "specificity", "f1", "auroc")
 
 

@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from hemoedge.errors import ArtifactError, HemoedgeError
+from hemoedge.names import PRECISIONS, ROLES
 from hemoedge.spec import METADATA_KEY, ModelSpec
 
 SCHEMA = "hemoedge.artifact/1"
-ROLES = ("detector", "estimator")
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def sha256_file(path: str | Path) -> str:

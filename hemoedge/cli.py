@@ -24,6 +24,7 @@ from hemoedge.errors import (
     one_line,
     os_error_message,
 )
+from hemoedge.names import PRECISIONS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -190,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("quantize", help="make fp16 / int8 variants in an artifact folder")
     s.add_argument("art")
-    s.add_argument("--variants", type=_csv, default=["fp32", "fp16", "int8"])
+    s.add_argument("--variants", type=_csv, default=list(PRECISIONS))
     s.add_argument("--calib", help="Yakimov-layout folder for calibration (default: synthetic)")
     s.add_argument("--method", choices=("minmax", "percentile", "entropy"), default="minmax")
     s.add_argument("--samples", type=_positive, default=64, help="calibration samples per model")

@@ -17,6 +17,39 @@ from hemoedge.preprocess import Detection, crop, decode_detections, letterbox, r
 from hemoedge.spec import METADATA_KEY, ModelSpec
 
 NAIL = 0  # class index
+REFERENCE_OPT = "ORT_DISABLE_ALL"  # the machine-independent reference: the graph as written
+DEFAULT_OPT = "ORT_ENABLE_ALL"
+
+
+def ort_session(model, *, threads: int | None = None, optimization: str = DEFAULT_OPT,
+                spin: bool = True, optimized_model_path: str | Path | None = None):
+    """The one place an onnxruntime CPU session is made (every stage calls this).
+
+    model: a path, serialized bytes or an onnx.ModelProto. threads: intra-op threads with one
+    inter-op thread and sequential execution; None leaves onnxruntime's own defaults.
+    optimization: a GraphOptimizationLevel name (ORT_ENABLE_ALL, ORT_DISABLE_ALL, ...).
+    spin=False stops intra-op threads spinning while idle. optimized_model_path: where
+    onnxruntime writes the graph it optimised. Load errors propagate; callers word them."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads is not None:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, optimization)
+    if optimized_model_path is not None:
+        so.optimized_model_filepath = str(optimized_model_path)
+    so.log_severity_level = 3
+    if isinstance(model, (str, Path)):
+        src = str(model)
+    elif isinstance(model, bytes):
+        src = model
+    else:  # an onnx.ModelProto
+        src = model.SerializeToString()
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
 
 
 def session(path: str | Path, threads: int = 1, reference: bool = False):
@@ -28,19 +61,11 @@ def session(path: str | Path, threads: int = 1, reference: bool = False):
     instruction set (AVX2 / AVX-512 VNNI / AMX on x86, others in WASM). That is the
     quantisation arithmetic itself, the same on every machine: what `quantize` decides on and
     what `eval` reports as the machine-independent reference."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if reference
-                                   else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
-    so.log_severity_level = 3
     if not Path(path).is_file():
         raise HemoedgeError(f"{path}: no such ONNX file")
     try:
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        return ort_session(path, threads=threads,
+                           optimization=REFERENCE_OPT if reference else DEFAULT_OPT)
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/... types
         raise HemoedgeError(f"{path}: onnxruntime cannot load it ({str(e).splitlines()[0]})") from e
 

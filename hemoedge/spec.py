@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from hemoedge.names import ANAEMIA_THRESHOLD_GDL
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CLASS_NAMES = ("nail", "skin")
@@ -77,7 +79,7 @@ def detector_spec(size: int = 320, num_classes: int = 2) -> ModelSpec:
 
 
 def estimator_spec(size: int = 224, task: str = "regression",
-                   anaemia_threshold_gdl: float = 12.0) -> ModelSpec:
+                   anaemia_threshold_gdl: float = ANAEMIA_THRESHOLD_GDL) -> ModelSpec:
     """regression: output `hb`, Hb in g/dL. classification: output `anaemia_logit`;
     sigmoid(logit) is the probability that Hb < anaemia_threshold_gdl (extra holds both)."""
     if task == "classification":

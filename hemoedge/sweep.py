@@ -47,11 +47,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hemoedge.errors import HemoedgeError
+from hemoedge.names import ANAEMIA_THRESHOLD_GDL, PRECISIONS, REFERENCE_PRECISION
 from hemoedge.report.results import Results
 
 log = logging.getLogger(__name__)
 
-WHO_THRESHOLD = 12.0
+WHO_THRESHOLD = ANAEMIA_THRESHOLD_GDL
 
 
 @dataclass(frozen=True)
@@ -278,7 +279,7 @@ class Sweep:
             from hemoedge.artifact import Artifact
 
             art = Artifact.load(cfg.detector_art)
-            for p in ("fp32", cfg.det_precision):
+            for p in (REFERENCE_PRECISION, cfg.det_precision):
                 art.path("detector", p)  # a clear error if the variant is missing
         cfg.out.mkdir(parents=True, exist_ok=True)
         if cfg.data is None and not (self.data / "metadata.csv").is_file():
@@ -352,7 +353,7 @@ class Sweep:
             return ["bench", "cpu", str(d.art), "--data", data, "--threads", str(cfg.threads),
                     *q, "--results", res]
         if stage == "bench web":
-            ests = ("fp32", "int8") if cfg.quick else ("fp32", "fp16", "int8")
+            ests = (REFERENCE_PRECISION, "int8") if cfg.quick else PRECISIONS
             return ["bench", "web", str(d.art), "--threads", str(cfg.threads), "--quick",
                     "--pairings", ",".join(f"{cfg.det_precision}:{p}" for p in ests),
                     "--no-seed", "--results", res]

@@ -48,6 +48,7 @@ import numpy as np
 from hemoedge import anaemia
 from hemoedge.artifact import Artifact, file_name
 from hemoedge.errors import BenchError
+from hemoedge.names import ANAEMIA_THRESHOLD_GDL
 from hemoedge.preprocess import Detection, crop
 from hemoedge.report.results import Results, variant_name
 from hemoedge.severity import SEVERITY_BANDS, severity_band
@@ -398,7 +399,7 @@ def _measure(art: Artifact, cfg: EvalConfig, records: Sequence[Any], images: dic
                     "lower", n=moved["n"], edge_px=cfg.sensitivity_edge_px,
                     copies=cfg.sensitivity_copies)
     task = task_of(art.spec("estimator"))
-    threshold = art.spec("estimator").extra.get("anaemia_threshold_gdl", anaemia.WHO_THRESHOLD_GDL)
+    threshold = art.spec("estimator").extra.get("anaemia_threshold_gdl", ANAEMIA_THRESHOLD_GDL)
     if task == "classification":
         add_classification(res, f"{prefix}cls", {variant_name(est=p): est_hb[p] for p in ests_p},
                            est_hb["fp32"], truth, pids, threshold)

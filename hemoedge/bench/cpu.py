@@ -71,9 +71,10 @@ from typing import Any
 
 import numpy as np
 
-from hemoedge.artifact import ROLES, Artifact
+from hemoedge.artifact import Artifact
 from hemoedge.bench.stats import Summary, Timer, summarize
 from hemoedge.errors import BenchError, HemoedgeError
+from hemoedge.names import ROLE_KEY, ROLES, role_variant
 from hemoedge.report.results import Results, variant_name
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ QUICK_WARMUP, QUICK_RUNS = 3, 20
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
              "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8",
              "amx_bf16")
-SHORT = {"detector": "det", "estimator": "est"}
+SHORT = ROLE_KEY
 
 
 @dataclass(frozen=True)
@@ -334,19 +335,10 @@ def _load_onnx(path: str | Path):
 
 def session(path: str | Path | bytes, threads: int, spin: bool = True):
     """An onnxruntime CPU session with the benchmark's fixed options (a path or model bytes)."""
-    import onnxruntime as ort
+    from hemoedge.pipeline import ort_session
 
-    so = ort.SessionOptions()
-    if not spin:
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPT)
-    so.log_severity_level = 3
     try:
-        src = path if isinstance(path, bytes) else str(path)
-        return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+        return ort_session(path, threads=threads, optimization=GRAPH_OPT, spin=spin)
     except Exception as e:  # onnxruntime raises its own Fail / InvalidProtobuf / ...
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BenchError(f"{path}: onnxruntime cannot load it ({first[:200]})") from e
@@ -533,7 +525,7 @@ def units(cfg: CpuBenchConfig, art: Artifact | None) -> list[Unit]:
             for p in art.precisions(role):
                 for k, t in enumerate(cfg.threads):
                     out.append(Unit("model", t, role, p, art.path(role, p, verify=False),
-                                    variant_name(**{SHORT[role]: p}), first_thread=k == 0))
+                                    role_variant(role, p), first_thread=k == 0))
     if cfg.model is not None:
         role = _role_of(cfg.model)
         for k, t in enumerate(cfg.threads):

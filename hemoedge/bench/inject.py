@@ -173,16 +173,14 @@ def _time(model_or_path, threads: int, runs: int, warmup: int = 3) -> float:
 def optimised_matmuls(model, threads: int = 1) -> int:
     """How many of our MatMuls survive in onnxruntime's optimised graph (ORT_ENABLE_ALL)."""
     import onnx
-    import onnxruntime as ort
+
+    from hemoedge.pipeline import ort_session
 
     with tempfile.TemporaryDirectory(prefix="hemoedge-inject-") as tmp:
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.intra_op_num_threads = threads
-        so.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
-        so.log_severity_level = 3
-        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        opt = onnx.load(so.optimized_model_filepath)
+        opt_path = Path(tmp) / "opt.onnx"
+        ort_session(model.SerializeToString(), threads=threads, optimization="ORT_ENABLE_ALL",
+                    optimized_model_path=opt_path)
+        opt = onnx.load(str(opt_path))
     return sum(1 for n in opt.graph.node if n.name.startswith(f"{PREFIX}_matmul")
                or (n.op_type in ("MatMul", "FusedMatMul") and any(
                    i == f"{PREFIX}_q" for i in n.input)))

@@ -21,6 +21,7 @@ import torch
 
 from hemoedge.artifact import Artifact, file_name, sha256_file
 from hemoedge.errors import ExportError
+from hemoedge.names import ANAEMIA_THRESHOLD_GDL
 from hemoedge.spec import METADATA_KEY, OPSET, ModelSpec, detector_spec, estimator_spec
 
 log = logging.getLogger(__name__)
@@ -76,12 +77,9 @@ def simplify(model_bytes: bytes, simplifier: str):
 
 
 def _session(model_or_bytes):
-    import onnxruntime as ort
+    from hemoedge.pipeline import ort_session
 
-    data = model_or_bytes if isinstance(model_or_bytes, bytes) else model_or_bytes.SerializeToString()
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    return ort_session(model_or_bytes)  # onnxruntime's default threads, ORT_ENABLE_ALL
 
 
 def check_inputs(spec: ModelSpec, images: list[np.ndarray]) -> list[np.ndarray]:
@@ -233,7 +231,8 @@ def export(cfg: ExportConfig) -> Artifact:
             else:
                 torch_model, info = est_mod.load(src)
                 spec = estimator_spec(size=info["input_size"], task=info["task"],
-                                      anaemia_threshold_gdl=info.get("anaemia_threshold_gdl", 12.0))
+                                      anaemia_threshold_gdl=info.get("anaemia_threshold_gdl",
+                                                                     ANAEMIA_THRESHOLD_GDL))
                 model, facts = export_model(torch_model, spec, sha256_file(src), cfg.simplifier,
                                             images)
             import onnx

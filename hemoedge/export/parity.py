@@ -20,7 +20,8 @@ import torch
 
 from hemoedge.artifact import Artifact
 from hemoedge.errors import HemoedgeError
-from hemoedge.pipeline import session
+from hemoedge.names import parity_metric, role_variant
+from hemoedge.pipeline import ort_session, session
 from hemoedge.preprocess import (
     crop,
     decode_detections,
@@ -28,7 +29,7 @@ from hemoedge.preprocess import (
     letterbox,
     resize_crop,
 )
-from hemoedge.report.results import Results, variant_name
+from hemoedge.report.results import Results
 
 log = logging.getLogger(__name__)
 CONF = 0.25  # detection threshold used for box/score comparisons and NMS
@@ -189,7 +190,6 @@ def localise(reference: Path, variant: Path, x: np.ndarray, input_name: str,
     import tempfile
 
     import onnx
-    import onnxruntime as ort
 
     def dump(path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
         m = onnx.load(str(path))
@@ -200,10 +200,7 @@ def localise(reference: Path, variant: Path, x: np.ndarray, input_name: str,
                 m.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
         with tempfile.NamedTemporaryFile(suffix=".onnx") as f:
             onnx.save(m, f.name)
-            so = ort.SessionOptions()
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            so.log_severity_level = 3
-            sess = ort.InferenceSession(f.name, so, providers=["CPUExecutionProvider"])
+            sess = ort_session(f.name, optimization="ORT_DISABLE_ALL")
             outs = sess.run(None, {input_name: x})
         return {o.name: v for o, v in zip(sess.get_outputs(), outs, strict=True)}, names
 
@@ -292,7 +289,7 @@ def run(art_dir: Path, data: Path | None = None, n_images: int = 16,
                 fp.localisation = localise(art.path(role, "fp32"), path, x, spec.input_name)
             out.append(fp)
             if results is not None:
-                v = variant_name(det=precision) if role == "detector" else variant_name(est=precision)
+                v = role_variant(role, precision)
                 for k, val in figures.items():
                     if k in ("images", "crops"):
                         continue
@@ -300,7 +297,7 @@ def run(art_dir: Path, data: Path | None = None, n_images: int = 16,
                     unit = "px" if k.endswith("px") else (
                         (art.spec(role).output_unit or "g/dL") if k.startswith("hb") else "")
                     better = "higher" if k == "matched_iou_min" else "lower"
-                    results.add(f"parity.{role}.{precision}.{k}", v, val, unit, better,
+                    results.add(parity_metric(role, precision, k), v, val, unit, better,
                                 n=figures.get("images", figures.get("crops")))
     if not out:
         raise HemoedgeError(f"{art_dir}: parity checked nothing: " + "; ".join(skipped_why))

@@ -13,19 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from hemoedge.errors import ResultsError
+from hemoedge.names import variant_name as variant_name  # re-exported: stages import it here
 
 SCHEMA = "hemoedge.results/1"
 BETTER = ("lower", "higher", "none")
 
 
-def variant_name(det: str | None = None, est: str | None = None) -> str:
-    """'det=int8,est=fp32' for a pairing, 'det=int8' or 'est=fp16' for one model."""
-    parts = []
-    if det:
-        parts.append(f"det={det}")
-    if est:
-        parts.append(f"est={est}")
-    return ",".join(parts)
 
 
 @dataclass

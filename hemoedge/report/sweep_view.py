@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from hemoedge.errors import HemoedgeError
+from hemoedge.names import ANAEMIA_THRESHOLD_GDL, PRECISIONS, parse_variant
 from hemoedge.report.choose import (
     BACKBONE,
     CLS_PREFIXES,
@@ -19,7 +20,6 @@ from hemoedge.report.choose import (
     PREFERRED_THREADS,
     TASKS,
     lookup,
-    parse_variant,
     prefer_threads,
     sweep_entries,
     sweep_info,
@@ -37,7 +37,7 @@ from hemoedge.report.html import (
 from hemoedge.report.results import Metric, Results
 from hemoedge.sweep import Entry
 
-PRECISION_ORDER = ("fp32", "fp16", "int8")
+PRECISION_ORDER = PRECISIONS
 MARKERS = {"fp32": ("o", "#1f77b4"), "fp16": ("s", "#ff7f0e"), "int8": ("^", "#2ca02c")}
 OTHER_MARKER = ("D", "#7f7f7f")
 STAR = "★"
@@ -311,7 +311,7 @@ def _md_table(task: str, rows: list[SweepRow]) -> str:
 
 def _task_title(task: str, info: dict) -> str:
     if task == "classification":
-        thr = info.get("anaemia_threshold_gdl", 12.0)
+        thr = info.get("anaemia_threshold_gdl", ANAEMIA_THRESHOLD_GDL)
         return f"Classification (anaemic = Hb < {thr} g/dL; AUROC higher is better)"
     return "Regression (Hb in g/dL; MAE lower is better)"
 
