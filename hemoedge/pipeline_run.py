@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hemoedge.errors import HemoedgeError
+from hemoedge.profile import Profile, profile
 from hemoedge.report.results import Results
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,12 @@ class RunConfig:
             object.__setattr__(self, "baseline", Path("ci") / name)
 
     @property
+    def profile(self) -> Profile:
+        return profile(self.quick)
+
+    @property
     def patients(self) -> int:
-        return 60 if self.quick else 250
+        return self.profile.patients
 
 
 def _available(module: str) -> bool:
@@ -47,17 +52,16 @@ def stages(cfg: RunConfig) -> list[tuple[str, list[str], str]]:
     out, art, res = cfg.out, cfg.out / "art", cfg.out / "results.json"
     data = cfg.data or out / "data"
     q = ["--quick"] if cfg.quick else []
+    pr = cfg.profile
     s: list[tuple[str, list[str], str]] = []
     if cfg.data is None and not (data / "metadata.csv").is_file():
         s.append(("data", ["data", "synth", "--out", str(data), "--patients", str(cfg.patients),
-                           "--sessions", "12" if cfg.quick else "20"], "hemoedge.data.synth"))
+                           "--sessions", str(pr.sessions)], "hemoedge.data.synth"))
     s += [
         ("export", ["export", "--out", str(art)], "hemoedge.export.onnx_export"),
-        ("quantize", ["quantize", str(art), "--calib", str(data),
-                      "--samples", "48" if cfg.quick else "64",
-                      *(["--val-samples", "8", "--max-steps", "2"] if cfg.quick else [])],
+        ("quantize", ["quantize", str(art), "--calib", str(data), *pr.quantize_args()],
          "hemoedge.quantize.run"),
-        ("parity", ["parity", str(art), "--data", str(data), "--images", "6" if cfg.quick else "16",
+        ("parity", ["parity", str(art), "--data", str(data), "--images", str(pr.parity_images),
                     "--results", str(res)], "hemoedge.export.parity"),
         ("eval", ["eval", str(art), "--data", str(data), "--results", str(res)],
          "hemoedge.bench.accuracy"),
@@ -66,7 +70,7 @@ def stages(cfg: RunConfig) -> list[tuple[str, list[str], str]]:
         ("bench web", ["bench", "web", str(art), "--results", str(res), "--capture", *q],
          "hemoedge.bench.web"),
         ("web parity", ["parity", str(art), "--web", "--data", str(data),
-                        "--images", "4" if cfg.quick else "16", "--results", str(res)],
+                        "--images", str(pr.web_parity_images), "--results", str(res)],
          "hemoedge.bench.webparity"),
         ("report", ["report", str(res), "--html", str(out / "report.html"),
                     "--md", str(out / "report.md")], "hemoedge.report.html"),

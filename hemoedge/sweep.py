@@ -48,6 +48,7 @@ from pathlib import Path
 
 from hemoedge.errors import HemoedgeError
 from hemoedge.names import ANAEMIA_THRESHOLD_GDL, PRECISIONS, REFERENCE_PRECISION
+from hemoedge.profile import Profile, profile
 from hemoedge.report.results import Results
 
 log = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ class SweepConfig:
 
     @property
     def fine_tune_epochs(self) -> int:
-        return self.epochs if self.epochs is not None else (1 if self.quick else 5)
+        return self.epochs if self.epochs is not None else self.profile.epochs
 
     @property
     def stages(self) -> list[str]:
@@ -160,8 +161,12 @@ class SweepConfig:
                 and (self.bench or not s.startswith("bench"))]
 
     @property
+    def profile(self) -> Profile:
+        return profile(self.quick)
+
+    @property
     def patients(self) -> int:
-        return 60 if self.quick else 800
+        return self.profile.sweep_patients
 
     def mine(self) -> list[Entry]:
         """This shard's entries."""
@@ -286,7 +291,7 @@ class Sweep:
             if self.data.exists():  # an interrupted synthesis
                 shutil.rmtree(self.data)
             self._run("data", ["data", "synth", "--out", str(self.data), "--patients",
-                               str(cfg.patients), "--sessions", "12" if cfg.quick else "40",
+                               str(cfg.patients), "--sessions", str(cfg.profile.sweep_sessions),
                                "--seed", str(cfg.seed + 1)])
         if cfg.data is None:
             crops = _count_train_crops(self.data, cfg.seed)
@@ -302,8 +307,7 @@ class Sweep:
         return det, crops
 
     def _qopts(self) -> list[str]:
-        return (["--samples", "48", "--val-samples", "8", "--max-steps", "2"] if self.cfg.quick
-                else ["--samples", "64"])
+        return self.cfg.profile.quantize_args()
 
     def _run(self, what: str, argv: list[str]) -> str:
         cmd = "hemoedge " + shlex.join(argv)
@@ -345,7 +349,7 @@ class Sweep:
                     *self._qopts()]
         res = str(d.results(stage))
         if stage == "parity":
-            return ["parity", str(d.art), "--data", data, "--images", "6" if cfg.quick else "16",
+            return ["parity", str(d.art), "--data", data, "--images", str(cfg.profile.parity_images),
                     "--results", res]
         if stage == "eval":
             return ["eval", str(d.art), "--data", data, "--results", res]

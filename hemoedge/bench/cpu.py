@@ -75,12 +75,13 @@ from hemoedge.artifact import Artifact
 from hemoedge.bench.stats import Summary, Timer, summarize
 from hemoedge.errors import BenchError, HemoedgeError
 from hemoedge.names import ROLE_KEY, ROLES, role_variant
+from hemoedge.profile import QUICK, profile
 from hemoedge.report.results import Results, variant_name
 
 log = logging.getLogger(__name__)
 
 GRAPH_OPT = "ORT_ENABLE_ALL"
-QUICK_WARMUP, QUICK_RUNS = 3, 20
+QUICK_WARMUP, QUICK_RUNS = QUICK.bench_warmup, QUICK.bench_runs
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
              "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8",
              "amx_bf16")
@@ -824,7 +825,7 @@ def config_from_args(args: Any) -> CpuBenchConfig:
         model=Path(args.model) if getattr(args, "model", None) else None,
         threads=tuple(args.threads), data=Path(data) if data else None,
         warmup=QUICK_WARMUP if quick else args.warmup, runs=QUICK_RUNS if quick else args.runs,
-        cold_starts=2 if quick else 5, shard=getattr(args, "shard", None),
+        cold_starts=profile(quick).cold_starts, shard=getattr(args, "shard", None),
         spin=not getattr(args, "no_spin", False),
         progress=sys.stderr.isatty(), command=_command(args))
 

@@ -1,0 +1,48 @@
+"""The quick (CI) and full profiles, defined once: `hemoedge run`, `hemoedge sweep` and
+`hemoedge bench cpu --quick` read their sizes here. The CI workflow (.github/workflows/edge.yml)
+repeats the quick run's commands literally, one job per stage; tests/test_workflow.py keeps
+them equal to `hemoedge.pipeline_run.stages(RunConfig(quick=True))`, which reads QUICK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    patients: int  # `hemoedge run`'s synthetic set
+    sessions: int
+    sweep_patients: int  # `hemoedge sweep`'s synthetic set
+    sweep_sessions: int
+    calib_samples: int  # quantize --samples
+    val_samples: int | None  # quantize --val-samples (None: quantize's default)
+    max_steps: int | None  # quantize --max-steps (None: quantize's default)
+    parity_images: int  # parity --images
+    web_parity_images: int  # parity --web --images
+    epochs: int  # sweep: backbone fine-tuning epochs
+    bench_warmup: int | None  # bench cpu warm-up runs (None: the command's --warmup)
+    bench_runs: int | None  # bench cpu timed runs (None: the command's --runs)
+    cold_starts: int  # bench cpu fresh sessions timed
+
+    def quantize_args(self) -> list[str]:
+        """The quantize options this profile adds, in the order the commands record them."""
+        out = ["--samples", str(self.calib_samples)]
+        if self.val_samples is not None:
+            out += ["--val-samples", str(self.val_samples)]
+        if self.max_steps is not None:
+            out += ["--max-steps", str(self.max_steps)]
+        return out
+
+
+QUICK = Profile("quick", patients=60, sessions=12, sweep_patients=60, sweep_sessions=12,
+                calib_samples=48, val_samples=8, max_steps=2, parity_images=6,
+                web_parity_images=4, epochs=1, bench_warmup=3, bench_runs=20, cold_starts=2)
+FULL = Profile("full", patients=250, sessions=20, sweep_patients=800, sweep_sessions=40,
+               calib_samples=64, val_samples=None, max_steps=None, parity_images=16,
+               web_parity_images=16, epochs=5, bench_warmup=None, bench_runs=None, cold_starts=5)
+
+
+def profile(quick: bool) -> Profile:
+    return QUICK if quick else FULL
