@@ -117,8 +117,10 @@ class Handler(SimpleHTTPRequestHandler):
             self.end_headers()
             return None
         path = self.translate_path(self.path)
-        if os.path.isdir(path) or not os.path.isfile(path):
-            return super().send_head()  # index.html of a folder, redirects and 404s
+        if os.path.isdir(path) and url.endswith("/"):  # the folder's index.html, compressed too
+            path = os.path.join(path, "index.html")
+        if not os.path.isfile(path):
+            return super().send_head()  # folders without a slash (redirect) and 404s
         siblings = [(enc, path + ext) for enc, ext in ENCODINGS if os.path.isfile(path + ext)]
         if not siblings:
             return super().send_head()

@@ -101,8 +101,10 @@ def test_precompressed_siblings_and_vary(dist):
             assert (decode(body) if decode else body) == raw
             if enc:
                 assert len(body) < len(raw) / 3  # the 14 MB WASM: 2.3 MB as brotli
-        status, h, _ = get_with(url + "index.html", "br")
-        assert h["Content-Encoding"] == "br" and h["Content-Type"].startswith("text/html")
+        for page in ("index.html", ""):  # the navigation to the folder too
+            status, h, body = get_with(url + page, "br")
+            assert h["Content-Encoding"] == "br" and h["Content-Type"].startswith("text/html")
+            assert brotli.decompress(body) == (dist / "index.html").read_bytes()
         # a missing hashed name is never cached as immutable (a retry must reach the server)
         status, h, _ = get_with(url + "gone.0123456789.onnx", "br")
         assert status == 404 and h["Cache-Control"] == "no-store"
