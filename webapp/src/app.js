@@ -1,6 +1,7 @@
 // Main thread: camera, the 80 ms capture clock, drawing, service-worker updates.
-// On a first visit the models are loaded only once the service worker has precached the build
-// (so every file crosses the network once); a failed load offers Retry.
+// On a first visit the models are loaded only once the service worker controls the page, so
+// they and the WASM pass through it into its cache (every file crosses the network once); a
+// failed load offers Retry.
 // Inference lives in worker.js. URL options: ?threads=N (WASM threads, default 2),
 // ?detect_every=N (capture: run the detector on every N-th frame and track the nail between),
 // ?bench=1 (exposes window.__hemoedgeBench), ?bench=1&seedloop=1 (the seed's sequential loop).
