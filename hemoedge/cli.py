@@ -25,6 +25,7 @@ from hemoedge.errors import (
     os_error_message,
 )
 from hemoedge.names import PRECISIONS
+from hemoedge.report.results import command_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -445,6 +446,7 @@ def call(argv: list[str], **overrides) -> int:
     line does not offer (e.g. an injected regression). Used by `run`, `sweep` and
     ci/prove_gate.py, so every stage they record is a command a person can rerun."""
     args = _parser().parse_args(argv)
+    args.invocation = command_line(argv)  # what the stage records in results.json
     for k, v in overrides.items():
         setattr(args, k, v)
     check_outputs(args)
@@ -453,6 +455,7 @@ def call(argv: list[str], **overrides) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.invocation = command_line(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     from hemoedge import offline

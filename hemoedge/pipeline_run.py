@@ -9,14 +9,13 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from hemoedge.errors import HemoedgeError
 from hemoedge.profile import Profile, profile
-from hemoedge.report.results import Results
+from hemoedge.report.results import Results, command_line
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +100,15 @@ def run(cfg: RunConfig) -> int:
         if not _available(module):
             log.warning("stage %s: %s is not part of this build yet; skipped", label, module)
             continue
-        cmd = "hemoedge " + shlex.join(argv)
+        cmd = command_line(argv)
         print(f"==> {cmd}", flush=True)
         t0 = time.perf_counter()
         code = call(argv)
         timings.append((label, time.perf_counter() - t0))
         if res_path.is_file():
             res = Results.load(res_path)
-            if cmd not in res.commands:
-                res.commands.append(cmd)
+            if cmd not in res.commands:  # a stage that records no command of its own
+                res.add_command(cmd)
                 res.save(res_path)
         if code == 1:
             verdicts.append(f"{label}: verdict failure (exit 1)")

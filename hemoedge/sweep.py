@@ -38,7 +38,6 @@ import json
 import logging
 import os
 import platform
-import shlex
 import shutil
 import sys
 import time
@@ -49,7 +48,7 @@ from pathlib import Path
 from hemoedge.errors import HemoedgeError
 from hemoedge.names import ANAEMIA_THRESHOLD_GDL, PRECISIONS, REFERENCE_PRECISION
 from hemoedge.profile import Profile, profile
-from hemoedge.report.results import Results
+from hemoedge.report.results import Results, command_line, invocation
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +309,7 @@ class Sweep:
         return self.cfg.profile.quantize_args()
 
     def _run(self, what: str, argv: list[str]) -> str:
-        cmd = "hemoedge " + shlex.join(argv)
+        cmd = command_line(argv)
         self.say(f"==> {cmd}")
         code = self.run_stage(argv)
         if code not in (0, 1):  # 1 is a verdict (e.g. int8 missed its tolerance): keep going
@@ -548,7 +547,8 @@ def config_from_args(args) -> SweepConfig:
                        shard=args.shard, detector_art=Path(args.detector_art)
                        if args.detector_art else None, web=not args.no_web,
                        bench=not getattr(args, "no_bench", False),
-                       command=shlex.join(["hemoedge", *sys.argv[1:]]) if sys.argv else "", **kw)
+                       command=invocation(args, command_line(sys.argv[1:]) if sys.argv else ""),
+                       **kw)
 
 
 def report(res_path: Path, out: Path) -> None:

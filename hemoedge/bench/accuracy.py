@@ -487,9 +487,9 @@ def merge_into(path: Path, new: Results, art: Artifact | None = None) -> Results
     """Add the new metrics to `path`, replacing those a previous eval wrote; with `art`, also
     (re)record its file sizes (size.<role>.bytes)."""
     from hemoedge.artifact import record_sizes
-    from hemoedge.report.results import append_stage
+    from hemoedge.report.results import merge_stage
 
-    res = append_stage(path, new, replaces=REPLACED_PREFIX)
+    res = merge_stage(path, new, replaces=REPLACED_PREFIX)
     if art is not None:
         record_sizes(art, res)
         res.save(path)

@@ -76,7 +76,7 @@ from hemoedge.bench.stats import Summary, Timer, summarize
 from hemoedge.errors import BenchError, HemoedgeError
 from hemoedge.names import ROLE_KEY, ROLES, role_variant
 from hemoedge.profile import QUICK, profile
-from hemoedge.report.results import Results, variant_name
+from hemoedge.report.results import Results, merge_stage, variant_name
 
 log = logging.getLogger(__name__)
 
@@ -794,6 +794,10 @@ def run(cfg: CpuBenchConfig) -> Results:
 
 
 def _command(args: Any) -> str:
+    """The invoking command (`results.invocation`); rebuilt from `args` only when the stage is
+    called without the command line (tests)."""
+    if getattr(args, "invocation", None):
+        return args.invocation
     parts = ["hemoedge", "bench", "cpu"]
     if getattr(args, "data", None):
         parts.append(f"--data={args.data}")  # for when cli.py gains --data
@@ -848,13 +852,7 @@ def cli(args: Any) -> int:
         _print_table(new)
         print(f"{len(new.metrics)} metrics measured; not written (add --results FILE to keep them)")
         return 0
-    res = Results.load_or_new(out)
-    res.env.update(new.env)  # this run's machine wins
-    for k, v in new.variants.items():
-        res.variants.setdefault(k, {}).update(v)
-    res.metrics.extend(new.metrics)
-    res.commands.extend(c for c in new.commands if c not in res.commands)
-    res.save(out)
+    merge_stage(out, new)  # a re-run replaces its figures; this run's machine wins
     _print_table(new)
     print(f"{len(new.metrics)} metrics appended to {out}")
     return 0

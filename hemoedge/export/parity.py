@@ -29,7 +29,7 @@ from hemoedge.preprocess import (
     letterbox,
     resize_crop,
 )
-from hemoedge.report.results import Results
+from hemoedge.report.results import Results, command_line, invocation, merge_stage
 
 log = logging.getLogger(__name__)
 CONF = 0.25  # detection threshold used for box/score comparisons and NMS
@@ -305,8 +305,6 @@ def run(art_dir: Path, data: Path | None = None, n_images: int = 16,
 
 
 def cli(args) -> int:
-    import shlex
-
     from hemoedge.errors import check_output_file
 
     art_dir = Path(args.art)
@@ -315,21 +313,20 @@ def cli(args) -> int:
     res_path = Path(args.results) if args.results else art_dir / "results.json"
     if art_dir.is_dir():
         check_output_file(res_path, "results file")
-    results = Results.load_or_new(res_path)
+    Results.load_or_new(res_path)  # a malformed results file stops here, before parity runs
+    results = Results()
     try:
         report = run(art_dir, Path(args.data) if args.data else None, args.images, results)
     except FileNotFoundError as e:
         raise HemoedgeError(f"{e.filename}: missing ({e.strerror})") from e
-    argv = ["hemoedge", "parity", str(art_dir)]
+    argv = ["parity", str(art_dir)]  # rebuilt only when called without the command line
     if args.data:
         argv += ["--data", str(args.data)]
     argv += ["--images", str(args.images)]  # the order `hemoedge run` records it in
     if args.results:
         argv += ["--results", str(args.results)]
-    cmd = shlex.join(argv)
-    if cmd not in results.commands:
-        results.commands.append(cmd)
-    results.save(res_path)
+    results.add_command(invocation(args, command_line(argv)))
+    merge_stage(res_path, results)  # a re-run replaces the figures it measured again
     for fp in report:
         status = "ok  " if fp.ok else "FAIL"
         figs = ", ".join(f"{k}={v:.3g}" for k, v in fp.figures.items())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,18 @@ class Metric:
         return d
 
 
+def command_line(argv: list[str]) -> str:
+    """The one way a command is recorded in results.json: `hemoedge ARGV`, shell-quoted
+    (shlex.join), so it can be pasted back."""
+    return shlex.join(["hemoedge", *map(str, argv)])
+
+
+def invocation(args: Any, fallback: str = "") -> str:
+    """The command that invoked a stage: what `hemoedge.cli.main` / `call` parsed (recorded on
+    the parsed arguments as `invocation`); `fallback` when a stage is called without the CLI."""
+    return getattr(args, "invocation", None) or fallback
+
+
 def _finite(v: float) -> float | None:
     return None if (v is None or not math.isfinite(v)) else float(v)
 
@@ -78,6 +91,11 @@ class Results:
                     m.params.get(k) == v for k, v in params.items()):
                 return m
         return None
+
+    def add_command(self, cmd: str) -> None:
+        """Record a command once (a re-run of the same command is not listed twice)."""
+        if cmd and cmd not in self.commands:
+            self.commands.append(cmd)
 
     def find(self, prefix: str = "", variant: str | None = None) -> list[Metric]:
         return [m for m in self.metrics if m.name.startswith(prefix)
@@ -151,21 +169,44 @@ class Results:
         return Results.load(path) if Path(path).is_file() else Results()
 
 
-def append_stage(path: str | Path, new: Results, replaces: str | None = None) -> Results:
-    """Add one stage's results to the file at `path` (created if missing): its environment
-    (new keys win), variants, metrics and commands. With `replaces` (a metric-name prefix),
-    the metrics a previous run of the same stage wrote are dropped first, so a re-run
-    replaces rather than duplicates them."""
+VOLATILE_PARAMS = ("samples",)  # raw samples: not part of what a figure *is*
+
+
+def identity(m: Metric) -> tuple:
+    """What a figure is: name, variant and params other than the raw samples. Two runs of the
+    same stage with the same options measure figures of the same identity."""
+    params = {k: v for k, v in m.params.items() if k not in VOLATILE_PARAMS}
+    return m.name, m.variant, json.dumps(params, sort_keys=True, default=str)
+
+
+def merge_stage(path: str | Path, new: Results, replaces: str | None = None) -> Results:
+    """The one way a stage writes its results into a results file (created if missing).
+
+    - A re-run replaces: every metric in the file with the identity (name, variant, params
+      without raw samples) of a new metric is dropped, so re-running a stage never duplicates
+      its figures. With `replaces` (a metric-name prefix, e.g. "acc."), every metric with that
+      prefix is dropped first, so figures a re-run no longer produces go too.
+    - Other figures stay: stages and shards with disjoint metrics merge.
+    - The environment of the new run wins key by key (the machine that measured last);
+      variants are merged; commands are listed once each.
+    Merging several *files* of one run (shards) is `merge`, which refuses conflicting
+    duplicates instead."""
     res = Results.load_or_new(path)
     if replaces:
         res.metrics = [m for m in res.metrics if not m.name.startswith(replaces)]
+    fresh = {identity(m) for m in new.metrics}
+    res.metrics = [m for m in res.metrics if identity(m) not in fresh]
     res.env.update(new.env)
     for k, v in new.variants.items():
         res.variants.setdefault(k, {}).update(v)
     res.metrics.extend(new.metrics)
-    res.commands.extend(c for c in new.commands if c not in res.commands)
+    for c in new.commands:
+        res.add_command(c)
     res.save(path)
     return res
+
+
+append_stage = merge_stage  # the name bench web calls
 
 
 _STATUS_RANK = {"done": 3, "failed": 2, "skipped": 1, "pending": 0}
