@@ -34,21 +34,10 @@ ORT_SEQUENTIAL, graph optimisation ORT_ENABLE_ALL, intra-op spin-wait on (onnxru
 default; CpuBenchConfig.spin=False turns it off and tags the metrics params spin=False),
 all recorded in results.env["ort_cpu"].
 
-Peak FLOP/s (results.env["cpu_peak"]): cores x GHz x FMA units x fp32 SIMD lanes x 2, with
-lanes from /proc/cpuinfo flags (avx512f 16, avx2+fma 8, avx 8 without FMA, else 4), FMA
-units assumed 2 for AVX-512/AVX2 server parts (1 for AVX/SSE; override with
-CpuBenchConfig.fma_units), and the clock from, in order: cpufreq cpuinfo_max_freq, lscpu
-"CPU max MHz", the "@ x.xxGHz" in the model name, /proc/cpuinfo "cpu MHz" -- raised to the
-lowest clock consistent with a measured single-thread onnxruntime sgemm when that beats it
-(VMs often report the base clock while the core turbos). int8 models are compared with the
-int8 peak: 4x fp32 with avx512_vnni/avx_vnni (VPDPBUSD does 4 u8*s8 MACs per 32-bit lane),
-2x without; AMX is not counted. fp16 models are compared with the fp32 peak (onnxruntime's
-x86 CPU kernels compute them in fp32). "cores" is min(threads, usable cores).
-
-FLOPs are counted here from the ONNX graph with onnx shape inference and a short per-op
-table (_MAC_OPS) rather than onnx-tool at run time: onnx-tool also counts element-wise ops
-as "MACs", which are not what FMA units execute; tests/bench/test_cpu.py checks that the
-two agree exactly on every Conv/Gemm/MatMul node when onnx-tool is installed.
+Peak FLOP/s (results.env["cpu_peak"]) and the machine: hemoedge.bench.machine; FLOP counting:
+hemoedge.bench.flops; sessions, feeds and frames: hemoedge.bench.cpu_inputs; the peak-memory
+child process: hemoedge.bench.peakmem (its entry point is this module's `--rss-child`). "cores"
+is min(threads, usable cores).
 """
 
 from __future__ import annotations
@@ -57,21 +46,34 @@ import json
 import logging
 import os
 import platform
-import re
 import shlex
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hemoedge.artifact import Artifact
+from hemoedge.bench.cpu_inputs import (  # noqa: F401  (re-exported: bench cpu's public names)
+    _NP,
+    GRAPH_OPT,
+    STAGES,
+    FramePath,
+    Frames,
+    _centre,
+    _load_onnx,
+    _model_inputs,
+    _precision_of,
+    _real_feeds,
+    load_frames,
+    random_feeds,
+    session,
+)
+from hemoedge.bench.flops import _MAC_OPS, FlopCount, count_flops  # noqa: F401
+from hemoedge.bench.machine import ISA_FLAGS, machine, measure_sgemm, peak  # noqa: F401
+from hemoedge.bench.peakmem import _peak_rss, _rss_child, _vm_kb  # noqa: F401
 from hemoedge.bench.stats import Summary, Timer, summarize
 from hemoedge.errors import BenchError, HemoedgeError
 from hemoedge.names import ROLE_KEY, ROLES, role_variant
@@ -80,11 +82,7 @@ from hemoedge.report.results import Results, merge_stage, variant_name
 
 log = logging.getLogger(__name__)
 
-GRAPH_OPT = "ORT_ENABLE_ALL"
 QUICK_WARMUP, QUICK_RUNS = QUICK.bench_warmup, QUICK.bench_runs
-ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-             "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8",
-             "amx_bf16")
 SHORT = ROLE_KEY
 
 
@@ -127,103 +125,6 @@ class CpuBenchConfig:
             raise BenchError(f"--shard i/n needs 1 <= i <= n, got {self.shard}")
 
 
-# ------------------------------------------------------------------------- the machine
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
-@cache
-def machine() -> dict[str, Any]:
-    """CPU model, ISA flags of interest, usable cores and the peak-FLOP/s inputs."""
-    info = _read("/proc/cpuinfo")
-    name = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
-    flags_m = re.search(r"^flags\s*:\s*(.+)$", info, re.M)
-    flags = set(flags_m.group(1).split()) if flags_m else set()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    ghz, source = _frequency(name.group(1) if name else "", info)
-    return {"cpu": name.group(1).strip() if name else platform.processor() or "unknown",
-            "isa": [f for f in ISA_FLAGS if f in flags], "cores": int(cores or 1),
-            "ghz": ghz, "ghz_source": source}
-
-
-def _frequency(model_name: str, cpuinfo: str) -> tuple[float, str]:
-    khz = _read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").strip()
-    if khz.isdigit():
-        return int(khz) / 1e6, "cpufreq cpuinfo_max_freq"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        m = re.search(r"^CPU max MHz:\s*([\d.]+)", out, re.M)
-        if m:
-            return float(m.group(1)) / 1e3, "lscpu CPU max MHz"
-    except (OSError, subprocess.SubprocessError):
-        pass
-    m = re.search(r"@\s*([\d.]+)\s*GHz", model_name)
-    if m:
-        return float(m.group(1)), "model name (nominal)"
-    m = re.search(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo, re.M)
-    if m:
-        return float(m.group(1)) / 1e3, "/proc/cpuinfo cpu MHz (current)"
-    return 0.0, "unknown (only the measured sgemm can set it)"
-
-
-def peak(fma_units: int | None = None, sgemm_gflops: float | None = None) -> dict[str, Any]:
-    """Peak GFLOP/s per core (fp32 and int8) from the ISA, and how it was estimated.
-
-    The clock is the reported one (machine()["ghz"]) unless a measured single-thread fp32
-    MatMul (`sgemm_gflops`, see measure_sgemm) proves the core runs faster (turbo, or a VM
-    that reports the base clock): then the lowest clock consistent with that measurement
-    is used, so the peak is never below what onnxruntime was seen to reach."""
-    m = machine()
-    isa = set(m["isa"])
-    if "avx512f" in isa:
-        lanes, units = 16, 2
-    elif "avx2" in isa and "fma" in isa:
-        lanes, units = 8, 2
-    elif "avx" in isa:
-        lanes, units = 8, 1  # separate add and multiply ports: one "FMA" worth per cycle
-    else:
-        lanes, units = 4, 1
-    units = fma_units or units
-    flops_per_cycle = units * lanes * 2
-    ghz, source = m["ghz"], m["ghz_source"]
-    implied = sgemm_gflops / flops_per_cycle if sgemm_gflops else None
-    if implied is not None and implied > ghz:
-        ghz, source = implied, f"implied by measured sgemm (reported {m['ghz']} GHz, {source})"
-    per_core = ghz * flops_per_cycle
-    vnni = "avx512_vnni" in isa or "avx_vnni" in isa
-    int8_factor = 4 if vnni else 2
-    return {"gflops_per_core_fp32": per_core, "gflops_per_core_int8": per_core * int8_factor,
-            "ghz": ghz, "ghz_source": source, "ghz_reported": m["ghz"],
-            "sgemm_gflops_1thread": sgemm_gflops, "fma_units": units, "fp32_lanes": lanes,
-            "int8_factor": int8_factor,
-            "formula": "cores x GHz x FMA units x fp32 lanes x 2 (x int8_factor for int8 "
-                       "models: 4 with VNNI, else 2; AMX not counted); GHz = max(reported, "
-                       "measured 1-thread onnxruntime sgemm / (FMA units x lanes x 2))"}
-
-
-def measure_sgemm(runs: int = 50) -> float:
-    """Best single-thread GFLOP/s of an fp32 MatMul (256x1024 @ 1024x1024, 0.54 GFLOP) in
-    onnxruntime (MLAS sgemm): a lower bound on the fp32 peak, immune to a VM that reports
-    its base clock. Best of `runs`, because load from other processes only slows it."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    m_, k_, n_ = 256, 1024, 1024
-    b = numpy_helper.from_array(np.random.default_rng(0).random((k_, n_), np.float32), "B")
-    g = helper.make_graph([helper.make_node("MatMul", ["A", "B"], ["Y"])], "sgemm",
-                          [helper.make_tensor_value_info("A", TensorProto.FLOAT, [m_, k_])],
-                          [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [m_, n_])], [b])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    sess = session(model.SerializeToString(), 1)
-    feeds = {"A": np.random.default_rng(1).random((m_, k_), np.float32)}
-    ms = Timer.measure(lambda: sess.run(None, feeds), runs, warmup=3)
-    return 2 * m_ * k_ * n_ / (float(ms.min()) / 1e3) / 1e9
-
-
 def environment(cfg: CpuBenchConfig) -> dict[str, Any]:
     import onnxruntime as ort
 
@@ -236,267 +137,6 @@ def environment(cfg: CpuBenchConfig) -> dict[str, Any]:
                         "intra_op_num_threads": list(cfg.threads),
                         "allow_spinning": cfg.spin}}
 
-
-# ------------------------------------------------------------------------- FLOPs
-
-# op -> (index of the weight input, index of the bias input or None)
-_MAC_OPS = {"Conv": (1, 2), "ConvInteger": (1, None), "QLinearConv": (3, 8),
-            "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (1, None),
-            "MatMulInteger": (1, None), "QLinearMatMul": (3, None)}
-
-
-@dataclass
-class FlopCount:
-    macs: int = 0  # multiply-accumulates of the _MAC_OPS nodes
-    adds: int = 0  # their bias additions
-    by_op: dict[str, int] = field(default_factory=dict)  # op -> macs + adds
-    by_node: dict[str, int] = field(default_factory=dict)  # node name -> macs + adds
-    unknown: list[str] = field(default_factory=list)  # _MAC_OPS nodes with unknown shapes
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.macs + self.adds
-
-    @property
-    def gflop(self) -> float:
-        return self.flops / 1e9
-
-
-def count_flops(path: str | Path) -> FlopCount:
-    """FLOPs of one inference, from the graph: onnx shape inference (dynamic dims set to 1)
-    then MACs per node: Conv prod(Y) x prod(W[1:]) (W is Cout, Cin/g, kh, kw); ConvTranspose
-    prod(X) x prod(W[1:]) (W is Cin, Cout/g, kh, kw); Gemm prod(Y) x K; MatMul prod(Y) x K.
-    FLOPs = 2 x MACs + one add per output element when a bias is given. Other ops: 0."""
-    import onnx
-
-    model = _load_onnx(path)
-    for vi in model.graph.input:
-        for d in vi.type.tensor_type.shape.dim:
-            if not d.HasField("dim_value"):
-                d.dim_value = 1
-    try:
-        model = onnx.shape_inference.infer_shapes(model, data_prop=True)
-    except Exception as e:  # onnx raises several types; the file already loaded fine
-        raise BenchError(f"{path}: ONNX shape inference failed ({e}); cannot count FLOPs") from e
-    g = model.graph
-    shapes: dict[str, tuple[int, ...]] = {i.name: tuple(i.dims) for i in g.initializer}
-    for vi in [*g.input, *g.value_info, *g.output]:
-        dims = vi.type.tensor_type.shape.dim
-        if dims and all(d.HasField("dim_value") for d in dims):
-            shapes.setdefault(vi.name, tuple(d.dim_value for d in dims))
-    out = FlopCount()
-    for i, node in enumerate(g.node):
-        if node.op_type not in _MAC_OPS or node.domain not in ("", "ai.onnx"):
-            continue
-        w_i, b_i = _MAC_OPS[node.op_type]
-        w = shapes.get(node.input[w_i]) if len(node.input) > w_i else None
-        x = shapes.get(node.input[0])
-        y = shapes.get(node.output[0])
-        name = node.name or f"{node.op_type}_{i}"
-        if w is None or y is None or (node.op_type.startswith("ConvT") and x is None):
-            out.unknown.append(name)
-            continue
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        n_out = int(np.prod(y))
-        if node.op_type == "ConvTranspose":
-            macs = int(np.prod(x)) * int(np.prod(w[1:]))  # every input pixel x (Cout/g) x k
-        elif "Conv" in node.op_type:
-            macs = n_out * int(np.prod(w[1:]))  # every output pixel x (Cin/g) x k
-        elif node.op_type == "Gemm":
-            macs = n_out * (w[1] if attrs.get("transB", 0) else w[0])
-        else:  # MatMul family: (..., M, K) @ (..., K, N), or (K,) for a vector B
-            macs = n_out * (w[-2] if len(w) > 1 else w[0])
-        bias = b_i is not None and len(node.input) > b_i and node.input[b_i] != ""
-        adds = n_out if bias else 0
-        out.macs += macs
-        out.adds += adds
-        out.by_op[node.op_type] = out.by_op.get(node.op_type, 0) + macs + adds
-        out.by_node[name] = macs + adds
-    if out.unknown:
-        log.warning("%s: %d MAC nodes with unknown shapes not counted: %s", path,
-                    len(out.unknown), ", ".join(out.unknown[:5]))
-    return out
-
-
-# ------------------------------------------------------------------------- sessions and inputs
-
-def _load_onnx(path: str | Path):
-    """The ONNX model, or one line naming the file: missing, empty, not ONNX, truncated."""
-    from hemoedge.artifact import load_onnx
-    from hemoedge.errors import ArtifactError
-
-    path = Path(path)
-    if not path.is_file():
-        raise BenchError(f"{path}: no such ONNX file")
-    try:
-        return load_onnx(path)
-    except ArtifactError as e:
-        raise BenchError(str(e)) from e
-
-
-def session(path: str | Path | bytes, threads: int, spin: bool = True):
-    """An onnxruntime CPU session with the benchmark's fixed options (a path or model bytes)."""
-    from hemoedge.pipeline import ort_session
-
-    try:
-        return ort_session(path, threads=threads, optimization=GRAPH_OPT, spin=spin)
-    except Exception as e:  # onnxruntime raises its own Fail / InvalidProtobuf / ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BenchError(f"{path}: onnxruntime cannot load it ({first[:200]})") from e
-
-
-_NP = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-       "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(uint8)": np.uint8,
-       "tensor(int8)": np.int8, "tensor(bool)": np.bool_}
-
-
-def random_feeds(sess, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Inputs of each declared shape (dynamic dims = 1): floats uniform 0..1, ints 0."""
-    feeds = {}
-    for i in sess.get_inputs():
-        shape = [d if isinstance(d, int) and d > 0 else 1 for d in i.shape]
-        dtype = _NP.get(i.type)
-        if dtype is None:
-            raise BenchError(f"input {i.name!r} has type {i.type}; the harness makes only "
-                             f"{sorted(_NP)}")
-        if np.issubdtype(dtype, np.floating):
-            feeds[i.name] = rng.random(shape, dtype=np.float32).astype(dtype)
-        else:
-            feeds[i.name] = np.zeros(shape, dtype)
-    return feeds
-
-
-def _real_feeds(sess, arrays: list[np.ndarray]) -> list[dict[str, np.ndarray]] | None:
-    """The given (1, C, H, W) arrays as feeds when the model has one matching input."""
-    ins = sess.get_inputs()
-    if len(ins) != 1 or not arrays:
-        return None
-    i = ins[0]
-    want = [d if isinstance(d, int) and d > 0 else None for d in i.shape]
-    if len(want) != arrays[0].ndim or any(w not in (None, s) for w, s in
-                                          zip(want, arrays[0].shape, strict=True)):
-        return None
-    dtype = _NP.get(i.type, np.float32)
-    return [{i.name: a.astype(dtype)} for a in arrays]
-
-
-def _precision_of(path: Path) -> str:
-    """fp32 / fp16 / int8 from an artifact file name, else guessed from the graph."""
-    m = re.search(r"\.(fp32|fp16|int8)\.onnx$", path.name)
-    if m:
-        return m.group(1)
-    model = _load_onnx(path)
-    ops = {n.op_type for n in model.graph.node}
-    if ops & {"QuantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul"}:
-        return "int8"
-    if any(t.data_type == 10 for t in model.graph.initializer):  # TensorProto.FLOAT16
-        return "fp16"
-    return "fp32"
-
-
-# ------------------------------------------------------------------------- frames
-
-@dataclass
-class Frames:
-    images: list[np.ndarray]  # (H, W, 3) uint8 RGB camera-sized photos
-    nails: list[tuple[float, float, float, float] | None]  # ground-truth nail xyxy, if known
-    source: str
-
-
-def load_frames(data: Path | None, k: int, seed: int) -> Frames:
-    """Up to k photos (and their first nail box) from a Yakimov-layout folder; with no folder,
-    synthesise k patients into a temporary folder (hemoedge.data.synth, seeded)."""
-    from hemoedge.data import yakimov
-
-    if data is None:
-        from hemoedge.data.synth import synthesize
-
-        with tempfile.TemporaryDirectory(prefix="hemoedge-bench-") as tmp:
-            root = synthesize(Path(tmp) / "frames", patients=k, sessions=min(k, 2), seed=seed,
-                              progress=False)
-            fr = _frames_from(yakimov, root, k)
-        fr.source = f"synthetic, {k} patients, seed {seed}"
-        return fr
-    return _frames_from(yakimov, Path(data), k)
-
-
-def _frames_from(yakimov, root: Path, k: int) -> Frames:
-    ds = yakimov.load(root)
-    recs = ds.records[:k]
-    if not recs:
-        raise BenchError(f"{root}: no usable photos for the per-frame benchmark "
-                         "(expected metadata.csv + photo/*.jpg in the Yakimov layout)")
-    return Frames([yakimov.read_rgb(r.photo) for r in recs],
-                  [(r.nail_xyxy() or [None])[0] for r in recs], str(root))
-
-
-def _model_inputs(art: Artifact, frames: Frames) -> dict[str, list[np.ndarray]]:
-    """Real inputs per role: letterboxed frames for the detector, preprocessed ground-truth
-    nail crops (centre crop when there is no box) for the estimator."""
-    from hemoedge.preprocess import crop, letterbox, resize_crop
-
-    out: dict[str, list[np.ndarray]] = {}
-    if "detector" in art.models:
-        p = art.spec("detector").preprocess
-        out["detector"] = [letterbox(im, p)[0] for im in frames.images]
-    if "estimator" in art.models:
-        p = art.spec("estimator").preprocess
-        out["estimator"] = [resize_crop(crop(im, box or _centre(im)), p)
-                            for im, box in zip(frames.images, frames.nails, strict=True)]
-    return out
-
-
-def _centre(img: np.ndarray) -> tuple[float, float, float, float]:
-    h, w = img.shape[:2]
-    return (w * 0.4, h * 0.4, w * 0.6, h * 0.6)
-
-
-STAGES = ("letterbox", "detector", "decode", "crop_resize", "estimator")  # OnnxPipeline.frame
-
-
-class FramePath:
-    """The two-stage per-frame work exactly as the app runs it: hemoedge.pipeline.OnnxPipeline
-    .frame (letterbox -> detector -> decode + NMS -> best nail -> crop + resize_crop ->
-    estimator). When the detector finds no nail the app skips the estimator; here the
-    ground-truth box (or the centre) is then cropped and estimated inside the same timed
-    call, so every timed frame pays for both models. Calling it returns whether the detector
-    found a nail. Stage times (STAGES, ms) of every frame go to `stage_ms` (for a frame
-    without a nail, crop_resize and estimator are those of the fallback crop)."""
-
-    def __init__(self, art: Artifact, det: str, est: str, threads: int, spin: bool = True,
-                 sessions: Callable[[Path, int], Any] | None = None) -> None:
-        from hemoedge.pipeline import OnnxPipeline
-
-        det_path, est_path = art.path("detector", det), art.path("estimator", est)
-        self.pipe = OnnxPipeline(det_path, est_path, threads)
-        if sessions is not None or not spin:
-            # this module's sessions have hemoedge.pipeline.session's options plus the spin
-            # setting; `sessions` (e.g. a cache shared with the per-model jobs) saves memory
-            make = sessions or (lambda path, t: session(path, t, spin))
-            self.pipe.det, self.pipe.est = make(det_path, threads), make(est_path, threads)
-        self.stage_ms: dict[str, list[float]] = {k: [] for k in STAGES}
-        self.record = True  # False: calls are not added to stage_ms
-
-    def reset(self) -> None:
-        for v in self.stage_ms.values():
-            v.clear()
-
-    def __call__(self, img: np.ndarray, fallback: tuple[float, float, float, float]) -> bool:
-        from hemoedge.preprocess import crop, resize_crop
-
-        r = self.pipe.frame(img)
-        ms = r.ms
-        if r.nail is None:  # what OnnxPipeline.frame does after a detection, timed the same way
-            t0 = time.perf_counter_ns()
-            x = resize_crop(crop(img, fallback), self.pipe.est_spec.preprocess)
-            t1 = time.perf_counter_ns()
-            self.pipe.est.run(None, {self.pipe.est_spec.input_name: x})
-            t2 = time.perf_counter_ns()
-            ms = {**r.ms, "crop_resize": (t1 - t0) / 1e6, "estimator": (t2 - t1) / 1e6}
-        if self.record:
-            for k in STAGES:
-                self.stage_ms[k].append(ms[k])
-        return r.nail is not None
 
 
 # ------------------------------------------------------------------------- work units
@@ -693,39 +333,6 @@ def _time_jobs(jobs: list[_Job], cfg: CpuBenchConfig, step: Callable[[], Any]) -
     for j in jobs:
         j.finish(np.concatenate(samples[id(j)]))
 
-
-def _peak_rss(path: Path, threads: int, runs: int, spin: bool = True) -> dict[str, int]:
-    """Peak RSS of a fresh interpreter that loads only this model and runs it `runs` times."""
-    cmd = [sys.executable, "-m", "hemoedge.bench.cpu", "--rss-child", str(path), str(threads),
-           str(runs), str(int(spin))]
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    except subprocess.TimeoutExpired as e:
-        raise BenchError(f"{path}: the peak-RSS child process timed out after 600 s") from e
-    if p.returncode != 0:
-        tail = (p.stderr.strip().splitlines() or ["no output"])[-1]
-        raise BenchError(f"{path}: the peak-RSS child process failed ({tail})")
-    return json.loads(p.stdout.strip().splitlines()[-1])
-
-
-def _vm_kb(field_name: str) -> int:
-    m = re.search(rf"^{field_name}:\s*(\d+)\s*kB", _read("/proc/self/status"), re.M)
-    return int(m.group(1)) * 1024 if m else 0
-
-
-def _rss_child(argv: list[str]) -> int:
-    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across fork + exec, so a
-    # child would report the (larger) benchmarking parent's RSS at fork time.
-    path, threads, runs, spin = argv[0], int(argv[1]), int(argv[2]), argv[3] == "1"
-    import onnxruntime  # noqa: F401  (counted in `before`, like numpy)
-
-    before = _vm_kb("VmRSS")
-    sess = session(path, threads, spin)
-    feeds = random_feeds(sess, np.random.default_rng(0))
-    for _ in range(runs):
-        sess.run(None, feeds)
-    print(json.dumps({"peak": _vm_kb("VmHWM"), "before": before}))
-    return 0
 
 
 # ------------------------------------------------------------------------- entry points

@@ -13,6 +13,7 @@ from onnx_tiny import _save, _vi, tiny_artifact, tiny_estimator
 
 from hemoedge.artifact import Artifact
 from hemoedge.bench import cpu
+from hemoedge.bench import machine as machine_mod
 from hemoedge.errors import BenchError, HemoedgeError
 from hemoedge.report.results import Results
 
@@ -126,13 +127,13 @@ def test_flops_agree_with_onnx_tool_on_the_dev_artifact():
 # ------------------------------------------------------------------------- peak FLOP/s
 
 def test_peak_formula_from_isa(monkeypatch):
-    monkeypatch.setattr(cpu, "machine", lambda: {"cpu": "x", "isa": ["avx2", "fma", "avx512f",
+    monkeypatch.setattr(machine_mod, "machine", lambda: {"cpu": "x", "isa": ["avx2", "fma", "avx512f",
                                                                       "avx512_vnni"],
                                                  "cores": 2, "ghz": 2.0, "ghz_source": "test"})
     pk = cpu.peak()
     assert pk["gflops_per_core_fp32"] == 2.0 * 2 * 16 * 2  # GHz x FMA units x lanes x 2
     assert pk["gflops_per_core_int8"] == 4 * 128.0  # VNNI: 4 int8 MACs per 32-bit lane
-    monkeypatch.setattr(cpu, "machine", lambda: {"cpu": "x", "isa": ["avx", "avx2", "fma"],
+    monkeypatch.setattr(machine_mod, "machine", lambda: {"cpu": "x", "isa": ["avx", "avx2", "fma"],
                                                  "cores": 2, "ghz": 3.0, "ghz_source": "test"})
     pk = cpu.peak(fma_units=1)
     assert (pk["gflops_per_core_fp32"], pk["int8_factor"]) == (3.0 * 1 * 8 * 2, 2)
