@@ -48,8 +48,6 @@ ICONS = (
     ("icons/icon-maskable-512.png", 512, True),
 )
 SCHEMA = "hemoedge.webapp/1"
-HOST_FILES = ("_headers", "nginx.conf")  # host configuration the build writes beside the app
-NOT_PRECACHED = ("sw.js", "build-manifest.json", *HOST_FILES)
 # the app fetches these itself on a first visit; the service worker caches them as they pass
 # (precached up front only by an update), so a first visit downloads them once
 LAZY_SUFFIXES = (".wasm", ".onnx")
