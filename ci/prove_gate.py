@@ -16,7 +16,7 @@ and how fast, it catches regressions injected for real.
    counts (1 = a failing budget, 2 = a missing metric).
 4. Detection, each on a copy of the artifact, then eval + bench + gate, timed to the verdict:
    (a) slowed: extra MatMuls on the output path of --slow-variant (default det=int8), sized to
-       make it --slowdown times slower (measured, output unchanged; hemoedge.bench.inject);
+       make it --slowdown times slower (measured, output unchanged; ci/inject.py);
    (b) worse estimator: noise on the Ridge head weights of every estimator precision;
    (c) capture loop that waits for inference (the web app's ?seedloop=1): needs
        `hemoedge bench web` with a way to select that mode; reported "not run" otherwise.
@@ -48,6 +48,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "ci"))  # inject.py, the injected regressions
 
 from hemoedge.errors import HemoedgeError  # noqa: E402
 from hemoedge.names import cpu_latency  # noqa: E402
@@ -218,7 +219,7 @@ def metric(results: Path, name: str, variant: str, **params) -> float | None:
 def detect_slow(art: Path, data: Path, out: Path, budgets, baseline, variant: str,
                 factor: float, threads: int, unchanged: list[Path] = (),
                 standing: frozenset[str] = frozenset()) -> Detection:
-    from hemoedge.bench import inject
+    import inject  # ci/inject.py
 
     role = {"det": "detector", "est": "estimator"}[variant.split("=")[0]]
     precision = variant.split("=")[1]
@@ -271,8 +272,9 @@ def detect_slow(art: Path, data: Path, out: Path, budgets, baseline, variant: st
 def detect_worse_estimator(art: Path, data: Path, out: Path, budgets, baseline, rel: float,
                            reference: Path, standing: frozenset[str] = frozenset(),
                            shrink: float = 0.0) -> Detection:
+    import inject  # ci/inject.py
+
     from hemoedge.artifact import Artifact
-    from hemoedge.bench import inject
 
     d = Detection(f"worse estimator (head x{1 - shrink:g}, noise {rel:g})",
                   f"Ridge head weights of every estimator precision x {1 - shrink:g} x "

@@ -3,13 +3,14 @@
 Tiny models built in code with the real I/O names and shapes; the artifact's "int8" files are
 copies of the fp32 graphs, so the int8/fp32 latency ratio of the unchanged artifact is about
 1. The same commands as CI: `hemoedge bench cpu ART --quick`, `hemoedge gate --update-baseline`,
-`hemoedge gate`. Then the int8 detector is slowed for real (hemoedge.bench.inject.slow_down:
+`hemoedge gate`. Then the int8 detector is slowed for real (ci/inject.py's slow_down:
 extra MatMuls on the output path, output unchanged) and the ratio budget must fail.
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx_tiny import _vi, tiny_artifact, tiny_detector
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ci"))
+import inject  # ci/inject.py: regressions injected on purpose
+
 from hemoedge.artifact import Artifact
-from hemoedge.bench import inject
 from hemoedge.cli import main
 from hemoedge.errors import BenchError
 from hemoedge.gate import evaluate, load_budgets
