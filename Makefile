@@ -15,7 +15,7 @@ setup: $(PY_STAMP) apt-deps npm-deps
 
 $(PY_STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -e .
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'
 	@rm -f $(VENV)/.stamp-* && touch $@
 
 .PHONY: apt-deps npm-deps
