@@ -224,6 +224,10 @@ class Chromium:
         except ImportError as e:
             raise BenchError("the Playwright Python package is missing; "
                              "`pip install -e .` installs it") from e
+        if _loop_running():
+            raise BenchError("a Playwright sync API instance (or an asyncio loop) is already "
+                             "running in this thread; stop it before starting the benchmark's "
+                             "Chromium (one sync Playwright per thread)")
         try:
             self._pw = sync_playwright().start()
             before = set(_children(os.getpid()))  # the Playwright driver is not ours to kill
@@ -325,6 +329,17 @@ class Chromium:
                 ctx.close()
         except BenchError as e:
             log.warning("%s", e)
+
+
+def _loop_running() -> bool:
+    """True when this thread already runs an asyncio loop (a sync Playwright left started does:
+    its calls mark the loop as running), where sync_playwright() would refuse to start."""
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop().is_running()
+    except RuntimeError:
+        return False
 
 
 def _first_line(e: BaseException) -> str:

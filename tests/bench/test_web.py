@@ -92,6 +92,20 @@ def test_config_rejects_bad_input(tmp_path):
                if u.kind != "seed")
 
 
+@pytest.mark.browser
+def test_chromium_refuses_clearly_inside_a_running_sync_playwright():
+    """One sync Playwright per thread: a second one fails with Playwright's "Sync API inside the
+    asyncio loop"; the harness says what is going on before trying (no browser is launched)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from hemoedge.bench.browser import Chromium
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing")
+    with sync_api.sync_playwright():
+        with pytest.raises(BenchError, match="already running in this thread"):
+            Chromium().__enter__()
+
+
 # ---------------------------------------------------------------------------- the quick run
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):

@@ -34,7 +34,11 @@ def camera_video(tmp_path_factory) -> Path:
 
 
 # ---------------------------------------------------------------------------- browser
-@pytest.fixture(scope="session")
+# Module scope, not session: a running sync Playwright holds this thread's asyncio loop, and a
+# second sync_playwright() in the same thread (the benchmark's Chromium in tests/bench, the
+# report's browser test) then fails with "using Playwright Sync API inside the asyncio loop".
+# Stopping it at the end of each module leaves the thread free for whatever runs next.
+@pytest.fixture(scope="module")
 def playwright_session():
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} missing: apt-get install -y chromium fonts-dejavu-core")
@@ -43,7 +47,7 @@ def playwright_session():
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_session, camera_video):
     b = launch(playwright_session, camera_video)
     yield b
