@@ -79,6 +79,16 @@ def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _slowdowns(text: str) -> list[float]:
+    try:
+        out = [float(t) for t in _csv(text)]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated factors, got {text!r}") from e
+    if not out or not all(1 <= f <= 100 for f in out):  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"expected factors between 1 and 100, got {text!r}")
+    return out
+
+
 def _ints(text: str) -> list[int]:
     try:
         out = [int(t) for t in _csv(text)]
@@ -270,7 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-seed", action="store_true",
                    help="skip the seed reference (fp32, 1 thread, sequential loop)")
     s.add_argument("--shard", type=_shard)
-    s.add_argument("--results", help="append metrics to this results.json")
+    s.add_argument("--results", help="append metrics to this results.json (default "
+                   "ART/results.json; with device classes ART/results.devices.json)")
+    s.add_argument("--device-class", metavar="NAMES",
+                   help="emulate slower devices, one pass each: desktop (no emulation), "
+                        "mid-range-phone (4x slower CPU), low-end-phone (6x) "
+                        "(docs/bench-web.md#device-classes)")
+    s.add_argument("--cpu-slowdown", type=_slowdowns, metavar="F,...",
+                   help="one pass per factor: every browser thread F times slower than one "
+                        "core here (cgroup CFS quota + taskset; root)")
+    s.add_argument("--autotune", metavar="CHOICES",
+                   help="build each pairing with these auto-tune choices, e.g. det=fp32,est=int8 "
+                        "(the app times them and picks its setting)")
     s.set_defaults(func=_handler("hemoedge.bench.web"))
 
     # report / choose / gate ------------------------------------------------------------
@@ -298,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-auroc", type=_positive_float, help="classification: e2e AUROC at least this")
     s.add_argument("--max-auroc-drop", type=_positive_float, default=0.02,
                    help="classification: e2e AUROC at most this below the backbone's fp32")
+    s.add_argument("--device-class", metavar="NAME",
+                   help="web: answer from this device class's figures (bench web "
+                        "--device-class; default desktop, i.e. no emulation)")
     s.set_defaults(func=_handler("hemoedge.report.choose"))
 
     s = sub.add_parser("gate", help="CI gate: budgets + baseline -> pass/fail")
@@ -329,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "within G_DL of fp32's")
     s.add_argument("--results", help="results.json with eval's figures (for "
                    "--fp16-estimator-within)")
+    s.add_argument("--autotune-variants", metavar="CHOICES",
+                   help="models the app's on-device auto-tune may choose from besides "
+                        "--variant, e.g. det=int8,det=fp32,est=int8 (each ships another file; "
+                        "the byte cost is printed)")
     s.set_defaults(func=_handler("hemoedge.web.build"))
     s = wsub.add_parser("serve", help="serve a built PWA with COOP/COEP (loopback)")
     s.add_argument("dist")

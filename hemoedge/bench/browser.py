@@ -51,6 +51,130 @@ MEMORY_ARGS = ("--enable-blink-features=ForceEagerMeasureMemory",)
 LOCAL_SCHEMES = ("data:", "blob:", "about:")
 
 
+# ---------------------------------------------------------------------------- device classes
+# Named CPU slowdowns (`bench web --device-class`): how many times slower than this machine's
+# core every thread of the browser runs. desktop = no emulation.
+DEVICE_CLASSES: dict[str, float | None] = {"desktop": None, "mid-range-phone": 4.0,
+                                           "low-end-phone": 6.0}
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")  # cgroup v1 cpu controller (CFS bandwidth)
+CFS_MIN_QUOTA_US = 1000  # the kernel refuses a smaller quota
+CFS_PERIOD_US = 5000  # short periods: a throttled thread waits at most period - quota
+SLOWDOWN_SHARES = 10240  # 10x a nice-0 task: the slowed browser gets its quota on a busy box
+MECHANISM = ("cgroup v1 cpu controller: Chromium and every process it starts run in their own "
+             "cgroup, pinned to {cpus} (taskset), cpu.cfs_quota_us = cpu.cfs_period_us x "
+             "{cores} / {factor:g} ({quota} / {period} us), cpu.shares {shares}")
+
+
+def device_class_of(factor: float | None) -> str:
+    """The device-class name of a slowdown factor ("desktop" for none, else "cpu/F")."""
+    for name, f in DEVICE_CLASSES.items():
+        if f == factor:
+            return name
+    return f"cpu/{factor:g}"
+
+
+class CpuThrottle:
+    """Runs Chromium (every process it starts inherits this) `factor` times slower than one
+    core of this machine: a cgroup v1 cpu group with a CFS quota of period x cores / factor,
+    the processes pinned to `cores` CPUs, so one busy thread gets at most 1/factor of a core
+    (a CFS quota is a group total: without the pinning a single thread of a 2-core box would
+    only be slowed factor / 2). Chromium is started through a small wrapper that moves itself
+    into the group and then execs Chromium under taskset. Needs root (or a writable
+    /sys/fs/cgroup/cpu) and taskset; `check()` says why not in one line.
+
+    The quota is exact CPU time; on a machine others load, the group's raised cpu.shares lets
+    it still get its quota, so the slowdown factor holds against a loaded baseline too."""
+
+    def __init__(self, factor: float, cores: int = 1, root: Path = CGROUP_CPU,
+                 executable: Path | None = None):
+        if not factor >= 1:  # also refuses NaN
+            raise BenchError(f"--cpu-slowdown must be >= 1 (how many times slower), got {factor}")
+        self.factor, self.cores, self.root = float(factor), int(cores), Path(root)
+        self.executable = Path(executable or CHROMIUM)
+        self.dir: Path | None = None
+        self.wrapper: Path | None = None
+        self.period = max(CFS_PERIOD_US, int(CFS_MIN_QUOTA_US * self.factor / self.cores) + 1)
+        self.quota = -1 if self.factor == 1 else int(self.period * self.cores / self.factor)
+        cpus = sorted(os.sched_getaffinity(0))
+        if self.cores > len(cpus):
+            raise BenchError(f"--cpu-slowdown: {self.cores} core(s) asked for, this process may "
+                             f"use {len(cpus)}")
+        self.cpus = cpus[-self.cores:]  # the last ones: CPU 0 takes most interrupts
+
+    @property
+    def mechanism(self) -> str:
+        return MECHANISM.format(cpus="CPU " + ",".join(map(str, self.cpus)), cores=self.cores,
+                                factor=self.factor, quota=self.quota, period=self.period,
+                                shares=SLOWDOWN_SHARES)
+
+    def check(self) -> None:
+        import shutil
+
+        quota = self.root / "cpu.cfs_quota_us"
+        if not quota.is_file():
+            raise BenchError(f"--cpu-slowdown needs the cgroup v1 cpu controller: {quota} "
+                             "not found (cgroup v2 or no cpu controller mounted)")
+        if not os.access(self.root, os.W_OK):
+            raise BenchError(f"--cpu-slowdown: {self.root} is not writable (run as root, or "
+                             "delegate a cpu cgroup to this user)")
+        if shutil.which("taskset") is None:
+            raise BenchError("--cpu-slowdown needs taskset (util-linux) to pin Chromium's "
+                             "processes; apt-get install -y util-linux")
+
+    def __enter__(self) -> CpuThrottle:
+        import tempfile
+
+        self.check()
+        d = self.root / f"hemoedge-bench-{os.getpid()}-{id(self):x}"
+        try:
+            d.mkdir()
+            self.dir = d
+            (d / "cpu.cfs_period_us").write_text(str(self.period))
+            (d / "cpu.cfs_quota_us").write_text(str(self.quota))
+            (d / "cpu.shares").write_text(str(SLOWDOWN_SHARES))
+        except OSError as e:
+            self.__exit__()
+            raise BenchError(f"--cpu-slowdown: could not set up the cgroup {d}: {e}") from e
+        tmp = Path(tempfile.mkdtemp(prefix="hemoedge-throttle-"))
+        w = tmp / "chromium-throttled"
+        w.write_text("#!/bin/sh\n"
+                     f"echo $$ > {d / 'cgroup.procs'} || exit 97\n"
+                     f"exec taskset -c {','.join(map(str, self.cpus))} {self.executable} \"$@\"\n")
+        w.chmod(0o755)
+        self.wrapper = w
+        return self
+
+    def pids(self) -> list[int]:
+        if self.dir is None:
+            return []
+        try:
+            return [int(x) for x in (self.dir / "cgroup.procs").read_text().split()]
+        except OSError:
+            return []
+
+    def __exit__(self, *exc: object) -> None:
+        """Remove the group (its processes are gone by now; stragglers go back to the root)."""
+        import shutil
+
+        if self.wrapper is not None:
+            shutil.rmtree(self.wrapper.parent, ignore_errors=True)
+            self.wrapper = None
+        if self.dir is None:
+            return
+        for _ in range(50):
+            left = self.pids()
+            for pid in left:  # a process still exiting: back to the root group
+                with contextlib.suppress(OSError):
+                    (self.root / "cgroup.procs").write_text(str(pid))
+            try:
+                self.dir.rmdir()
+                self.dir = None
+                return
+            except OSError:
+                time.sleep(0.1)
+        log.warning("could not remove the cgroup %s", self.dir)
+
+
 @dataclass(frozen=True)
 class BrowserConfig:
     executable: Path = CHROMIUM  # Debian's chromium (playwright install cannot download here)
@@ -58,6 +182,8 @@ class BrowserConfig:
     launch_timeout_s: float = 60.0  # Chromium start
     step_timeout_s: float = 120.0  # any single navigation, evaluate or click
     viewport: tuple[int, int] = (412, 915)  # CSS px, a phone-sized screen
+    cpu_slowdown: float | None = None  # run every browser thread this many times slower
+    cpu_cores: int = 1  # ... on this many pinned cores (CpuThrottle)
 
     def __post_init__(self) -> None:
         if self.launch_timeout_s <= 0 or self.step_timeout_s <= 0:
@@ -212,6 +338,7 @@ class Chromium:
         self.browser = None
         self.pids: set[int] = set()  # Chromium processes this object launched
         self._fired = threading.Event()
+        self.throttle: CpuThrottle | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> Chromium:
@@ -229,11 +356,16 @@ class Chromium:
                              "running in this thread; stop it before starting the benchmark's "
                              "Chromium (one sync Playwright per thread)")
         try:
+            launch_exe = exe
+            if self.cfg.cpu_slowdown is not None:
+                self.throttle = CpuThrottle(self.cfg.cpu_slowdown, self.cfg.cpu_cores,
+                                            executable=exe).__enter__()
+                launch_exe = self.throttle.wrapper
             self._pw = sync_playwright().start()
             before = set(_children(os.getpid()))  # the Playwright driver is not ours to kill
             with self.step(f"starting {exe}", self.cfg.launch_timeout_s + 5):
                 self.browser = self._pw.chromium.launch(
-                    executable_path=str(exe), args=self.cfg.args, headless=True,
+                    executable_path=str(launch_exe), args=self.cfg.args, headless=True,
                     timeout=self.cfg.launch_timeout_s * 1000)
             self.pids = set(_children(os.getpid())) - before
         except BaseException as e:
@@ -260,6 +392,9 @@ class Chromium:
                 self._pw.stop()
             self._pw = None
         self._kill()  # anything left of what we launched (normally nothing)
+        if self.throttle is not None:
+            self.throttle.__exit__()
+            self.throttle = None
 
     @property
     def version(self) -> str:

@@ -58,6 +58,7 @@ import contextlib
 import functools
 import gzip
 import logging
+import os
 import shlex
 import tempfile
 import threading
@@ -91,7 +92,8 @@ READY = ("window.__hemoedgeBench && (window.__hemoedgeBench.ready || "
 INFO = """(() => { const b = window.__hemoedgeBench;
   return {error: b.error, session: b.session, numThreads: b.numThreads,
           requestedThreads: b.requestedThreads, coi: self.crossOriginIsolated,
-          readyT: b.readyT, detectEvery: b.detectEvery, seedloop: b.seedloop}; })()"""
+          readyT: b.readyT, detectEvery: b.detectEvery, seedloop: b.seedloop,
+          autotune: b.autotune}; })()"""
 LONGTASKS = """(() => { if (!window.__benchLT) { window.__benchLT = [];
   new PerformanceObserver((l) => { for (const e of l.getEntries())
     window.__benchLT.push([e.startTime, e.duration]); })
@@ -126,6 +128,11 @@ class WebBenchConfig:
     # browser
     chromium: Path = CHROMIUM
     timeout_s: float = 120.0  # any single page step (navigation, evaluate, a capture)
+    # device classes: one whole pass per entry, None = this machine as it is (desktop), F = every
+    # browser thread F times slower than one core here (browser.CpuThrottle); params carry
+    # device_class, cpu_slowdown and the mechanism; web.slowdown.* ratios against the first pass
+    cpu_slowdowns: tuple[float | None, ...] = (None,)
+    autotune: tuple[str, ...] = ()  # builds ship these choices for the app's auto-tune
     # bookkeeping
     quick: bool = False  # the CI form: one pairing, one repeat, few runs
     shard: tuple[int, int] | None = None  # (i, n): units i-1, i-1+n, ... (1-based i)
@@ -143,6 +150,10 @@ class WebBenchConfig:
             raise BenchError(f"--shard i/n needs 1 <= i <= n, got {self.shard}")
         if self.timeout_s <= 0:
             raise BenchError(f"timeout must be positive seconds, got {self.timeout_s}")
+        if not self.cpu_slowdowns or any(f is not None and not f >= 1
+                                         for f in self.cpu_slowdowns):
+            raise BenchError("--cpu-slowdown needs factors >= 1 (how many times slower), got "
+                             f"{list(self.cpu_slowdowns)}")
 
     @staticmethod
     def quick_form(**kw: Any) -> WebBenchConfig:
@@ -376,6 +387,18 @@ class _Run:
         self.pool = Pool()
         self.t = cfg.timeout_s
 
+    def note_autotune(self, info: dict, variant: str, t: int) -> None:
+        """A fresh auto-tune decision (not a saved one): its time and the setting chosen."""
+        at = info.get("autotune")
+        if not at:
+            return
+        self.pool.env.setdefault("autotune", {}).setdefault(f"{variant} t{t}", []).append(
+            {k: at.get(k) for k in ("key", "choice", "timings", "ms", "tunedMs", "cached")})
+        if not at.get("cached") and at.get("tunedMs") is not None:
+            self.pool.values["web.autotune.decide_ms", variant, t].append(at["tunedMs"])
+            log.info("%s t%d: auto-tune chose %s in %.0f ms", variant, t, at["key"],
+                     at["tunedMs"])
+
     # -------------------------------------------------------------- first visit, warm, offline
     def start_figures(self, unit: Unit, url: str, counter: _Counter, dist: Path, ctx: Any,
                       guard: Any) -> None:
@@ -390,6 +413,7 @@ class _Run:
             wire.arm()
             page = self.chrome.page(ctx, guard)
             info = open_app(page, url, f"?bench=1&threads={t}", what, self.t)
+            self.note_autotune(info, v, t)
             pool.values["web.cold_start_ms", v, t].append(info["readyT"])
             _sw_ready(page, what, self.t)
             time.sleep(0.3)  # let the last precache responses finish writing
@@ -437,6 +461,7 @@ class _Run:
             query = "?bench=1&seedloop=1" if seed else f"?bench=1&threads={threads}" + (
                 "&seedloop=1" if cfg.seedloop else "")
             info = open_app(page, url, query, what, self.t)
+            self.note_autotune(info, unit.variant, threads)
             _sw_ready(page, what, self.t)
             eff = int(info["numThreads"])
             if eff != threads:
@@ -528,11 +553,66 @@ def _first_visit(dist: Path, paths: list[str]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- entry points
 def run(cfg: WebBenchConfig) -> Results:
-    """Run the browser benchmark; returns the new metrics (the CLI appends them)."""
-    from hemoedge.artifact import Artifact
-    from hemoedge.web.build import BuildConfig, build
+    """Run the browser benchmark (one pass per device class); returns the new metrics."""
+    from hemoedge.bench.browser import CpuThrottle
 
     check_executable(cfg.chromium)  # fail in milliseconds, before any build
+    for f in cfg.cpu_slowdowns:  # a missing mechanism fails before any build, too
+        if f is not None:
+            CpuThrottle(f).check()
+    if cfg.cpu_slowdowns == (None,):
+        return _run_pass(cfg, None)
+    res = Results()
+    passes: list[tuple[float | None, Results]] = []
+    for f in cfg.cpu_slowdowns:
+        one = _run_pass(cfg, f)
+        passes.append((f, one))
+        res.metrics += one.metrics
+        for k, v in one.variants.items():
+            res.variants.setdefault(k, {}).update(v)
+        res.env.update({k: v for k, v in one.env.items() if k != "web_bench"})
+        res.env.setdefault("web_bench_passes", []).append(one.env["web_bench"])
+        for c in one.commands:
+            if c not in res.commands:
+                res.commands.append(c)
+    res.env["web_bench"] = passes[0][1].env["web_bench"]
+    _slowdown_ratios(res, passes)
+    return res
+
+
+def _slowdown_ratios(res: Results, passes: list[tuple[float | None, Results]]) -> None:
+    """web.slowdown.<role>.latency_ratio: bare session.run p50 at each slowed pass over the first
+    pass's (same variant and threads, same run): the proof that the emulation slows the worker."""
+    if len(passes) < 2:
+        return
+    f0, ref = passes[0]
+    for f, one in passes[1:]:
+        for m in one.metrics:
+            if not (m.name.startswith("web.") and m.name.endswith(".latency_ms.p50")):
+                continue
+            role = m.name.split(".")[1]
+            base = next((b for b in ref.metrics if b.name == m.name and b.variant == m.variant
+                         and b.params.get("threads") == m.params.get("threads")), None)
+            if base is None or not base.value > 0:
+                continue
+            ratio = m.value / base.value
+            asked = (f or 1.0) / (f0 or 1.0)
+            res.add(f"web.slowdown.{role}.latency_ratio", m.variant, ratio, unit="x",
+                    better="none", n=m.n, **{k: v for k, v in m.params.items()
+                                             if k not in ("samples", "repeats", "spread_pct")},
+                    reference_class=base.params.get("device_class"),
+                    reference_p50_ms=round(base.value, 3), p50_ms=round(m.value, 3),
+                    factor_asked=asked, ratio_over_asked=round(ratio / asked, 3))
+            log.info("slowdown %s %s t%s: %.1f -> %.1f ms = %.2fx (asked %.2gx)", role, m.variant,
+                     m.params.get("threads"), base.value, m.value, ratio, asked)
+
+
+def _run_pass(cfg: WebBenchConfig, slowdown: float | None) -> Results:
+    """One whole pass at one device class (None: no emulation)."""
+    from hemoedge.artifact import Artifact
+    from hemoedge.bench.browser import device_class_of
+    from hemoedge.web.build import BuildConfig, build
+
     art = Artifact.load(cfg.art)
     have = {r: art.precisions(r) for r in ROLES}
     units, tuned = plan(cfg, have)
@@ -551,12 +631,16 @@ def run(cfg: WebBenchConfig) -> Results:
         for u in units:
             if (u.det, u.est) not in dists:
                 out = work / f"dist-{u.det}-{u.est}"
-                build(BuildConfig(art=Path(cfg.art), detector=u.det, estimator=u.est, out=out))
+                build(BuildConfig(art=Path(cfg.art), detector=u.det, estimator=u.est, out=out,
+                                  autotune=_autotune_choices(cfg, u)))
                 dists[u.det, u.est] = out
         bcfg = BrowserConfig(executable=Path(cfg.chromium), video=video,
-                             step_timeout_s=cfg.timeout_s)
+                             step_timeout_s=cfg.timeout_s * (slowdown or 1.0),
+                             cpu_slowdown=slowdown)
         t0 = time.perf_counter()
+        load_before = [round(x, 2) for x in os.getloadavg()]
         with Chromium(bcfg) as chrome:
+            mechanism = chrome.throttle.mechanism if chrome.throttle is not None else None
             r = _Run(cfg, chrome, vinfo)
             for rep in range(cfg.repeats):
                 k = rep % len(units)
@@ -593,7 +677,35 @@ def run(cfg: WebBenchConfig) -> Results:
                     res.variants.setdefault(variant_name(**{SHORT[role]: p}), {})[role] = \
                         art.path(role, p).name
     emit(cfg, pool, res, tuned, vinfo)
+    cls = {"device_class": device_class_of(slowdown), "cpu_slowdown": slowdown or 1.0}
+    if mechanism:
+        cls["slowdown_mechanism"] = mechanism
+    if slowdown is not None:
+        # emulated figures only: a run without emulation keeps the params (and so the identity
+        # in results files and the gate's baseline) it always had; no device_class = desktop
+        for m in res.metrics:
+            m.params.update(cls)
+    res.env["web_bench"]["device_class"] = cls
+    res.env["web_bench"]["load_avg"] = {"before": load_before,
+                                        "after": [round(x, 2) for x in os.getloadavg()]}
+    if cfg.autotune:
+        res.env["web_bench"]["autotune"] = pool.env.get("autotune", {})
     return res
+
+
+def by_device_class(res: Results, slowdown: float | None) -> Results:
+    """The metrics of one device class (no device_class param = desktop, no emulation)."""
+    from hemoedge.bench.browser import device_class_of
+
+    name = device_class_of(slowdown)
+    out = Results(env=res.env, variants=res.variants, commands=res.commands)
+    out.metrics = [m for m in res.metrics if m.params.get("device_class", "desktop") == name]
+    return out
+
+
+def _autotune_choices(cfg: WebBenchConfig, u: Unit) -> tuple[str, ...]:
+    """What a pairing's build lets the app's auto-tune choose from (the seed ships none)."""
+    return () if u.kind == "seed" else cfg.autotune
 
 
 def _make_video(cfg: WebBenchConfig, work: Path) -> Path:
@@ -619,8 +731,33 @@ def config_from_args(args: Any) -> WebBenchConfig:
         kw["pairings"] = tuple(tuple(p) for p in args.pairings)
     if getattr(args, "no_seed", False):
         kw["seed"] = False
+    slow = slowdowns_from_args(args)
+    if slow != (None,):
+        kw["cpu_slowdowns"] = slow
+    if getattr(args, "autotune", None):
+        from hemoedge.web.build import parse_autotune
+
+        kw["autotune"] = parse_autotune(args.autotune)
     return WebBenchConfig.quick_form(**kw) if getattr(args, "quick", False) else \
         WebBenchConfig(**kw)
+
+
+def slowdowns_from_args(args: Any) -> tuple[float | None, ...]:
+    """--device-class NAMES and --cpu-slowdown FACTORS -> the passes, in the order given
+    (classes first); (None,) when neither is given."""
+    from hemoedge.bench.browser import DEVICE_CLASSES
+
+    out: list[float | None] = []
+    for name in (getattr(args, "device_class", None) or "").split(","):
+        name = name.strip()
+        if not name:
+            continue
+        if name not in DEVICE_CLASSES:
+            raise BenchError(f"unknown --device-class {name!r}; expected one of "
+                             f"{', '.join(DEVICE_CLASSES)} (or --cpu-slowdown F)")
+        out.append(DEVICE_CLASSES[name])
+    out += list(getattr(args, "cpu_slowdown", None) or [])
+    return tuple(dict.fromkeys(out)) or (None,)
 
 
 def command_line(args: Any) -> str:
@@ -637,16 +774,29 @@ def command_line(args: Any) -> str:
         argv += ["--pairings", ",".join(f"{d}:{e}" for d, e in args.pairings)]
     if getattr(args, "no_seed", False):
         argv.append("--no-seed")
+    if getattr(args, "device_class", None):
+        argv += ["--device-class", args.device_class]
+    if getattr(args, "cpu_slowdown", None):
+        argv += ["--cpu-slowdown", ",".join(f"{f:g}" for f in args.cpu_slowdown)]
+    if getattr(args, "autotune", None):
+        argv += ["--autotune", args.autotune]
     if getattr(args, "results", None):
         argv += ["--results", str(args.results)]
     return "hemoedge " + shlex.join(argv)
 
 
 def results_path(args: Any) -> Path:
-    return Path(args.results) if getattr(args, "results", None) else Path(args.art) / "results.json"
+    """--results, else ART/results.json; emulated device classes go to ART/results.devices.json
+    by default, so the desktop figures the gate reads stay on their own."""
+    if getattr(args, "results", None):
+        return Path(args.results)
+    emulated = slowdowns_from_args(args) != (None,)
+    return Path(args.art) / ("results.devices.json" if emulated else "results.json")
 
 
 def cli(args: Any) -> int:
+    from hemoedge.bench.browser import device_class_of
+
     cfg = config_from_args(args)
     try:
         new = run(cfg)
@@ -659,7 +809,22 @@ def cli(args: Any) -> int:
     tuned = new.env["web_bench"]["tuned"]
     print(f"bench web ({new.env['browser']}, onnxruntime-web {new.env['onnxruntime_web']}, "
           f"crossOriginIsolated): targets, value [95 % interval]")
-    print("\n".join(summary_lines(new, tuned)))
+    for f in cfg.cpu_slowdowns:
+        sub = by_device_class(new, f)
+        if len(cfg.cpu_slowdowns) > 1 or f is not None:
+            env = next((p for p in new.env.get("web_bench_passes", [new.env["web_bench"]])
+                        if p.get("device_class", {}).get("cpu_slowdown") == (f or 1.0)), {})
+            load = env.get("load_avg")
+            print(f"device class {device_class_of(f)} (cpu slowdown {f or 1:g}x"
+                  + (f"; load average {load['before'][0]:.2f} before, {load['after'][0]:.2f} "
+                     "after" if load else "") + "):")
+        print("\n".join(summary_lines(sub, tuned)))
+    for m in new.metrics:
+        if m.name.startswith("web.slowdown."):
+            print(f"  {m.name} [{m.variant}] threads {m.params.get('threads')}: "
+                  f"{m.params['reference_p50_ms']:.1f} -> {m.params['p50_ms']:.1f} ms = "
+                  f"{m.value:.2f}x (asked {m.params['factor_asked']:g}x; "
+                  f"{m.params['ratio_over_asked']:.2f} of it)")
     print(f"{len(new.metrics)} metrics appended to {out}")
     return 0
 

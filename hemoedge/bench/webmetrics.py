@@ -158,6 +158,13 @@ def emit(cfg: Any, pool: Pool, res: Results, tuned: tuple[str, str],
         if name in ("web.first_visit.requests", "web.first_visit.duplicate_urls"):
             unit = ""
         emit_value(res, name, variant, vals, unit, better, **thread_params(variant, t))
+        if name == "web.autotune.decide_ms":
+            runs = pool.env.get("autotune", {}).get(f"{variant} t{t}", [])
+            keys = [r["key"] for r in runs if r.get("key")]
+            res.metrics[-1].params.update(
+                setting=max(set(keys), key=keys.count) if keys else None, settings=keys,
+                detect_every=(runs[-1].get("choice") or {}).get("detectEvery") if runs else None,
+                budget_ms=3000)
         if name == "web.first_visit.bytes":
             wire = pool.env.get("first_visit", {}).get(variant, {}).get("wire", {})
             res.metrics[-1].params.update(

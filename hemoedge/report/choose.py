@@ -535,15 +535,52 @@ def _why_nothing(rejected: list[Candidate], c: Constraints) -> list[str]:
 
 # --- command line --------------------------------------------------------------------------
 
+DESKTOP = "desktop"  # bench web's figures without emulation carry no device_class param
+
+
+def device_classes(results: Results) -> list[str]:
+    """The device classes of the web figures in `results` (desktop = no device_class param)."""
+    return sorted({str(m.params.get("device_class", DESKTOP)) for m in results.metrics
+                   if m.name.startswith("web.")})
+
+
+def for_device_class(results: Results, name: str) -> Results:
+    """`results` with only that device class's web figures (bench web --device-class /
+    --cpu-slowdown); figures that are not web.* (accuracy, sizes, CPU) are kept as they are.
+    Unknown class: a ResultsError naming the classes there are."""
+    have = device_classes(results)
+    if name not in have:
+        raise ResultsError(f"choose: no web figures for device class {name!r} in the results "
+                           f"(there are: {', '.join(have) or 'none'}); measure it with "
+                           f"`hemoedge bench web ART --device-class {name}`")
+    out = Results(env=results.env, variants=results.variants, commands=results.commands)
+    out.metrics = [m for m in results.metrics if not m.name.startswith("web.")
+                   or m.params.get("device_class", DESKTOP) == name]
+    return out
+
+
 def cli(args) -> int:
     paths = args.results if isinstance(args.results, list) else [args.results]
     results = merge([Path(p) for p in paths])  # also unions shards' sweep entries
+    cls = getattr(args, "device_class", None)
+    if cls is None and any(m.params.get("device_class") for m in results.metrics):
+        cls = DESKTOP  # emulated figures never stand in for the desktop ones
+    if cls is not None:
+        results = for_device_class(results, cls)
     defaults = Constraints()
     kw = {name: getattr(args, name, getattr(defaults, name))
           for name in ("target", "task", *(fld for _, fld, *_ in CHECKS))}
     choice = choose(results, Constraints(**kw))
+    if cls is not None:
+        print(f"device class {cls}" + (f" (cpu slowdown {_slowdown(results):g}x)"
+                                       if cls != DESKTOP else ""))
     print(format_choice(choice))
     return 0 if choice.ok else 1
+
+
+def _slowdown(results: Results) -> float:
+    return next((float(m.params["cpu_slowdown"]) for m in results.metrics
+                 if "cpu_slowdown" in m.params), 1.0)
 
 
 def _limits(choice: Choice) -> str:

@@ -361,6 +361,63 @@ def _first_visit_section(results: Results) -> Section:
     return Section("First visit (web)", html, "\n".join(md))
 
 
+DEVICE_COLUMNS = (  # (header, metric, format) of the per-slowdown tables
+    ("detector p50", "web.detector.latency_ms.p50", "{:.1f} ms"),
+    ("estimator p50", "web.estimator.latency_ms.p50", "{:.1f} ms"),
+    ("detector x", "web.slowdown.detector.latency_ratio", "{:.2f}x"),
+    ("frame p50", "web.frame_ms.p50", "{:.1f} ms"),
+    ("interval mean", "web.capture.interval_ms.mean", "{:.2f} ms"),
+    ("max dev", "web.capture.max_dev_ms", "{:.1f} ms"),
+    ("dropped", "web.capture.dropped_frames", "{:.0f}"),
+    ("result after last grab", "web.capture.result_ms", "{:.0f} ms"),
+    ("Hb error", "web.capture.hb_error", "{:.2f} g/dL"),
+    ("auto-tune", "web.autotune.decide_ms", "{:.0f} ms"),
+)
+
+
+def _device_section(results: Results) -> Section:
+    """One table per emulated CPU slowdown (bench web --device-class / --cpu-slowdown)."""
+    by: dict[tuple[float, str], list[Metric]] = {}
+    for m in results.metrics:
+        if m.name.startswith("web.") and "device_class" in m.params:
+            key = (float(m.params.get("cpu_slowdown", 1.0)), str(m.params["device_class"]))
+            by.setdefault(key, []).append(m)
+    if not by:
+        raise _Absent("no emulated device class (run `hemoedge bench web ART --device-class "
+                      "mid-range-phone`)")
+    html, md = [], []
+    for (f, cls), ms in sorted(by.items()):
+        rows = sorted({(m.variant, m.params.get("threads")) for m in ms
+                       if m.variant and m.params.get("threads") is not None},
+                      key=lambda r: (r[0], r[1] or 0))
+        head = ["variant", "threads", *(c[0] for c in DEVICE_COLUMNS), "setting"]
+        html.append(f"<h3>{esc(cls)}: CPU {f:g}x slower</h3><table><tr>"
+                    + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>")
+        md += [f"### {cls}: CPU {f:g}x slower", "", "| " + " | ".join(head) + " |",
+               "|" + "---|" * len(head)]
+        for v, t in rows:
+            cells = [v, str(t)]
+            for _, name, spec in DEVICE_COLUMNS:
+                m = next((x for x in reversed(ms) if x.name == name and x.variant == v
+                          and x.params.get("threads") == t), None)
+                cells.append(spec.format(m.value) if m is not None else NA)
+            tune = next((x for x in reversed(ms) if x.name == "web.autotune.decide_ms"
+                         and x.variant == v and x.params.get("threads") == t), None)
+            cells.append(str(tune.params.get("setting", NA)) if tune is not None else NA)
+            if all(c == NA for c in cells[2:]):
+                continue
+            html.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+            md.append("| " + " | ".join(cells) + " |")
+        html.append("</table>")
+        mech = next((m.params["slowdown_mechanism"] for m in ms
+                     if "slowdown_mechanism" in m.params), None)
+        if mech:
+            html.append(f'<p class="note">Mechanism: {esc(mech)}.</p>')
+            md += ["", f"Mechanism: {mech}."]
+        md.append("")
+    return Section("Device classes (web)", "".join(html), "\n".join(md).rstrip())
+
+
 STAGE_RE = re.compile(r"^(cpu|web)\.frame\.(\w+)_ms\.p50$")
 
 
@@ -629,6 +686,8 @@ def render(results: Results) -> tuple[str, str]:
     if any(m.name == "web.first_visit.bytes" for m in results.metrics):  # bench web's figures
         at = next((i + 1 for i, (t, _) in enumerate(secs) if t == "Model sizes"), len(secs))
         secs.insert(at, ("First visit (web)", _first_visit_section))
+    if any("device_class" in m.params for m in results.metrics):  # emulated slower devices
+        secs.append(("Device classes (web)", _device_section))
     for title, fn in (*sweep, ("Variants", _variant_table), *peers, *secs):
         try:
             sections.append(fn(results))
