@@ -48,6 +48,12 @@ ICONS = (
     ("icons/icon-maskable-512.png", 512, True),
 )
 SCHEMA = "hemoedge.webapp/1"
+# auto-tune (webapp/src/autotune.js): detector every N frames; the app's default is 2, so
+# 1 and 2 trade nothing, more frames between detections trade how fresh the nail box is
+AUTOTUNE_CADENCES = (2, 3, 4, 6)
+AUTOTUNE_DEFAULT_CADENCE = 2
+AUTOTUNE_HEADROOM = 0.7  # a setting fits when its mean frame work <= 0.7 x 80 ms
+AUTOTUNE_BUDGET_MS = 3000  # the tune's whole time on the device
 # the app fetches these itself on a first visit; the service worker caches them as they pass
 # (precached up front only by an update), so a first visit downloads them once
 LAZY_SUFFIXES = (".wasm", ".onnx")
@@ -72,11 +78,19 @@ class BuildConfig:
     compress: bool = True  # write precompressed <file>.br / <file>.gz siblings
     base: str = "/"  # URL path the app is served under (host configs only; the app is relative)
     coi_serviceworker: bool = False  # hosts without headers: sw.js adds COOP/COEP itself
+    # what the app's on-device auto-tune may choose from, besides the pairing itself:
+    # "det=P" / "est=P" items (each another model file shipped); empty: no auto-tune
+    autotune: tuple[str, ...] = ()
+    autotune_cadences: tuple[int, ...] = AUTOTUNE_CADENCES  # detector every N frames
 
     def __post_init__(self) -> None:
         from hemoedge.web.serve import check_base
 
         check_base(self.base)
+        parse_autotune(",".join(self.autotune))
+        if not self.autotune_cadences or any(not 1 <= n <= 30 for n in self.autotune_cadences):
+            raise HemoedgeError("auto-tune cadences must be 1..30 frames, got "
+                                f"{list(self.autotune_cadences)}")
         for role, p in (("detector", self.detector), ("estimator", self.estimator)):
             if p not in PRECISIONS:
                 raise HemoedgeError(
@@ -88,12 +102,27 @@ class BuildConfig:
         return f"det={self.detector},est={self.estimator}"
 
 
+def parse_autotune(text: str) -> tuple[str, ...]:
+    """'det=int8,det=fp32' -> ('det=int8', 'det=fp32'): models auto-tune may choose from."""
+    out: list[str] = []
+    for item in (s.strip() for s in (text or "").split(",") if s.strip()):
+        key, sep, val = item.partition("=")
+        if not sep or key not in ("det", "est") or val not in PRECISIONS:
+            raise HemoedgeError(f"bad --autotune-variants item {item!r}: expected det=P or est=P "
+                                f"with P in {list(PRECISIONS)}, e.g. det=int8,det=fp32")
+        if item not in out:
+            out.append(item)
+    return tuple(out)
+
+
 @dataclass
 class BuildResult:
     out: Path
     version: str  # the service worker's VERSION (hash over every asset)
     files: dict[str, dict] = field(default_factory=dict)  # logical name -> {file, sha256, bytes}
     precache: list[str] = field(default_factory=list)
+    # the models shipped only for auto-tune: "role.precision" -> {bytes, sent (compressed)}
+    autotune_cost: dict[str, dict] = field(default_factory=dict)
 
 
 def parse_variant(text: str) -> tuple[str, str]:
@@ -444,10 +473,21 @@ def build(cfg: BuildConfig) -> BuildResult:
         path = art.path(role, prec)
         models[role] = (prec, path, read_spec(path, role))
 
+    extra: dict[str, list[tuple[str, Path, dict]]] = {"detector": [], "estimator": []}
+    for item in cfg.autotune:
+        short, _, prec = item.partition("=")
+        role = "detector" if short == "det" else "estimator"
+        if prec != models[role][0]:
+            path = art.path(role, prec)
+            extra[role].append((prec, path, read_spec(path, role)))
     assets = {**_source_assets(cfg), **_ort_assets(cfg)}
     for role, (prec, path, _) in models.items():
         key = f"models/{role}.{prec}.onnx"
         assets[key] = _Asset(key, path.read_bytes())
+    for role, lst in extra.items():
+        for prec, path, _ in lst:
+            key = f"models/{role}.{prec}.onnx"
+            assets[key] = _Asset(key, path.read_bytes())
     # models and ort files are opaque leaves: their hashed names are known before any rewrite
     leaf = {k: _hashed_name(k, a.data) for k, a in assets.items() if not a.text}
     manifest = {
@@ -470,6 +510,23 @@ def build(cfg: BuildConfig) -> BuildResult:
             "sha256": hashlib.sha256(a.data).hexdigest(),
             "bytes": len(a.data),
             "spec": spec,
+        }
+    if cfg.autotune:
+        choices: dict[str, dict] = {}
+        for role in ("detector", "estimator"):
+            opts = [(models[role][0], models[role][1], models[role][2])] + extra[role]
+            choices[role] = {}
+            for prec, path, spec in opts:
+                a = assets[f"models/{role}.{prec}.onnx"]
+                choices[role][prec] = {"url": f"./{leaf[a.logical]}", "precision": prec,
+                                       "source": path.name, "bytes": len(a.data), "spec": spec}
+        manifest["autotune"] = {
+            "choices": choices,
+            "cadences": sorted(set(cfg.autotune_cadences)),
+            "defaultCadence": AUTOTUNE_DEFAULT_CADENCE,
+            "headroom": AUTOTUNE_HEADROOM,
+            "intervalMs": 80,
+            "budgetMs": AUTOTUNE_BUDGET_MS,
         }
     # app.js loads it as './models.json' (next to it in src/); hashed like everything else
     assets["src/models.json"] = _Asset("src/models.json", json.dumps(manifest, indent=1).encode())
@@ -525,9 +582,19 @@ def build(cfg: BuildConfig) -> BuildResult:
         "compressed": compressed,
     }
     out_files["build-manifest.json"] = (json.dumps(build_manifest, indent=1) + "\n").encode()
+    cost = {}
+    for role, lst in extra.items():
+        for prec, _, _ in lst:
+            name = names[f"models/{role}.{prec}.onnx"]
+            sent = min(len(out_files[name + ext]) for ext in ("", ".br", ".gz")
+                       if name + ext in out_files)  # what `webapp serve` sends
+            cost[f"{role}.{prec}"] = {"bytes": len(out_files[name]), "sent": sent}
+    if cfg.autotune:
+        build_manifest["autotune"] = {"choices": list(cfg.autotune), "extra_models": cost}
+        out_files["build-manifest.json"] = (json.dumps(build_manifest, indent=1) + "\n").encode()
     _write_atomically(cfg.out, out_files)
     log.info("built %s (%s, version %s, %d files)", cfg.out, cfg.variant, version, len(files) + 2)
-    return BuildResult(cfg.out, version, files, precache)
+    return BuildResult(cfg.out, version, files, precache, cost)
 
 
 def _write_atomically(out: Path, out_files: dict[str, bytes]) -> None:
@@ -587,10 +654,22 @@ def cli(args) -> int:
             if ok:
                 est = "fp16"
     base = getattr(args, "base", None) or "/"
+    autotune = parse_autotune(getattr(args, "autotune_variants", None) or "")
     cfg = BuildConfig(art=Path(art), detector=det, estimator=est, out=Path(args.out),
                       compress=not getattr(args, "no_compress", False), base=base,
-                      coi_serviceworker=bool(getattr(args, "coi_serviceworker", False)))
+                      coi_serviceworker=bool(getattr(args, "coi_serviceworker", False)),
+                      autotune=autotune)
     res = build(cfg)
+    if autotune:
+        total = sum(c["bytes"] for c in res.autotune_cost.values())
+        total_br = sum(c["sent"] for c in res.autotune_cost.values())
+        print(f"auto-tune may choose from det={det},est={est} and {', '.join(autotune)}, "
+              f"detector every {'/'.join(map(str, cfg.autotune_cadences))} frames; "
+              + (", ".join(f"{k} {c['bytes'] / 1e6:.2f} MB ({c['sent'] / 1e6:.2f} MB compressed)"
+                           for k, c in res.autotune_cost.items())
+                 or "no extra model files")
+              + f": {total / 1e6:.2f} MB more in the build, {total_br / 1e6:.2f} MB more on a "
+              "first visit (every choice is downloaded to be timed)")
     print(
         f"built {res.out} ({det=}, {est=}; version {res.version}); serve it with "
         f"`hemoedge webapp serve {res.out}" + ("" if base == "/" else f" --base {base}") + "`"

@@ -4,11 +4,13 @@
 // failed load offers Retry.
 // Inference lives in worker.js. URL options: ?threads=N (WASM threads, default 2),
 // ?detect_every=N (capture: run the detector on every N-th frame and track the nail between),
-// ?bench=1 (exposes window.__hemoedgeBench), ?bench=1&seedloop=1 (the seed's sequential loop).
+// ?bench=1 (exposes window.__hemoedgeBench), ?bench=1&seedloop=1 (the seed's sequential loop),
+// ?autotune=0 (builds with auto-tune choices: keep the built pairing, skip the tune).
 
 import { refs, setText, setStatus, fillList, drawBoxes, CATEGORY_TEXT, fmt } from './dom.js';
 import { schedule, seedLoop, CAPTURE } from './capture.js';
 import { summarise, median, whoCategory } from './aggregate.js';
+import { decide, describe, STORAGE_KEY } from './autotune.js';
 
 const MIN_VALID = 10; // frames that must survive quality checks and IQR rejection
 const PREVIEW_MS = 250; // detector preview cadence while idle, ms
@@ -23,11 +25,16 @@ const SEEDLOOP = BENCH && params.get('seedloop') === '1';
 const REQUESTED_THREADS = SEEDLOOP ? 1 : intParam('threads', 1, 16, 2);
 const THREADS = self.crossOriginIsolated ? REQUESTED_THREADS : 1;
 const DETECT_EVERY = SEEDLOOP ? 1 : intParam('detect_every', 1, CAPTURE.frames, 2);
+const CADENCE_FIXED = SEEDLOOP || params.has('detect_every'); // auto-tune leaves it alone
+const AUTOTUNE = !SEEDLOOP && params.get('autotune') !== '0';
+let detectEvery = DETECT_EVERY; // the capture's detector cadence (auto-tune may change it)
 
 const bench = BENCH ? {
   ready: false, error: null, crossOriginIsolated: self.crossOriginIsolated,
   requestedThreads: REQUESTED_THREADS, numThreads: null, seedloop: SEEDLOOP, offlineReady: false,
   detectEvery: DETECT_EVERY, session: null, readyT: null, captures: [], lastCapture: null,
+  autotune: null, // {key, choice, timings, ms, cached, storageKey} once auto-tune decided
+  retune: () => retune(),
   runModel: (role, runs = 20, warmup = 5) => call({ type: 'bench', role, runs, warmup }).then((r) => r.times),
   // one session.run of the app's worker on a given input (parity with Python): resolves to
   // {output: Float32Array, dims, dets}; dets (the app's decode + NMS) for the detector with geo
@@ -105,9 +112,70 @@ async function start() {
   } else {
     setText(refs.threadNote, `${info.numThreads} inference thread(s); models ${info.variant}.`);
   }
+  const readyT = performance.now();
+  modelsInfo = info;
+  if (info.autotune && AUTOTUNE) await autotune(false);
   setStatus('Ready. Nothing leaves this device.', 'ok');
-  if (bench) Object.assign(bench, { ready: true, session: info, numThreads: info.numThreads, readyT: performance.now() });
+  if (bench) Object.assign(bench, { ready: true, session: info, numThreads: info.numThreads, readyT, detectEvery });
   watchOffline();
+}
+
+// ------------------------------------------------------------------ auto-tune
+// On first use, and whenever the app (its code or models) or the thread count changes, time
+// the shipped choices on this device (worker: tuneTimings, within the build's budget) and
+// keep the decision (autotune.js) in localStorage under this version's key.
+let modelsInfo = null;
+const VERSION_KEY = () => [new URL(import.meta.url).pathname.split('/').pop(),
+  new URL('./models.json', import.meta.url).pathname.split('/').pop(), `t${modelsInfo.numThreads}`].join(':');
+
+async function autotune(force) {
+  const cfg = modelsInfo.autotune;
+  const key = `${STORAGE_KEY}:${VERSION_KEY()}`;
+  const t0 = performance.now();
+  let rec = null;
+  if (!force) {
+    try { rec = JSON.parse(localStorage.getItem(key)); } catch { rec = null; }
+  }
+  const cached = !!(rec && rec.choice);
+  refs.retuneBtn.hidden = false;
+  refs.retuneBtn.disabled = true;
+  if (!cached) {
+    setText(refs.tuneNote, 'Tuning for this device (a few seconds)…');
+    const timings = await call({ type: 'tune', budgetMs: cfg.budgetMs * 0.8 });
+    rec = { choice: decide(cfg, timings), timings, tunedMs: null, at: Date.now() };
+    rec.tunedMs = performance.now() - t0;
+    try {
+      for (let i = localStorage.length - 1; i >= 0; i--) { // other versions' choices go
+        const k = localStorage.key(i);
+        const ver = (x) => x.replace(/:t\d+$/, '');
+        if (k && k.startsWith(STORAGE_KEY) && ver(k) !== ver(key)) localStorage.removeItem(k);
+      }
+      localStorage.setItem(key, JSON.stringify(rec));
+    } catch { /* private mode: tune again next time */ }
+  }
+  const c = rec.choice;
+  await call({ type: 'use', det: c.det, est: c.est });
+  if (!CADENCE_FIXED) detectEvery = c.detectEvery;
+  const ms = performance.now() - t0;
+  setText(refs.tuneNote, describe({ ...c, detectEvery }, cfg.defaultCadence) +
+    (cached ? ' (saved setting)' : ` (decided in ${(rec.tunedMs / 1000).toFixed(1)} s)`));
+  refs.retuneBtn.disabled = !!capture;
+  if (bench) {
+    bench.autotune = { key: c.key, choice: { ...c, detectEvery }, timings: rec.timings,
+      ms, tunedMs: rec.tunedMs, cached, storageKey: key };
+    bench.detectEvery = detectEvery;
+  }
+}
+
+async function retune() {
+  if (capture || !modelsInfo || !modelsInfo.autotune) return null;
+  ready = false;
+  try {
+    await autotune(true);
+  } finally {
+    ready = true;
+  }
+  return bench ? bench.autotune : null;
 }
 
 // Offline works once every file of this build is in the service worker's cache (on a first
@@ -179,17 +247,18 @@ function startCapture() {
   const frameWaiters = new Map();
   let finished = false;
   const video = refs.video;
-  const record = { mode: SEEDLOOP ? 'seedloop' : 'pipelined', detectEvery: DETECT_EVERY,
+  const record = { mode: SEEDLOOP ? 'seedloop' : 'pipelined', detectEvery,
     intervalMs: CAPTURE.intervalMs, frames: recs, ticks: null, reanchored: 0, lastGrabT: null,
     resultT: null, summary: null };
 
   refs.captureBtn.disabled = true;
   refs.cancelBtn.disabled = false;
+  refs.retuneBtn.disabled = true;
   clearResult();
   setText(refs.progressText, `Capturing 0 / ${n}`);
   refs.progress.value = 0;
   refs.progress.max = n;
-  worker.postMessage({ type: 'capture-start', id, detectEvery: DETECT_EVERY });
+  worker.postMessage({ type: 'capture-start', id, detectEvery });
 
   const grab = async (k, t) => {
     const bitmap = await createImageBitmap(video);
@@ -205,6 +274,7 @@ function startCapture() {
     capture = null;
     refs.captureBtn.disabled = false;
     refs.cancelBtn.disabled = true;
+    refs.retuneBtn.disabled = false;
     if (text) setText(refs.progressText, text);
     applyUpdateWhenIdle();
   };
@@ -436,6 +506,7 @@ refs.tabCamera.addEventListener('click', () => selectTab(true));
 refs.tabUpload.addEventListener('click', () => selectTab(false));
 
 refs.updateBtn.addEventListener('click', applyUpdate);
+refs.retuneBtn.addEventListener('click', () => retune().catch((err) => setText(refs.tuneNote, `Re-tune failed: ${err.message}`)));
 refs.retryBtn.addEventListener('click', () => { refs.retryBtn.disabled = true; boot(); });
 
 swRegistration = registerServiceWorker();

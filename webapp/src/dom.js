@@ -7,6 +7,8 @@ export const refs = {
   threadNote: $('thread-note'),
   update: $('update'),
   updateBtn: $('update-btn'),
+  tuneNote: $('tune-note'),
+  retuneBtn: $('retune-btn'),
   loadHelp: $('load-help'),
   retryBtn: $('retry-btn'),
   tabCamera: $('tab-camera'),

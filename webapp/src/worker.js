@@ -11,7 +11,11 @@ import { decodeIndex } from './frameindex.js';
 const epoch = () => performance.timeOrigin + performance.now(); // ms, comparable across threads
 
 let M = null; // the build's model manifest (models.json)
-let det = null, est = null;
+let det = null, est = null; // the sessions in use
+const sessions = { detector: {}, estimator: {} }; // role -> precision -> session (auto-tune)
+let opts = null, base = null, fetchOpts = {};
+const activeSpec = {}; // role -> spec of the session in use (auto-tune may switch precision)
+const specFor = (role) => activeSpec[role] || M[role].spec;
 let canvas = null, ctx = null;
 const inputs = {}; // role -> Float32Array reused across frames (runs are sequential here)
 const inputBuffer = (role) => {
@@ -29,7 +33,9 @@ async function init({ manifestUrl, threads, retry }) {
   const rel = (u) => new URL(u, manifestUrl).href;
   ort.env.wasm.numThreads = threads;
   ort.env.wasm.wasmPaths = { mjs: rel(M.ort.mjs), wasm: rel(M.ort.wasm) };
-  const opts = { executionProviders: ['wasm'], graphOptimizationLevel: 'all' };
+  opts = { executionProviders: ['wasm'], graphOptimizationLevel: 'all' };
+  base = manifestUrl;
+  fetchOpts = retry ? { cache: 'reload' } : {};
   const timings = {};
   const load = async (role) => {
     const t = epoch();
@@ -37,6 +43,7 @@ async function init({ manifestUrl, threads, retry }) {
     const t1 = epoch();
     const s = await ort.InferenceSession.create(bytes, opts);
     timings[role] = { fetchMs: t1 - t, createMs: epoch() - t1 };
+    sessions[role][M[role].precision] = s;
     return s;
   };
   det = await load('detector'); // sequential: the first create also starts the WASM runtime
@@ -49,6 +56,13 @@ async function init({ manifestUrl, threads, retry }) {
     crossOriginIsolated: self.crossOriginIsolated,
     ortVersion: ort.env.versions ? ort.env.versions.web : M.ort.version,
     variant: M.variant,
+    autotune: M.autotune ? {
+      cadences: M.autotune.cadences, defaultCadence: M.autotune.defaultCadence,
+      headroom: M.autotune.headroom, intervalMs: M.autotune.intervalMs, budgetMs: M.autotune.budgetMs,
+      choices: { detector: Object.fromEntries(Object.keys(M.autotune.choices.detector).map((p) => [p, M.autotune.choices.detector[p].bytes])),
+        estimator: Object.fromEntries(Object.keys(M.autotune.choices.estimator).map((p) => [p, M.autotune.choices.estimator[p].bytes])) },
+      primary: { det: M.detector.precision, est: M.estimator.precision },
+    } : null,
   };
 }
 
@@ -71,7 +85,7 @@ function pixels(bitmap) {
 }
 
 async function detect(img) {
-  const s = M.detector.spec;
+  const s = specFor('detector');
   const t0 = performance.now();
   const { tensor, geo } = letterbox(img, s.preprocess, inputBuffer('detector'));
   const t1 = performance.now();
@@ -83,7 +97,7 @@ async function detect(img) {
 }
 
 async function estimate(img, rect) {
-  const s = M.estimator.spec;
+  const s = specFor('estimator');
   const t0 = performance.now();
   const x = resizeCrop(img, rect, s.preprocess, inputBuffer('estimator'));
   const t1 = performance.now();
@@ -159,9 +173,94 @@ async function analyse(bitmap, withHb) {
     classNames: M.detector.spec.class_names };
 }
 
+// ------------------------------------------------------------------ auto-tune
+// Times every model the build ships for auto-tune (M.autotune.choices) on this device, within
+// the budget: the session (created once, then kept), one warm-up run, then runs until 3 are
+// timed or the time is up; plus the per-frame work around the models (pixels, letterbox, crop)
+// on a 640x480 frame. The decision is autotune.js's, on the main thread.
+async function session(role, prec) {
+  if (sessions[role][prec]) return sessions[role][prec];
+  const c = M.autotune.choices[role][prec];
+  if (!c) throw new Error(`auto-tune: no ${role} ${prec} in this build`);
+  const bytes = new Uint8Array(await (await fetchChecked(new URL(c.url, base).href, fetchOpts)).arrayBuffer());
+  sessions[role][prec] = await ort.InferenceSession.create(bytes, opts);
+  return sessions[role][prec];
+}
+
+function specOf(role, prec) {
+  return (M.autotune && M.autotune.choices[role][prec] || M[role]).spec;
+}
+
+async function tuneTimings({ budgetMs }) {
+  const t0 = performance.now();
+  const end = t0 + budgetMs;
+  const out = { detector: {}, estimator: {}, pre: 0, runs: {}, createMs: {} };
+  // the work around the models, on a frame of the camera's size
+  const oc = new OffscreenCanvas(640, 480);
+  const c2 = oc.getContext('2d', { willReadFrequently: true });
+  c2.fillStyle = '#b07060';
+  c2.fillRect(0, 0, 640, 480);
+  const preT = [];
+  for (let i = 0; i < 3; i++) {
+    const t = performance.now();
+    const img = c2.getImageData(0, 0, 640, 480);
+    letterbox(img, M.detector.spec.preprocess, inputBuffer('detector'));
+    resizeCrop(img, cropRect([250, 170, 390, 310], 640, 480), M.estimator.spec.preprocess, inputBuffer('estimator'));
+    preT.push(performance.now() - t);
+  }
+  out.pre = median(preT);
+  const jobs = [];
+  for (const role of ['detector', 'estimator']) {
+    for (const prec of Object.keys(M.autotune.choices[role])) jobs.push([role, prec]);
+  }
+  // every model gets its warm-up and one timed run first, then rounds until 3 or time is up
+  const times = {};
+  for (const [role, prec] of jobs) {
+    const t = performance.now();
+    const s = await session(role, prec);
+    out.createMs[`${role}.${prec}`] = performance.now() - t;
+    const sp = specOf(role, prec);
+    const x = new ort.Tensor('float32', new Float32Array(sp.input_shape.reduce((a, b) => a * b, 1)).fill(0.5), sp.input_shape);
+    await s.run({ [sp.input_name]: x });
+    const t1 = performance.now();
+    await s.run({ [sp.input_name]: x });
+    times[`${role}.${prec}`] = [performance.now() - t1];
+  }
+  for (let round = 0; round < 2 && performance.now() < end; round++) {
+    for (const [role, prec] of jobs) {
+      if (performance.now() >= end) break;
+      const sp = specOf(role, prec);
+      const x = new ort.Tensor('float32', new Float32Array(sp.input_shape.reduce((a, b) => a * b, 1)).fill(0.5), sp.input_shape);
+      const t = performance.now();
+      await sessions[role][prec].run({ [sp.input_name]: x });
+      times[`${role}.${prec}`].push(performance.now() - t);
+    }
+  }
+  for (const [role, prec] of jobs) {
+    out[role][prec] = median(times[`${role}.${prec}`]);
+    out.runs[`${role}.${prec}`] = times[`${role}.${prec}`].map((v) => Math.round(v * 100) / 100);
+  }
+  out.ms = performance.now() - t0;
+  return out;
+}
+
+function median(xs) {
+  const a = [...xs].sort((x, y) => x - y);
+  const m = a.length >> 1;
+  return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2;
+}
+
+async function useSetting({ det: dp, est: ep }) {
+  det = await session('detector', dp); // a cached choice on a new page: created here
+  est = await session('estimator', ep);
+  activeSpec.detector = specOf('detector', dp);
+  activeSpec.estimator = specOf('estimator', ep);
+  return { det: dp, est: ep };
+}
+
 // ------------------------------------------------------------------ bench-only: bare run()
 async function benchRuns(role, runs, warmup) {
-  const s = M[role].spec, session = role === 'detector' ? det : est;
+  const s = specFor(role), session = role === 'detector' ? det : est;
   const n = s.input_shape.reduce((a, b) => a * b, 1);
   const times = [];
   for (let i = 0; i < warmup + runs; i++) {
@@ -225,6 +324,8 @@ async function handle(m) {
     case 'analyse': self.postMessage({ type: 'analysed', id: m.id, result: await analyse(m.bitmap, m.withHb) }); break;
     case 'bench': self.postMessage({ type: 'bench', id: m.id, times: await benchRuns(m.role, m.runs, m.warmup) }); break;
     case 'run': self.postMessage({ type: 'ran', id: m.id, result: await benchRunOnce(m) }); break;
+    case 'tune': self.postMessage({ type: 'tuned', id: m.id, result: await tuneTimings(m) }); break;
+    case 'use': self.postMessage({ type: 'using', id: m.id, result: await useSetting(m) }); break;
     default: throw new Error(`unknown message ${m.type}`);
   }
 }

@@ -1,0 +1,70 @@
+// Per-device auto-tune: which shipped detector / estimator and which detector cadence this
+// device should use for the 80 ms capture. The worker times every shipped model on the device
+// (worker.js tuneTimings); decide() turns those timings into a setting. Pure: no DOM, no
+// worker, so node can test it.
+//
+// A setting's work per frame, in the worker: pre + est + det / N (detector every N frames, the
+// nail box tracked in between; pre = pixels + letterbox + crop). It fits when that mean is at
+// most headroom x 80 ms (the capture's grid, with room for the main thread and jitter).
+// Settings at the app's default cadence (2) trade nothing; a longer cadence refreshes the nail
+// box less often (an accuracy trade the app then states). decide() picks the fastest setting
+// that trades nothing and fits; if none fits, the shortest cadence that fits (fastest models);
+// if nothing fits at all, the fastest setting there is (frames will queue: the app says so).
+
+export const STORAGE_KEY = 'hemoedge-autotune';
+
+/** All settings: every shipped detector x estimator x cadence, with the modelled frame cost. */
+export function settings(cfg, timings) {
+  const out = [];
+  for (const det of Object.keys(cfg.choices.detector)) {
+    for (const est of Object.keys(cfg.choices.estimator)) {
+      const d = timings.detector[det], e = timings.estimator[est];
+      if (!(d > 0) || !(e >= 0)) continue;
+      for (const n of cfg.cadences) {
+        const frameMs = timings.pre + e + d / n;
+        out.push({ det, est, detectEvery: n, frameMs, detFrameMs: timings.pre + e + d,
+          trades: n > cfg.defaultCadence });
+      }
+    }
+  }
+  return out;
+}
+
+/** The setting to use, with why. */
+export function decide(cfg, timings) {
+  const all = settings(cfg, timings);
+  if (!all.length) throw new Error('auto-tune: no setting could be timed');
+  const limit = cfg.headroom * cfg.intervalMs;
+  const byCost = (a, b) => a.frameMs - b.frameMs || a.detectEvery - b.detectEvery ||
+    (a.det + a.est).localeCompare(b.det + b.est);
+  const fits = all.filter((s) => s.frameMs <= limit);
+  const free = fits.filter((s) => !s.trades).sort(byCost);
+  let pick, why;
+  if (free.length) {
+    pick = free[0];
+    why = 'fastest setting that keeps the 80 ms grid with headroom at the default cadence';
+  } else if (fits.length) {
+    const n = Math.min(...fits.map((s) => s.detectEvery));
+    pick = fits.filter((s) => s.detectEvery === n).sort(byCost)[0];
+    why = `no setting fits at the default cadence: detector every ${n} frames`;
+  } else {
+    pick = [...all].sort(byCost)[0];
+    why = 'nothing fits the 80 ms grid on this device: fastest setting; frames will queue';
+  }
+  return { ...pick, fits: pick.frameMs <= limit, limitMs: limit, why,
+    key: `det=${pick.det},est=${pick.est},every=${pick.detectEvery}` };
+}
+
+/** The words the app shows for a setting (says what it trades, if anything). */
+export function describe(s, defaultCadence) {
+  let t = `Tuned for this device: detector ${s.det}, estimator ${s.est}, detector on every ` +
+    `${s.detectEvery === 1 ? 'frame' : `${s.detectEvery}${s.detectEvery === 2 ? 'nd' : s.detectEvery === 3 ? 'rd' : 'th'} frame`} ` +
+    `(about ${s.frameMs.toFixed(0)} ms of work per 80 ms frame).`;
+  if (s.detectEvery > defaultCadence) {
+    t += ` Accuracy trade: this device is slow, so the nail is re-detected every ` +
+      `${s.detectEvery} frames instead of every ${defaultCadence} and tracked in between; ` +
+      'hold the finger still.';
+  }
+  if (!s.fits) t += ' This device is too slow for the 80 ms capture: frames will queue and the result comes late.';
+  return t;
+}
