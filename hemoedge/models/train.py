@@ -6,7 +6,7 @@ standardised Hb) drawn afresh every epoch the way they arrive in the app — box
 small rotations, motion blur (hemoedge.augment) — so its answer does not move with the box it is
 given; it is then frozen, and a closed-form head is fit on its pooled features of the exact crops
 plus `head_jitter_copies` jittered copies of each, and folded into the final Linear layer:
-RidgeCV (alpha by patient-grouped 5-fold CV) for Hb regression, or LogisticRegressionCV
+Ridge with a consistency penalty (alpha by patient-grouped 5-fold CV) for Hb regression, or LogisticRegressionCV
 (anaemic = Hb below the recipe's threshold) for anaemia classification, whose exported output
 is then the logit.
 """
@@ -212,21 +212,63 @@ def fine_tune(model: est_mod.Estimator, recipe: Recipe, crops: CropSampler, seed
             **{f"last_epoch_{k}": v for k, v in parts.items()}}
 
 
+def consistent_ridge(f: np.ndarray, y: np.ndarray, alpha: float, consistency: float,
+                     copies: int) -> tuple[np.ndarray, float]:
+    """Ridge with a consistency penalty, closed form. `f` stacks `copies` blocks of the same N
+    nails (the exact crops, then jittered copies); the weights w minimise
+
+        mean((f - mean f) w - (y - mean y))^2 + alpha |w|^2 / n + consistency * mean((f_i - f_j) w)^2
+
+    over every pair of copies (i, j) of a nail — the head's share of what the backbone was
+    trained for: an answer that does not move between crops of one nail. consistency = 0 is
+    plain Ridge. Returns (w, intercept)."""
+    n = len(f)
+    mu, ym = f.mean(0), float(y.mean())
+    fc = f - mu
+    a = fc.T @ fc / n + alpha * np.eye(f.shape[1]) / n
+    if consistency > 0 and copies > 1:
+        blocks = f.reshape(copies, n // copies, f.shape[1])
+        d = np.concatenate([blocks[i] - blocks[j] for i in range(copies) for j in range(i)])
+        a += consistency * (d.T @ d) / len(d)
+    w = np.linalg.solve(a, fc.T @ (y - ym) / n)
+    return w, ym - float(mu @ w)
+
+
 def fit_ridge(model: est_mod.Estimator, recipe: Recipe, f_tr: np.ndarray, y_tr: np.ndarray,
-              groups: np.ndarray):
-    """RidgeCV on frozen features, folded into the final Linear. Alpha by 5-fold CV grouped by
-    patient: the jittered copies of one nail are near-duplicates, and leave-one-out would let
-    each copy be predicted from its twins (too little regularisation)."""
-    from sklearn.linear_model import RidgeCV
+              groups: np.ndarray, copies: int = 1):
+    """Ridge on frozen features with the recipe's consistency weight (consistent_ridge), folded
+    into the final Linear. Alpha by 5-fold CV grouped by patient (mean squared error on the
+    held-out patients' crops): the copies of one nail are near-duplicates, and leave-one-out
+    would let each copy be predicted from its twins (too little regularisation)."""
     from sklearn.model_selection import GroupKFold
 
-    folds = min(5, len(np.unique(groups)))
-    cv = list(GroupKFold(folds).split(f_tr, y_tr, groups)) if folds >= 2 else None
-    ridge = RidgeCV(alphas=recipe.ridge_alphas, cv=cv).fit(f_tr, y_tr)
+    n = len(f_tr) // copies
+    nail = np.tile(np.arange(n), copies)
+    g = groups[:n]
+    folds = min(5, len(np.unique(g)))
+
+    def fit(rows_nails: np.ndarray, alpha: float):
+        rows = np.concatenate([rows_nails + k * n for k in range(copies)])
+        return consistent_ridge(f_tr[rows], y_tr[rows], alpha, recipe.consistency, copies)
+
+    alpha = recipe.ridge_alphas[0]
+    if folds >= 2 and len(recipe.ridge_alphas) > 1:
+        split = list(GroupKFold(folds).split(np.zeros(n), y_tr[:n], g))
+        cv = []
+        for a in recipe.ridge_alphas:
+            err = 0.0
+            for tr, te in split:
+                w, b = fit(tr, a)
+                held = np.isin(nail, te)
+                err += float(np.sum((f_tr[held] @ w + b - y_tr[held]) ** 2))
+            cv.append(err)
+        alpha = recipe.ridge_alphas[int(np.argmin(cv))]
+    w, b = fit(np.arange(n), alpha)
     with torch.no_grad():
-        model.head.weight.copy_(torch.from_numpy(ridge.coef_.astype(np.float32))[None])
-        model.head.bias.fill_(float(ridge.intercept_))
-    return ridge.predict, {"ridge_alpha": float(ridge.alpha_)}
+        model.head.weight.copy_(torch.from_numpy(w.astype(np.float32))[None])
+        model.head.bias.fill_(float(b))
+    return (lambda f: f @ w + b), {"ridge_alpha": float(alpha),
+                                   "ridge_consistency": float(recipe.consistency)}
 
 
 def fit_logistic(model: est_mod.Estimator, recipe: Recipe, f_tr: np.ndarray, y_tr: np.ndarray,
@@ -285,7 +327,7 @@ def train_estimator(recipe: Recipe, parts, out: Path, seed: int = 0) -> tuple[Pa
     y_tr, g_tr = np.tile(train.hb, copies), np.tile(train.patients, copies)
     f_va = _features(model, x_va)
     if recipe.task == "regression":
-        predict, head = fit_ridge(model, recipe, f_tr, y_tr, g_tr)
+        predict, head = fit_ridge(model, recipe, f_tr, y_tr, g_tr, copies)
     else:
         predict, head = fit_logistic(model, recipe, f_tr, y_tr, g_tr, seed)
     pred_va = predict(f_va)

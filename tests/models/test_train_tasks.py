@@ -119,3 +119,28 @@ def test_fine_tuning_from_a_regression_checkpoint_starts_from_its_answers(parts,
     mu, sd = float(crops.hb.mean()), float(crops.hb.std() + 1e-6)
     torch.testing.assert_close(model.head.weight.detach(), w / sd, rtol=1e-4, atol=1e-7)
     assert float(model.head.bias) == pytest.approx((b - mu) / sd, rel=1e-4)
+
+
+def test_consistent_ridge_is_ridge_without_the_penalty_and_steadier_with_it():
+    from sklearn.linear_model import Ridge
+
+    from hemoedge.models.train import consistent_ridge
+
+    rng = np.random.default_rng(0)
+    n, dim = 60, 12
+    signal = rng.normal(size=(n, dim))
+    y = signal[:, 0] * 2.0 + 10.0
+    # three crops of each nail: the same signal, plus a crop-dependent wobble on every feature
+    f = np.concatenate([signal + 0.5 * rng.normal(size=(n, dim)) * (k > 0) for k in range(3)])
+    yy = np.tile(y, 3)
+    w0, b0 = consistent_ridge(f, yy, alpha=3.0, consistency=0.0, copies=3)
+    ref = Ridge(alpha=3.0).fit(f, yy)
+    np.testing.assert_allclose(w0, ref.coef_, rtol=1e-6, atol=1e-9)
+    assert b0 == pytest.approx(ref.intercept_)
+
+    def spread(w):  # mean |answer(copy k) - answer(exact)| over the jittered copies
+        blocks = f.reshape(3, n, dim) @ w
+        return float(np.abs(blocks[1:] - blocks[0]).mean())
+
+    w30, _ = consistent_ridge(f, yy, alpha=3.0, consistency=30.0, copies=3)
+    assert spread(w30) < 0.5 * spread(w0)
