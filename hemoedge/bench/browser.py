@@ -85,11 +85,12 @@ class CpuThrottle:
     The quota is exact CPU time; on a machine others load, the group's raised cpu.shares lets
     it still get its quota, so the slowdown factor holds against a loaded baseline too."""
 
-    def __init__(self, factor: float, cores: int = 1, root: Path = CGROUP_CPU,
+    def __init__(self, factor: float, cores: int = 1, root: Path | None = None,
                  executable: Path | None = None):
         if not factor >= 1:  # also refuses NaN
             raise BenchError(f"--cpu-slowdown must be >= 1 (how many times slower), got {factor}")
-        self.factor, self.cores, self.root = float(factor), int(cores), Path(root)
+        self.factor, self.cores = float(factor), int(cores)
+        self.root = Path(root) if root is not None else CGROUP_CPU
         self.executable = Path(executable or CHROMIUM)
         self.dir: Path | None = None
         self.wrapper: Path | None = None

@@ -3,6 +3,7 @@ time limits; plus the pure capture analysis (no browser)."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -272,3 +273,103 @@ def test_crashed_browser_gives_a_clear_error(served):
         chrome._kill()  # what a browser crash looks like from here: its processes are gone
         with pytest.raises(BenchError, match=r"^after the crash: .*closed"):
             page.evaluate("1", "after the crash")
+
+
+# ---------------------------------------------------------------------------- device classes
+def _cgroup_writable() -> bool:
+    from hemoedge.bench.browser import CGROUP_CPU
+
+    return (CGROUP_CPU / "cpu.cfs_quota_us").is_file() and os.access(CGROUP_CPU, os.W_OK)
+
+
+def test_slowdown_mechanism_unavailable_is_one_clear_line(tmp_path):
+    from hemoedge.bench.browser import CpuThrottle
+
+    with pytest.raises(BenchError, match=r"^--cpu-slowdown needs the cgroup v1 cpu controller: "
+                                         r".*cpu\.cfs_quota_us not found"):
+        CpuThrottle(4, root=tmp_path).check()
+    with pytest.raises(BenchError, match=r"--cpu-slowdown must be >= 1"):
+        CpuThrottle(0.5)
+
+
+def test_cli_exits_2_when_the_mechanism_is_unavailable(tmp_path, monkeypatch, capsys):
+    from hemoedge import cli
+    from hemoedge.bench import browser
+
+    monkeypatch.setattr(browser, "CGROUP_CPU", tmp_path / "no-cgroup")
+    art = tiny.write_artifact(tmp_path / "art")
+    rc = cli.main(["bench", "web", str(art), "--device-class", "mid-range-phone",
+                   "--results", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "cgroup v1 cpu controller" in err[0], err
+    assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.skipif(not _cgroup_writable(), reason="needs a writable cgroup v1 cpu controller")
+def test_slowdown_cgroup_caps_a_process_at_1_over_f_of_a_core_and_is_removed():
+    """The mechanism itself, without a browser: a busy process started through the wrapper runs
+    in the group, on the pinned CPU, and gets at most 1/F of a core (CPU time <= wall / F
+    whatever else loads the machine: the quota is an upper bound)."""
+    import subprocess
+
+    from hemoedge.bench.browser import CpuThrottle
+
+    busy = ("import os, time\nt = time.perf_counter(); c = time.process_time()\n"
+            "while time.process_time() - c < 0.15: pass\n"
+            "print(time.perf_counter() - t, time.process_time() - c, sorted(os.sched_getaffinity(0)),"
+            " open('/proc/self/cgroup').read().replace(chr(10), ';'))")
+    with CpuThrottle(4, executable=Path(sys.executable)) as th:
+        out = subprocess.run([str(th.wrapper), "-c", busy], capture_output=True, text=True,
+                             timeout=60, check=True).stdout.split(" ", 3)
+        group = th.dir
+        assert (group / "cpu.cfs_quota_us").read_text().strip() == str(th.period // 4)
+    wall, cpu, cpus, cgroups = float(out[0]), float(out[1]), out[2], out[3]
+    assert f":cpu,cpuacct:/{group.name}" in cgroups or f":cpu:/{group.name}" in cgroups, cgroups
+    assert cpus == str(th.cpus)
+    assert wall >= 0.9 * 4 * cpu, (wall, cpu)
+    assert not group.exists()  # cleaned up
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(not _cgroup_writable(), reason="needs a writable cgroup v1 cpu controller")
+def test_slowdown_slows_the_detector_in_the_worker(tmp_path):
+    """The proof in the browser: bare session.run of the detector in the app's worker, 1 thread,
+    at 1x and 4x (same mechanism, same run): the mean rises by >= 0.9 x 4."""
+    if not Path(CHROMIUM).exists() or not ort_installed():
+        pytest.skip("needs Chromium and webapp/node_modules")
+    from hemoedge.bench.web import WebBenchConfig, run
+
+    art = tiny.write_artifact(tmp_path / "art")
+    video = tiny_video(tmp_path / "tiny.y4m")
+    res = run(WebBenchConfig.quick_form(art=art, video=video, video_hb=TINY_HB, threads=(1,),
+                                        seed=False, runs=60, cpu_slowdowns=(1.0, 4.0),
+                                        workdir=tmp_path / "work", timeout_s=90))
+    mean = {m.params["cpu_slowdown"]: m for m in res.metrics
+            if m.name == "web.detector.latency_ms.mean"}
+    assert mean[4.0].params["device_class"] == "mid-range-phone"
+    assert "cfs_quota_us" in mean[4.0].params["slowdown_mechanism"]
+    ratio = mean[4.0].value / mean[1.0].value
+    print(f"detector mean {mean[1.0].value:.2f} -> {mean[4.0].value:.2f} ms = {ratio:.2f}x")
+    assert ratio >= 0.9 * 4, ratio
+    assert res.get("web.slowdown.detector.latency_ratio", "det=int8", cpu_slowdown=4.0)
+    assert not [p for p in os.listdir("/sys/fs/cgroup/cpu") if p.startswith("hemoedge-bench-")]
+
+
+def test_report_has_a_table_per_slowdown():
+    from hemoedge.report.html import render
+    from hemoedge.report.results import Results
+
+    r = Results()
+    for f, cls, det in ((4.0, "mid-range-phone", 400.0), (6.0, "low-end-phone", 600.0)):
+        p = {"threads": 1, "device_class": cls, "cpu_slowdown": f,
+             "slowdown_mechanism": "cgroup v1 cpu controller: test"}
+        r.add("web.detector.latency_ms.p50", "det=int8", det, "ms", "lower", **p)
+        r.add("web.capture.dropped_frames", TUNED, 0, "frames", "lower", **p)
+        r.add("web.autotune.decide_ms", TUNED, 2500.0, "ms", "lower", setting="every=6", **p)
+    html, md = render(r)
+    assert "## Device classes (web)" in md
+    assert "### mid-range-phone: CPU 4x slower" in md and "### low-end-phone: CPU 6x slower" in md
+    assert "| det=int8 | 1 | 400.0 ms |" in md and "| det=int8 | 1 | 600.0 ms |" in md
+    assert f"| {TUNED} | 1 |" in md and "every=6" in md
+    assert "Mechanism: cgroup v1 cpu controller: test." in md

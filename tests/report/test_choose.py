@@ -297,3 +297,43 @@ def test_max_first_visit_mb_falls_back_to_model_bytes(results, tmp_path, capsys)
                      max_hb_mae_delta=0.05, max_first_visit_mb=9.0)
     assert cli(args) == 0
     assert "first visit" in capsys.readouterr().out
+
+
+# --- device classes (bench web --device-class) -------------------------------------------------
+
+def _with_mid_range_phone(results):
+    """The fixture's web figures again as an emulated 4x slower device, 4x the frame time, with
+    det=int8,est=int8 the only pairing whose frame still fits 100 ms there."""
+    slow = []
+    for m in results.metrics:
+        if m.name.startswith("web."):
+            from copy import deepcopy
+
+            s = deepcopy(m)
+            s.value = m.value * 4 if m.unit == "ms" else m.value
+            if s.name == "web.frame_ms.p50" and s.variant == "det=int8,est=int8":
+                s.value = 90.0
+            s.params.update(device_class="mid-range-phone", cpu_slowdown=4.0)
+            slow.append(s)
+    results.metrics += slow
+    return results
+
+
+def test_choose_answers_for_a_device_class(results, tmp_path, capsys):
+    path = _with_mid_range_phone(results).save(tmp_path / "r.json")
+    args = dict(results=[str(path)], target="web", max_frame_ms=100.0, max_hb_mae_delta=0.05)
+    assert cli(Namespace(**args, device_class="mid-range-phone")) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("device class mid-range-phone (cpu slowdown 4x)")
+    assert "recommended: det=int8,est=int8" in out
+    # without --device-class: the desktop figures (no device_class param), never the emulated
+    assert cli(Namespace(**args)) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("device class desktop") and "recommended: det=int8,est=fp32" in out
+
+
+def test_unknown_device_class_is_bad_input(results, tmp_path):
+    path = _with_mid_range_phone(results).save(tmp_path / "r.json")
+    with pytest.raises(ResultsError, match=r"no web figures for device class 'low-end-phone'.*"
+                                           r"there are: desktop, mid-range-phone"):
+        cli(Namespace(results=[str(path)], target="web", device_class="low-end-phone"))

@@ -16,6 +16,7 @@ const sessions = { detector: {}, estimator: {} }; // role -> precision -> sessio
 let opts = null, base = null, fetchOpts = {};
 const activeSpec = {}; // role -> spec of the session in use (auto-tune may switch precision)
 const specFor = (role) => activeSpec[role] || M[role].spec;
+let initTimings = {}; // role -> {fetchMs, createMs} of the built pairing's sessions
 let canvas = null, ctx = null;
 const inputs = {}; // role -> Float32Array reused across frames (runs are sequential here)
 const inputBuffer = (role) => {
@@ -48,6 +49,7 @@ async function init({ manifestUrl, threads, retry }) {
   };
   det = await load('detector'); // sequential: the first create also starts the WASM runtime
   est = await load('estimator');
+  initTimings = timings;
   return {
     timings,
     totalMs: epoch() - t0,
@@ -194,7 +196,7 @@ function specOf(role, prec) {
 async function tuneTimings({ budgetMs }) {
   const t0 = performance.now();
   const end = t0 + budgetMs;
-  const out = { detector: {}, estimator: {}, pre: 0, runs: {}, createMs: {} };
+  const out = { detector: {}, estimator: {}, pre: 0, runs: {}, createMs: {}, skipped: {} };
   // the work around the models, on a frame of the camera's size
   const oc = new OffscreenCanvas(640, 480);
   const c2 = oc.getContext('2d', { willReadFrequently: true });
@@ -208,37 +210,41 @@ async function tuneTimings({ budgetMs }) {
     resizeCrop(img, cropRect([250, 170, 390, 310], 640, 480), M.estimator.spec.preprocess, inputBuffer('estimator'));
     preT.push(performance.now() - t);
   }
-  out.pre = median(preT);
-  const jobs = [];
-  for (const role of ['detector', 'estimator']) {
-    for (const prec of Object.keys(M.autotune.choices[role])) jobs.push([role, prec]);
-  }
-  // every model gets its warm-up and one timed run first, then rounds until 3 or time is up
-  const times = {};
-  for (const [role, prec] of jobs) {
-    const t = performance.now();
-    const s = await session(role, prec);
-    out.createMs[`${role}.${prec}`] = performance.now() - t;
+  out.pre = Math.min(...preT);
+  const input = (role, prec) => {
     const sp = specOf(role, prec);
-    const x = new ort.Tensor('float32', new Float32Array(sp.input_shape.reduce((a, b) => a * b, 1)).fill(0.5), sp.input_shape);
+    return { sp, x: new ort.Tensor('float32', new Float32Array(sp.input_shape.reduce((a, b) => a * b, 1)).fill(0.5), sp.input_shape) };
+  };
+  const timeRuns = async (role, prec, maxRuns) => { // one warm-up, then up to maxRuns timed
+    const s = sessions[role][prec];
+    const { sp, x } = input(role, prec);
     await s.run({ [sp.input_name]: x });
-    const t1 = performance.now();
-    await s.run({ [sp.input_name]: x });
-    times[`${role}.${prec}`] = [performance.now() - t1];
-  }
-  for (let round = 0; round < 2 && performance.now() < end; round++) {
-    for (const [role, prec] of jobs) {
-      if (performance.now() >= end) break;
-      const sp = specOf(role, prec);
-      const x = new ort.Tensor('float32', new Float32Array(sp.input_shape.reduce((a, b) => a * b, 1)).fill(0.5), sp.input_shape);
+    const ts = [];
+    while (ts.length < maxRuns && (ts.length === 0 || performance.now() < end)) {
       const t = performance.now();
-      await sessions[role][prec].run({ [sp.input_name]: x });
-      times[`${role}.${prec}`].push(performance.now() - t);
+      await s.run({ [sp.input_name]: x });
+      ts.push(performance.now() - t);
     }
-  }
-  for (const [role, prec] of jobs) {
-    out[role][prec] = median(times[`${role}.${prec}`]);
-    out.runs[`${role}.${prec}`] = times[`${role}.${prec}`].map((v) => Math.round(v * 100) / 100);
+    out.runs[`${role}.${prec}`] = ts.map((v) => Math.round(v * 100) / 100);
+    out[role][prec] = Math.min(...ts); // the least-disturbed run: robust to other load
+  };
+  // the built pairing first (its sessions exist), then the other choices while the budget lasts:
+  // a choice is loaded only when its predicted create + 2 runs fit what is left (sessions
+  // cannot be interrupted); one that does not is left out of the decision (out.skipped)
+  const primary = { detector: M.detector.precision, estimator: M.estimator.precision };
+  for (const role of ['detector', 'estimator']) await timeRuns(role, primary[role], 2);
+  for (const role of ['detector', 'estimator']) {
+    for (const prec of Object.keys(M.autotune.choices[role])) {
+      if (prec === primary[role]) continue;
+      const scale = M.autotune.choices[role][prec].bytes / M[role].bytes;
+      const predicted = (sessions[role][prec] ? 0 : (initTimings[role] ? initTimings[role].createMs : 0) * scale) +
+        3 * out[role][primary[role]] * Math.max(1, scale);
+      if (performance.now() + predicted > end) { out.skipped[`${role}.${prec}`] = Math.round(predicted); continue; }
+      const t = performance.now();
+      await session(role, prec);
+      out.createMs[`${role}.${prec}`] = performance.now() - t;
+      await timeRuns(role, prec, 2);
+    }
   }
   out.ms = performance.now() - t0;
   return out;

@@ -1,0 +1,136 @@
+"""Per-device auto-tune: the decision (webapp/src/autotune.js, in node), what the build ships for
+it, and the app doing it on first use, caching it per version, showing it and re-tuning."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from webhelp import needs_ort, open_app, wait_js
+
+from hemoedge.errors import HemoedgeError
+from hemoedge.web.build import BuildConfig, build, parse_autotune
+
+WEBAPP = Path(__file__).resolve().parents[2] / "webapp"
+CFG = {"choices": {"detector": {"int8": 1, "fp32": 1}, "estimator": {"fp32": 1, "int8": 1}},
+       "cadences": [2, 3, 4, 6], "defaultCadence": 2, "headroom": 0.7, "intervalMs": 80}
+
+
+def _decide(timings: dict) -> dict:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node not installed")
+    js = (f"import('{(WEBAPP / 'src' / 'autotune.js').as_uri()}').then((m) => {{"
+          f"const r = m.decide({json.dumps(CFG)}, {json.dumps(timings)});"
+          "console.log(JSON.stringify({...r, text: m.describe(r, 2)})); })")
+    out = subprocess.run([node, "-e", js], capture_output=True, text=True, timeout=30, check=True)
+    return json.loads(out.stdout)
+
+
+def _timings(f: float) -> dict:  # a device f times slower than an imaginary reference
+    return {"detector": {"int8": 20 * f, "fp32": 35 * f},
+            "estimator": {"fp32": 12 * f, "int8": 8 * f}, "pre": 3 * f}
+
+
+def test_fast_device_keeps_the_default_cadence_and_takes_the_fastest_models():
+    r = _decide(_timings(1))
+    assert r["key"] == "det=int8,est=int8,every=2" and r["fits"] and not r["trades"]
+    assert r["frameMs"] == pytest.approx(3 + 8 + 10)
+    assert "Accuracy trade" not in r["text"]
+
+
+def test_slower_device_trades_detector_cadence_and_says_so():
+    # limit 0.7 x 80 = 56 ms; every=2: 67.2 ms, every=3: 56.5, every=4: 51.2 (the shortest fit)
+    r = _decide(_timings(3.2))
+    assert r["key"] == "det=int8,est=int8,every=4" and r["trades"] and r["fits"]
+    assert "Accuracy trade" in r["text"] and "every 4 frames instead of every 2" in r["text"]
+
+
+def test_device_too_slow_for_anything_gets_the_fastest_setting_and_a_warning():
+    r = _decide(_timings(6))
+    assert not r["fits"] and r["key"] == "det=int8,est=int8,every=6"
+    assert "too slow for the 80 ms capture" in r["text"]
+
+
+def test_untimed_choice_is_left_out():
+    t = _timings(1)
+    del t["estimator"]["int8"]  # not timed within the budget
+    assert _decide(t)["est"] == "fp32"
+
+
+def test_parse_autotune():
+    assert parse_autotune("det=int8, det=fp32,det=int8") == ("det=int8", "det=fp32")
+    for bad in ("det=int9", "det", "cls=int8"):
+        with pytest.raises(HemoedgeError, match="bad --autotune-variants item"):
+            parse_autotune(bad)
+
+
+@needs_ort
+def test_build_ships_the_choices_and_their_cost(tiny_art, tmp_path):
+    res = build(BuildConfig(art=tiny_art, detector="int8", estimator="fp32", out=tmp_path / "d",
+                            autotune=("det=fp32", "est=int8", "det=int8")))
+    files = {p.name for p in (tmp_path / "d").iterdir()}
+    models = json.loads((tmp_path / "d" / res.files["src/models.json"]["file"]).read_text())
+    at = models["autotune"]
+    assert sorted(at["choices"]["detector"]) == ["fp32", "int8"]
+    assert sorted(at["choices"]["estimator"]) == ["fp32", "int8"]
+    for role in ("detector", "estimator"):
+        for c in at["choices"][role].values():
+            assert c["url"].lstrip("./") in files and c["url"].lstrip("./") in res.precache
+    assert at["cadences"] == [2, 3, 4, 6] and at["defaultCadence"] == 2
+    assert set(res.autotune_cost) == {"detector.fp32", "estimator.int8"}  # int8 det is the pairing
+    bm = json.loads((tmp_path / "d" / "build-manifest.json").read_text())
+    assert bm["autotune"]["extra_models"] == res.autotune_cost
+    plain = build(BuildConfig(art=tiny_art, detector="int8", estimator="fp32", out=tmp_path / "p"))
+    assert "autotune" not in json.loads(
+        (tmp_path / "p" / plain.files["src/models.json"]["file"]).read_text())
+
+
+@pytest.fixture(scope="module")
+def tuned_server(tiny_art, tmp_path_factory):
+    from hemoedge.web.serve import serve_in_thread
+
+    out = tmp_path_factory.mktemp("autotune") / "dist"
+    build(BuildConfig(art=tiny_art, detector="int8", estimator="fp32", out=out,
+                      autotune=("det=fp32", "est=int8")))
+    with serve_in_thread(out) as (_srv, url):
+        yield url
+
+
+@pytest.mark.browser
+@needs_ort
+def test_app_tunes_on_first_use_caches_shows_and_retunes(browser, tuned_server):
+    ctx = browser.new_context(permissions=["camera"])
+    try:
+        page = ctx.new_page()
+        open_app(page, tuned_server, "?bench=1&threads=1")
+        at = page.evaluate("window.__hemoedgeBench.autotune")
+        assert at and not at["cached"] and at["tunedMs"] < 10_000
+        assert set(at["timings"]["detector"]) <= {"int8", "fp32"} and at["timings"]["pre"] >= 0
+        assert at["key"].startswith("det=") and at["choice"]["detectEvery"] in (2, 3, 4, 6)
+        assert page.evaluate("window.__hemoedgeBench.detectEvery") == at["choice"]["detectEvery"]
+        note = page.text_content("#tune-note")
+        assert note.startswith("Tuned for this device:") and "decided in" in note
+        assert page.is_visible("#retune-btn")
+        stored = page.evaluate(f"JSON.parse(localStorage.getItem({json.dumps(at['storageKey'])}))")
+        assert stored["choice"]["key"] == at["key"]
+        # a new page of the same version: the saved setting, no timing
+        page2 = ctx.new_page()
+        open_app(page2, tuned_server, "?bench=1&threads=1")
+        at2 = page2.evaluate("window.__hemoedgeBench.autotune")
+        assert at2["cached"] and at2["key"] == at["key"]
+        assert "(saved setting)" in page2.text_content("#tune-note")
+        # Re-tune times again
+        page2.click("#retune-btn")
+        wait_js(page2, "window.__hemoedgeBench.autotune && !window.__hemoedgeBench.autotune.cached")
+        assert "decided in" in page2.text_content("#tune-note")
+        # ?detect_every= fixes the cadence; ?autotune=0 skips the tune
+        page3 = ctx.new_page()
+        open_app(page3, tuned_server, "?bench=1&threads=1&autotune=0")
+        assert page3.evaluate("window.__hemoedgeBench.autotune") is None
+        assert page3.text_content("#tune-note") == ""
+    finally:
+        ctx.close()
