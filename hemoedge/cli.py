@@ -289,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cpu-slowdown", type=_slowdowns, metavar="F,...",
                    help="one pass per factor: every browser thread F times slower than one "
                         "core here (cgroup CFS quota + taskset; root)")
+    s.add_argument("--slowdown-mode", choices=("thread", "group"),
+                   help="thread (default): every browser thread its own quota of 1/F of a "
+                        "core; group: one quota of 1/F for the whole browser on 1 pinned core")
     s.add_argument("--autotune", metavar="CHOICES",
                    help="build each pairing with these auto-tune choices, e.g. det=fp32,est=int8 "
                         "(the app times them and picks its setting)")

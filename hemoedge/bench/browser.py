@@ -59,6 +59,7 @@ DEVICE_CLASSES: dict[str, float | None] = {"desktop": None, "mid-range-phone": 4
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")  # cgroup v1 cpu controller (CFS bandwidth)
 CFS_MIN_QUOTA_US = 1000  # the kernel refuses a smaller quota
 CFS_PERIOD_US = 5000  # short periods: a throttled thread waits at most period - quota
+PER_THREAD_POLL_S = 0.05  # per-thread mode: how often new threads are given their own group
 SLOWDOWN_SHARES = 10240  # 10x a nice-0 task: the slowed browser gets its quota on a busy box
 MECHANISM = ("cgroup v1 cpu controller: Chromium and every process it starts run in their own "
              "cgroup, pinned to {cpus} (taskset), cpu.cfs_quota_us = cpu.cfs_period_us x "
@@ -86,17 +87,28 @@ class CpuThrottle:
     it still get its quota, so the slowdown factor holds against a loaded baseline too."""
 
     def __init__(self, factor: float, cores: int = 1, root: Path | None = None,
-                 executable: Path | None = None):
+                 executable: Path | None = None, per_thread: bool = False):
         if not factor >= 1:  # also refuses NaN
             raise BenchError(f"--cpu-slowdown must be >= 1 (how many times slower), got {factor}")
         self.factor, self.cores = float(factor), int(cores)
+        self.per_thread = per_thread
+        self._placed: dict[int, Path] = {}  # tid -> its own group (per-thread mode)
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
         self.root = Path(root) if root is not None else CGROUP_CPU
         self.executable = Path(executable or CHROMIUM)
         self.dir: Path | None = None
         self.wrapper: Path | None = None
         self.period = max(CFS_PERIOD_US, int(CFS_MIN_QUOTA_US * self.factor / self.cores) + 1)
         self.quota = -1 if self.factor == 1 else int(self.period * self.cores / self.factor)
+        if per_thread:  # each thread its own quota of 1/factor of a core, the group uncapped:
+            # a phone with at least as many cores as busy threads, each core factor x slower
+            self.period = max(CFS_PERIOD_US, int(CFS_MIN_QUOTA_US * self.factor) + 1)
+            self.thread_quota = -1 if self.factor == 1 else int(self.period / self.factor)
+            self.quota = -1
         cpus = sorted(os.sched_getaffinity(0))
+        if per_thread:
+            self.cores = len(cpus)  # every CPU here: the threads' own quotas do the slowing
         if self.cores > len(cpus):
             raise BenchError(f"--cpu-slowdown: {self.cores} core(s) asked for, this process may "
                              f"use {len(cpus)}")
@@ -104,6 +116,13 @@ class CpuThrottle:
 
     @property
     def mechanism(self) -> str:
+        if self.per_thread:
+            return (f"cgroup v1 cpu controller, per thread: every thread of Chromium and of every "
+                    f"process it starts is moved (polled every {PER_THREAD_POLL_S * 1000:.0f} ms) "
+                    f"into its own cgroup with cpu.cfs_quota_us = cpu.cfs_period_us / "
+                    f"{self.factor:g} ({self.thread_quota} / {self.period} us); all pinned to "
+                    f"CPU {','.join(map(str, self.cpus))} (taskset) in one group "
+                    f"(no cap of its own, cpu.shares {SLOWDOWN_SHARES})")
         return MECHANISM.format(cpus="CPU " + ",".join(map(str, self.cpus)), cores=self.cores,
                                 factor=self.factor, quota=self.quota, period=self.period,
                                 shares=SLOWDOWN_SHARES)
@@ -143,7 +162,45 @@ class CpuThrottle:
                      f"exec taskset -c {','.join(map(str, self.cpus))} {self.executable} \"$@\"\n")
         w.chmod(0o755)
         self.wrapper = w
+        if self.per_thread and self.factor > 1:
+            self._poller = threading.Thread(target=self._poll, name="cpu-throttle", daemon=True)
+            self._poller.start()
         return self
+
+    def _poll(self) -> None:
+        """Per-thread mode: move every new thread of the group's processes into a group of its
+        own (cgroup v1 accepts thread ids in `tasks`); threads a moved thread starts inherit
+        its group until the next poll."""
+        known: set[int] = set()
+        while not self._stop.wait(PER_THREAD_POLL_S):
+            try:
+                known |= set(self.pids())
+                for g in list(self._placed.values()):
+                    with contextlib.suppress(OSError):
+                        known |= {int(x) for x in (g / "cgroup.procs").read_text().split()}
+                for pid in list(known):
+                    try:
+                        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+                    except OSError:
+                        known.discard(pid)
+                        continue
+                    for tid in tids:
+                        if tid not in self._placed:
+                            self._place(tid)
+            except Exception as e:  # never kill the benchmark from here
+                log.debug("cpu throttle poll: %s", e)
+
+    def _place(self, tid: int) -> None:
+        g = self.dir / f"t{tid}"
+        try:
+            g.mkdir(exist_ok=True)
+            (g / "cpu.cfs_period_us").write_text(str(self.period))
+            (g / "cpu.cfs_quota_us").write_text(str(self.thread_quota))
+            (g / "tasks").write_text(str(tid))
+            self._placed[tid] = g
+        except OSError:  # the thread ended meanwhile
+            with contextlib.suppress(OSError):
+                g.rmdir()
 
     def pids(self) -> list[int]:
         if self.dir is None:
@@ -162,6 +219,18 @@ class CpuThrottle:
             self.wrapper = None
         if self.dir is None:
             return
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+            self._poller = None
+        for g in sorted(self._placed.values()):
+            with contextlib.suppress(OSError):
+                for tid in (g / "tasks").read_text().split():  # still alive: back to the root
+                    with contextlib.suppress(OSError):
+                        (self.root / "tasks").write_text(tid)
+            with contextlib.suppress(OSError):
+                g.rmdir()
+        self._placed.clear()
         for _ in range(50):
             left = self.pids()
             for pid in left:  # a process still exiting: back to the root group
@@ -184,7 +253,8 @@ class BrowserConfig:
     step_timeout_s: float = 120.0  # any single navigation, evaluate or click
     viewport: tuple[int, int] = (412, 915)  # CSS px, a phone-sized screen
     cpu_slowdown: float | None = None  # run every browser thread this many times slower
-    cpu_cores: int = 1  # ... on this many pinned cores (CpuThrottle)
+    cpu_mode: str = "thread"  # "thread": a quota per thread; "group": one quota, cpu_cores pinned
+    cpu_cores: int = 1  # group mode: this many pinned cores (CpuThrottle)
 
     def __post_init__(self) -> None:
         if self.launch_timeout_s <= 0 or self.step_timeout_s <= 0:
@@ -360,7 +430,8 @@ class Chromium:
             launch_exe = exe
             if self.cfg.cpu_slowdown is not None:
                 self.throttle = CpuThrottle(self.cfg.cpu_slowdown, self.cfg.cpu_cores,
-                                            executable=exe).__enter__()
+                                            executable=exe,
+                                            per_thread=self.cfg.cpu_mode == "thread").__enter__()
                 launch_exe = self.throttle.wrapper
             self._pw = sync_playwright().start()
             before = set(_children(os.getpid()))  # the Playwright driver is not ours to kill

@@ -132,6 +132,7 @@ class WebBenchConfig:
     # browser thread F times slower than one core here (browser.CpuThrottle); params carry
     # device_class, cpu_slowdown and the mechanism; web.slowdown.* ratios against the first pass
     cpu_slowdowns: tuple[float | None, ...] = (None,)
+    cpu_mode: str = "thread"  # "thread": each thread its own quota; "group": one, on 1 core
     autotune: tuple[str, ...] = ()  # builds ship these choices for the app's auto-tune
     # bookkeeping
     quick: bool = False  # the CI form: one pairing, one repeat, few runs
@@ -150,6 +151,8 @@ class WebBenchConfig:
             raise BenchError(f"--shard i/n needs 1 <= i <= n, got {self.shard}")
         if self.timeout_s <= 0:
             raise BenchError(f"timeout must be positive seconds, got {self.timeout_s}")
+        if self.cpu_mode not in ("thread", "group"):
+            raise BenchError(f"--slowdown-mode must be thread or group, got {self.cpu_mode!r}")
         if not self.cpu_slowdowns or any(f is not None and not f >= 1
                                          for f in self.cpu_slowdowns):
             raise BenchError("--cpu-slowdown needs factors >= 1 (how many times slower), got "
@@ -636,7 +639,7 @@ def _run_pass(cfg: WebBenchConfig, slowdown: float | None) -> Results:
                 dists[u.det, u.est] = out
         bcfg = BrowserConfig(executable=Path(cfg.chromium), video=video,
                              step_timeout_s=cfg.timeout_s * (slowdown or 1.0),
-                             cpu_slowdown=slowdown)
+                             cpu_slowdown=slowdown, cpu_mode=cfg.cpu_mode)
         t0 = time.perf_counter()
         load_before = [round(x, 2) for x in os.getloadavg()]
         with Chromium(bcfg) as chrome:
@@ -734,6 +737,8 @@ def config_from_args(args: Any) -> WebBenchConfig:
     slow = slowdowns_from_args(args)
     if slow != (None,):
         kw["cpu_slowdowns"] = slow
+    if getattr(args, "slowdown_mode", None):
+        kw["cpu_mode"] = args.slowdown_mode
     if getattr(args, "autotune", None):
         from hemoedge.web.build import parse_autotune
 
@@ -778,6 +783,8 @@ def command_line(args: Any) -> str:
         argv += ["--device-class", args.device_class]
     if getattr(args, "cpu_slowdown", None):
         argv += ["--cpu-slowdown", ",".join(f"{f:g}" for f in args.cpu_slowdown)]
+    if getattr(args, "slowdown_mode", None):
+        argv += ["--slowdown-mode", args.slowdown_mode]
     if getattr(args, "autotune", None):
         argv += ["--autotune", args.autotune]
     if getattr(args, "results", None):

@@ -102,9 +102,8 @@ def test_chromium_refuses_clearly_inside_a_running_sync_playwright():
 
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} missing")
-    with sync_api.sync_playwright():
-        with pytest.raises(BenchError, match="already running in this thread"):
-            Chromium().__enter__()
+    with sync_api.sync_playwright(), pytest.raises(BenchError, match="already running in this thread"):
+        Chromium().__enter__()
 
 
 # ---------------------------------------------------------------------------- the quick run
@@ -330,6 +329,32 @@ def test_slowdown_cgroup_caps_a_process_at_1_over_f_of_a_core_and_is_removed():
     assert not group.exists()  # cleaned up
 
 
+@pytest.mark.skipif(not _cgroup_writable(), reason="needs a writable cgroup v1 cpu controller")
+def test_per_thread_slowdown_caps_every_thread_and_is_removed():
+    """Per-thread mode (bench web's default): two busy threads of one process each get at most
+    1/F of a core (each in a group of its own), not 1/F between them."""
+    import subprocess
+
+    from hemoedge.bench.browser import CpuThrottle
+
+    busy = "\n".join([
+        "import threading, time", "time.sleep(0.3)", "res = []", "def spin():",
+        "    c, t = time.thread_time(), time.perf_counter()",
+        "    while time.thread_time() - c < 0.15: pass",
+        "    res.append((time.perf_counter() - t, time.thread_time() - c))",
+        "ts = [threading.Thread(target=spin) for _ in range(2)]",
+        "[t.start() for t in ts]; [t.join() for t in ts]", "print(res)"])
+    with CpuThrottle(4, executable=Path(sys.executable), per_thread=True) as th:
+        out = subprocess.run([str(th.wrapper), "-c", busy], capture_output=True, text=True,
+                             timeout=60, check=True).stdout
+        group = th.dir
+        assert len(th._placed) >= 2  # the main thread and the spinners got groups of their own
+        assert "per thread" in th.mechanism
+    for wall, cpu in eval(out):
+        assert wall >= 0.9 * 4 * cpu, (wall, cpu)
+    assert not group.exists()
+
+
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.skipif(not _cgroup_writable(), reason="needs a writable cgroup v1 cpu controller")
@@ -367,7 +392,7 @@ def test_report_has_a_table_per_slowdown():
         r.add("web.detector.latency_ms.p50", "det=int8", det, "ms", "lower", **p)
         r.add("web.capture.dropped_frames", TUNED, 0, "frames", "lower", **p)
         r.add("web.autotune.decide_ms", TUNED, 2500.0, "ms", "lower", setting="every=6", **p)
-    html, md = render(r)
+    _html, md = render(r)
     assert "## Device classes (web)" in md
     assert "### mid-range-phone: CPU 4x slower" in md and "### low-end-phone: CPU 6x slower" in md
     assert "| det=int8 | 1 | 400.0 ms |" in md and "| det=int8 | 1 | 600.0 ms |" in md

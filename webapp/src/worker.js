@@ -247,6 +247,12 @@ async function tuneTimings({ budgetMs }) {
     }
   }
   out.ms = performance.now() - t0;
+  // a choice left out still belongs to the build: fetch it in the background so the service
+  // worker caches it as it passes (offline needs every file, and a Re-tune may want it)
+  for (const key of Object.keys(out.skipped)) {
+    const [role, prec] = key.split('.');
+    fetch(new URL(M.autotune.choices[role][prec].url, base).href).then((r) => r.arrayBuffer()).catch(() => {});
+  }
   return out;
 }
 
