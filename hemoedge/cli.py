@@ -295,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--autotune", metavar="CHOICES",
                    help="build each pairing with these auto-tune choices, e.g. det=fp32,est=int8 "
                         "(the app times them and picks its setting)")
+    s.add_argument("--autotune-trials", type=int, metavar="N",
+                   help="with --autotune: the app also tunes in N fresh browser profiles; "
+                        "web.autotune.agreement = share choosing the most common setting")
     s.set_defaults(func=_handler("hemoedge.bench.web"))
 
     # report / choose / gate ------------------------------------------------------------

@@ -134,6 +134,7 @@ class WebBenchConfig:
     cpu_slowdowns: tuple[float | None, ...] = (None,)
     cpu_mode: str = "thread"  # "thread": each thread its own quota; "group": one, on 1 core
     autotune: tuple[str, ...] = ()  # builds ship these choices for the app's auto-tune
+    autotune_trials: int = 0  # ... and the app tunes in this many fresh contexts (agreement)
     # bookkeeping
     quick: bool = False  # the CI form: one pairing, one repeat, few runs
     shard: tuple[int, int] | None = None  # (i, n): units i-1, i-1+n, ... (1-based i)
@@ -528,6 +529,30 @@ class _Run:
                     self.page_figures(unit, url, t, repeat, ctx, guard)
             finally:
                 self.chrome.close_context(ctx)
+            if unit.kind == "pairing" and self.cfg.autotune and self.cfg.autotune_trials:
+                self.autotune_trials(unit, url)
+
+    def autotune_trials(self, unit: Unit, url: str) -> None:
+        """Auto-tune's reproducibility: the app in `autotune_trials` fresh contexts (empty
+        storage, so each one tunes), at the first thread count; the settings chosen."""
+        t = self.cfg.threads[0]
+        keys, ms = [], []
+        for i in range(self.cfg.autotune_trials):
+            ctx, guard = self.chrome.new_context(url, camera=False)
+            try:
+                page = self.chrome.page(ctx, guard)
+                info = open_app(page, url, f"?bench=1&threads={t}",
+                                f"{unit.label} auto-tune trial {i + 1}", self.t)
+                at = info.get("autotune") or {}
+                keys.append(at.get("key"))
+                ms.append(at.get("tunedMs"))
+                page.close()
+            finally:
+                self.chrome.close_context(ctx)
+            log.info("%s t%d auto-tune trial %d: %s in %.0f ms", unit.label, t, i + 1, keys[-1],
+                     ms[-1] or float("nan"))
+        self.pool.env.setdefault("autotune_trials", {})[f"{unit.variant} t{t}"] = {
+            "settings": keys, "tuned_ms": [round(x, 1) for x in ms if x is not None]}
 
 
 def _first_visit(dist: Path, paths: list[str]) -> dict[str, Any]:
@@ -693,6 +718,18 @@ def _run_pass(cfg: WebBenchConfig, slowdown: float | None) -> Results:
                                         "after": [round(x, 2) for x in os.getloadavg()]}
     if cfg.autotune:
         res.env["web_bench"]["autotune"] = pool.env.get("autotune", {})
+    for key, tr in pool.env.get("autotune_trials", {}).items():
+        variant, _, t = key.rpartition(" t")
+        ks = [k for k in tr["settings"] if k]
+        top = max(set(ks), key=ks.count) if ks else None
+        p = {"threads": int(t), "setting": top, "settings": tr["settings"],
+             "trials": len(tr["settings"]), "tuned_ms": tr["tuned_ms"], **(
+                 cls if slowdown is not None else {})}
+        res.add("web.autotune.agreement", variant, ks.count(top) / max(len(tr["settings"]), 1),
+                unit="", better="higher", n=len(tr["settings"]), **p)
+        if tr["tuned_ms"]:
+            res.add("web.autotune.decide_ms.max", variant, max(tr["tuned_ms"]), unit="ms",
+                    better="lower", n=len(tr["tuned_ms"]), **p)
     return res
 
 
@@ -743,6 +780,8 @@ def config_from_args(args: Any) -> WebBenchConfig:
         from hemoedge.web.build import parse_autotune
 
         kw["autotune"] = parse_autotune(args.autotune)
+    if getattr(args, "autotune_trials", None):
+        kw["autotune_trials"] = int(args.autotune_trials)
     return WebBenchConfig.quick_form(**kw) if getattr(args, "quick", False) else \
         WebBenchConfig(**kw)
 
@@ -787,6 +826,8 @@ def command_line(args: Any) -> str:
         argv += ["--slowdown-mode", args.slowdown_mode]
     if getattr(args, "autotune", None):
         argv += ["--autotune", args.autotune]
+    if getattr(args, "autotune_trials", None):
+        argv += ["--autotune-trials", str(args.autotune_trials)]
     if getattr(args, "results", None):
         argv += ["--results", str(args.results)]
     return "hemoedge " + shlex.join(argv)

@@ -80,7 +80,8 @@ def cycle_ms(recs: list[dict[str, Any]], detect_every: int) -> list[float]:
     A per-frame median over a 50/50 mix of detector and tracked frames would land anywhere in
     the gap between the two modes; the cycle mean is the stable amortised cost."""
     n = max(1, int(detect_every))
-    by_k = {int(r["k"]): float(r["totalMs"]) for r in recs if r.get("totalMs") is not None}
+    by_k = {int(r["k"]): float(r["totalMs"]) for r in recs  # skipped frames did no work
+            if r.get("totalMs") is not None and not r.get("skipped")}
     out = []
     for start in range(0, (max(by_k) + 1) if by_k else 0, n):
         block = [by_k.get(k) for k in range(start, start + n)]

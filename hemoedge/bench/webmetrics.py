@@ -235,6 +235,12 @@ def _capture_metrics(cfg: Any, res: Results, variant: str, t: int, caps: list[di
             undecoded=sum(s.undecoded for s in stats), basis="worst capture")
     res.add(f"{pre}.repeated_frames", variant, max(s.repeated for s in stats), unit="frames",
             better="lower", n=n, **tp, total=sum(s.repeated for s in stats))
+    skipped = [sum(1 for r in c.get("frames") or [] if r.get("skipped")) for c in caps]
+    if any(skipped) or any(c.get("skipStale") for c in caps):
+        res.add(f"{pre}.skipped_frames", variant, max(skipped), unit="frames", better="lower",
+                n=n, **tp, per_capture=skipped, basis="worst capture",
+                meaning="frames the worker skipped because a newer one was waiting "
+                        "(auto-tune on a device too slow for every frame)")
     res.add(f"{pre}.reanchored", variant, max(s.reanchored for s in stats), unit="",
             better="lower", n=n, **tp)
     lts = []
@@ -275,7 +281,8 @@ def summary_lines(res: Results, tuned: str) -> list[str]:
                   f" (spread {m.params['spread_pct']:.0f} %)") if "repeats" in m.params else ""
         return f"{m.value:{spec}}{unit}{ci}{spread}"
 
-    t = 2
+    ts = {m.params.get("threads") for m in res.metrics if m.name == "web.frame_ms.p50"}
+    t = 2 if 2 in ts or not ts else max(x for x in ts if x is not None)
     rows = [
         (f"frame p50, {tuned}, 2 threads (<= 35 ms)", fmt(get("web.frame_ms.p50", tuned, threads=t),
                                                          unit=" ms")),

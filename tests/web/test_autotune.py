@@ -52,7 +52,7 @@ def test_slower_device_trades_detector_cadence_and_says_so():
 def test_device_too_slow_for_anything_gets_the_fastest_setting_and_a_warning():
     r = _decide(_timings(6))
     assert not r["fits"] and r["key"] == "det=int8,est=int8,every=6"
-    assert "too slow for the 80 ms capture" in r["text"]
+    assert "frames that arrive while it is busy are skipped" in r["text"]
 
 
 def test_untimed_choice_is_left_out():

@@ -28,6 +28,7 @@ const DETECT_EVERY = SEEDLOOP ? 1 : intParam('detect_every', 1, CAPTURE.frames, 
 const CADENCE_FIXED = SEEDLOOP || params.has('detect_every'); // auto-tune leaves it alone
 const AUTOTUNE = !SEEDLOOP && params.get('autotune') !== '0';
 let detectEvery = DETECT_EVERY; // the capture's detector cadence (auto-tune may change it)
+let skipStale = BENCH && params.get('skip_stale') === '1'; // auto-tune: skip frames when busy
 
 const bench = BENCH ? {
   ready: false, error: null, crossOriginIsolated: self.crossOriginIsolated,
@@ -156,6 +157,10 @@ async function autotune(force) {
   const c = rec.choice;
   await call({ type: 'use', det: c.det, est: c.est });
   if (!CADENCE_FIXED) detectEvery = c.detectEvery;
+  // a device that falls behind during a capture (a slower phase, other apps, a model timed
+  // optimistically) keeps up by skipping frames a newer one has overtaken; on a device that
+  // keeps up nothing is skipped. Skipped frames are listed under the result.
+  skipStale = true;
   const ms = performance.now() - t0;
   setText(refs.tuneNote, describe({ ...c, detectEvery }, cfg.defaultCadence) +
     (cached ? ' (saved setting)' : ` (decided in ${(rec.tunedMs / 1000).toFixed(1)} s)`));
@@ -247,7 +252,7 @@ function startCapture() {
   const frameWaiters = new Map();
   let finished = false;
   const video = refs.video;
-  const record = { mode: SEEDLOOP ? 'seedloop' : 'pipelined', detectEvery,
+  const record = { mode: SEEDLOOP ? 'seedloop' : 'pipelined', detectEvery, skipStale,
     intervalMs: CAPTURE.intervalMs, frames: recs, ticks: null, reanchored: 0, lastGrabT: null,
     resultT: null, summary: null };
 
@@ -258,7 +263,7 @@ function startCapture() {
   setText(refs.progressText, `Capturing 0 / ${n}`);
   refs.progress.value = 0;
   refs.progress.max = n;
-  worker.postMessage({ type: 'capture-start', id, detectEvery });
+  worker.postMessage({ type: 'capture-start', id, detectEvery, skipStale });
 
   const grab = async (k, t) => {
     const bitmap = await createImageBitmap(video);

@@ -9,7 +9,9 @@
 // Settings at the app's default cadence (2) trade nothing; a longer cadence refreshes the nail
 // box less often (an accuracy trade the app then states). decide() picks the fastest setting
 // that trades nothing and fits; if none fits, the shortest cadence that fits (fastest models);
-// if nothing fits at all, the fastest setting there is (frames will queue: the app says so).
+// if nothing fits at all, the fastest setting there is. In every case the capture skips a
+// frame whenever a newer one is already waiting (never the last): a device that falls behind
+// gets its result soon after the last grab, from fewer frames (the app lists them).
 
 export const STORAGE_KEY = 'hemoedge-autotune';
 
@@ -49,7 +51,7 @@ export function decide(cfg, timings) {
     why = `no setting fits at the default cadence: detector every ${n} frames`;
   } else {
     pick = [...all].sort(byCost)[0];
-    why = 'nothing fits the 80 ms grid on this device: fastest setting; frames will queue';
+    why = 'nothing fits the 80 ms grid on this device: fastest setting, frames skipped when busy';
   }
   return { ...pick, fits: pick.frameMs <= limit, limitMs: limit, why,
     key: `det=${pick.det},est=${pick.est},every=${pick.detectEvery}` };
@@ -65,6 +67,9 @@ export function describe(s, defaultCadence) {
       `${s.detectEvery} frames instead of every ${defaultCadence} and tracked in between; ` +
       'hold the finger still.';
   }
-  if (!s.fits) t += ' This device is too slow for the 80 ms capture: frames will queue and the result comes late.';
+  if (!s.fits) {
+    t += ' Accuracy trade: this device is too slow to analyse every frame in 80 ms, so frames ' +
+      'that arrive while it is busy are skipped and the result uses fewer frames.';
+  }
   return t;
 }

@@ -13,6 +13,7 @@ export const REASONS = Object.freeze({
   noNail: 'no nail found',
   small: 'nail too small',
   motion: 'motion',
+  busy: 'skipped: this device was still busy with an earlier frame',
 });
 
 /** Mean luma of rect, sampling every `step`-th pixel. */

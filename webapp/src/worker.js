@@ -6,7 +6,7 @@ import * as ort from './ort.wasm.min.mjs';
 import { letterbox, resizeCrop, cropRect } from './preprocess.js';
 import { decodeDetections, pickNail } from './postprocess.js';
 import { QUALITY, REASONS, meanLuma, thumbnail, motionScore } from './quality.js';
-import { decodeIndex } from './frameindex.js';
+import { decodeIndex, CODE } from './frameindex.js';
 
 const epoch = () => performance.timeOrigin + performance.now(); // ms, comparable across threads
 
@@ -147,6 +147,23 @@ async function captureFrame(st, m) {
   return rec;
 }
 
+// A device too slow for every frame (auto-tune's skipStale): a frame is skipped when a newer
+// one is already waiting (never the last one), so the worker stays near the newest frame and
+// the result comes soon after the last grab, from fewer frames. Only the code strip is read.
+let strip = null, stripCtx = null;
+function skipFrame(m) {
+  const w = CODE.x + (CODE.bits + 2) * CODE.cell, h = CODE.y + CODE.cell;
+  if (!strip) {
+    strip = new OffscreenCanvas(w, h);
+    stripCtx = strip.getContext('2d', { willReadFrequently: true });
+  }
+  stripCtx.drawImage(m.bitmap, 0, 0, w, h, 0, 0, w, h);
+  m.bitmap.close();
+  return { k: m.k, grabT: m.grabT, frameIndex: decodeIndex(stripCtx.getImageData(0, 0, w, h)),
+    queueMs: epoch() - m.grabEpoch, detMs: null, estMs: null, preMs: 0, hb: null,
+    reason: REASONS.busy, box: null, detected: false, skipped: true };
+}
+
 async function pumpCapture(id) {
   const st = captures.get(id);
   while (st && !st.cancelled && st.pending.has(st.next)) {
@@ -154,7 +171,7 @@ async function pumpCapture(id) {
     st.pending.delete(st.next);
     st.next++;
     const t0 = performance.now();
-    const rec = await captureFrame(st, m);
+    const rec = st.skipStale && st.pending.has(st.next) ? skipFrame(m) : await captureFrame(st, m);
     rec.totalMs = performance.now() - t0; // pixels + every stage this frame went through
     self.postMessage({ type: 'frame', id, rec, doneEpoch: epoch() });
   }
@@ -272,7 +289,8 @@ async function useSetting({ det: dp, est: ep }) {
 
 // ------------------------------------------------------------------ bench-only: bare run()
 async function benchRuns(role, runs, warmup) {
-  const s = specFor(role), session = role === 'detector' ? det : est;
+  // the built pairing's model (what the bench labels it), whatever auto-tune put in use
+  const s = M[role].spec, session = sessions[role][M[role].precision];
   const n = s.input_shape.reduce((a, b) => a * b, 1);
   const times = [];
   for (let i = 0; i < warmup + runs; i++) {
@@ -316,7 +334,7 @@ self.onmessage = (e) => {
   }
   if (m.type === 'capture-start') {
     captures.set(m.id, { next: 0, pending: new Map(), tracked: null, thumb: null,
-      detectEvery: Math.max(1, m.detectEvery | 0), cancelled: false });
+      detectEvery: Math.max(1, m.detectEvery | 0), skipStale: !!m.skipStale, cancelled: false });
     return;
   }
   if (m.type === 'frame') {
