@@ -164,9 +164,19 @@ function skipFrame(m) {
     reason: REASONS.busy, box: null, detected: false, skipped: true };
 }
 
+const yieldToMessages = () => new Promise((resolve) => {
+  const ch = new MessageChannel();
+  ch.port1.onmessage = () => { ch.port1.close(); resolve(); };
+  ch.port2.postMessage(0);
+});
+
 async function pumpCapture(id) {
   const st = captures.get(id);
   while (st && !st.cancelled && st.pending.has(st.next)) {
+    // frames that arrived during the last one's work are still queued as message events:
+    // let them in first, so skipStale sees whether a newer frame is waiting
+    if (st.skipStale) await yieldToMessages();
+    if (st.cancelled || !st.pending.has(st.next)) break;
     const m = st.pending.get(st.next);
     st.pending.delete(st.next);
     st.next++;
