@@ -116,6 +116,10 @@ class CpuThrottle:
 
     @property
     def mechanism(self) -> str:
+        if self.per_thread and self.factor == 1:
+            return (f"cgroup v1 cpu controller, the 1x reference: Chromium in a cgroup of its "
+                    f"own with no quota, pinned to CPU {','.join(map(str, self.cpus))} (taskset), "
+                    f"cpu.shares {SLOWDOWN_SHARES}")
         if self.per_thread:
             return (f"cgroup v1 cpu controller, per thread: every thread of Chromium and of every "
                     f"process it starts is moved (polled every {PER_THREAD_POLL_S * 1000:.0f} ms) "

@@ -55,6 +55,22 @@ def test_device_too_slow_for_anything_gets_the_fastest_setting_and_a_warning():
     assert "frames that arrive while it is busy are skipped" in r["text"]
 
 
+def test_another_model_must_be_clearly_faster_than_the_built_one():
+    cfg = {**CFG, "primary": {"det": "int8", "est": "fp32"}}
+    t = _timings(1)
+    t["estimator"]["int8"] = 11.5  # 4 % faster than fp32 (12): keep the built estimator
+    node = shutil.which("node") or pytest.skip("node not installed")
+    js = (f"import('{(WEBAPP / 'src' / 'autotune.js').as_uri()}').then((m) => "
+          f"console.log(m.decide({json.dumps(cfg)}, {json.dumps(t)}).key))")
+    run = lambda: subprocess.run([node, "-e", js], capture_output=True, text=True,  # noqa: E731
+                                 timeout=30, check=True).stdout.strip()
+    assert run() == "det=int8,est=fp32,every=2"
+    t["estimator"]["int8"] = 8.0  # a third faster: worth switching
+    js = (f"import('{(WEBAPP / 'src' / 'autotune.js').as_uri()}').then((m) => "
+          f"console.log(m.decide({json.dumps(cfg)}, {json.dumps(t)}).key))")
+    assert run() == "det=int8,est=int8,every=2"
+
+
 def test_untimed_choice_is_left_out():
     t = _timings(1)
     del t["estimator"]["int8"]  # not timed within the budget

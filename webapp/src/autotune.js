@@ -14,6 +14,9 @@
 // gets its result soon after the last grab, from fewer frames (the app lists them).
 
 export const STORAGE_KEY = 'hemoedge-autotune';
+// Another model than the built pairing's must be this much faster to be chosen: two models
+// timed within a few % of each other would otherwise flip from one fresh profile to the next.
+export const SWITCH_MARGIN = 0.15;
 
 /** All settings: every shipped detector x estimator x cadence, with the modelled frame cost. */
 export function settings(cfg, timings) {
@@ -37,7 +40,10 @@ export function decide(cfg, timings) {
   const all = settings(cfg, timings);
   if (!all.length) throw new Error('auto-tune: no setting could be timed');
   const limit = cfg.headroom * cfg.intervalMs;
-  const byCost = (a, b) => a.frameMs - b.frameMs || a.detectEvery - b.detectEvery ||
+  const p = cfg.primary || {};
+  const rank = (x) => x.frameMs * ((x.det === p.det ? 1 : 1 + SWITCH_MARGIN / 2) *
+    (x.est === p.est ? 1 : 1 + SWITCH_MARGIN / 2));
+  const byCost = (a, b) => rank(a) - rank(b) || a.detectEvery - b.detectEvery ||
     (a.det + a.est).localeCompare(b.det + b.est);
   const fits = all.filter((s) => s.frameMs <= limit);
   const free = fits.filter((s) => !s.trades).sort(byCost);
