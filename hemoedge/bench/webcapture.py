@@ -82,10 +82,11 @@ def cycle_ms(recs: list[dict[str, Any]], detect_every: int) -> list[float]:
     n = max(1, int(detect_every))
     by_k = {int(r["k"]): float(r["totalMs"]) for r in recs  # skipped frames did no work
             if r.get("totalMs") is not None and not r.get("skipped")}
+    skipped = {int(r["k"]) for r in recs if r.get("skipped")}  # auto-tune skipped them
     out = []
     for start in range(0, (max(by_k) + 1) if by_k else 0, n):
-        block = [by_k.get(k) for k in range(start, start + n)]
-        if all(b is not None for b in block):
+        block = [by_k.get(k) for k in range(start, start + n) if k not in skipped]
+        if block and all(b is not None for b in block):
             out.append(float(np.mean(block)))
     return out
 
