@@ -6,9 +6,9 @@ standardised Hb) drawn afresh every epoch the way they arrive in the app — box
 small rotations, motion blur (hemoedge.augment) — so its answer does not move with the box it is
 given; it is then frozen, and a closed-form head is fit on its pooled features of the exact crops
 plus `head_jitter_copies` jittered copies of each, and folded into the final Linear layer:
-Ridge with a consistency penalty (alpha by patient-grouped 5-fold CV) for Hb regression, or LogisticRegressionCV
-(anaemic = Hb below the recipe's threshold) for anaemia classification, whose exported output
-is then the logit.
+Ridge with a consistency penalty (alpha by patient-grouped 5-fold CV) for Hb regression, or
+LogisticRegressionCV (anaemic = Hb below the recipe's threshold) for anaemia classification,
+whose exported output is then the logit.
 """
 
 from __future__ import annotations
