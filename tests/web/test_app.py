@@ -40,7 +40,9 @@ def test_capture_30_frames_at_80ms(app):
     assert info["session"]["numThreads"] == 2 and info["session"]["crossOriginIsolated"] is True
     start_camera(page)
     cap = run_capture(page)
-    if cap["reanchored"]:  # the shared machine stalled the page: one more try, then judge
+    for _ in range(2):  # a busy shared machine stalled the page: up to two more tries, then judge
+        if not cap["reanchored"]:
+            break
         cap = run_capture(page)
 
     ticks = np.asarray(cap["ticks"])
