@@ -298,6 +298,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--autotune-trials", type=int, metavar="N",
                    help="with --autotune: the app also tunes in N fresh browser profiles; "
                         "web.autotune.agreement = share choosing the most common setting")
+    s.add_argument("--connect", action="append", metavar="ENDPOINT",
+                   help="run on a remote browser instead of the local Chromium (repeatable, one "
+                        "device after another): ws://... (a Playwright server) or "
+                        "http://HOST:PORT (Chrome DevTools Protocol, e.g. Chrome on Android via "
+                        "adb forward) (docs/bench-web.md#remote-devices)")
+    s.add_argument("--device-name", action="append", metavar="NAME",
+                   help="the name of the matching --connect endpoint's device (repeatable, in "
+                        "order; default: from the endpoint)")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="the app server's bind address (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=0,
+                   help="the app server's port (default: a free one; fix it for adb reverse)")
+    s.add_argument("--app-url", metavar="URL",
+                   help="the URL the browser opens (default: the server's address), e.g. an "
+                        "HTTPS proxy in front of the server")
     s.set_defaults(func=_handler("hemoedge.bench.web"))
 
     # report / choose / gate ------------------------------------------------------------

@@ -259,8 +259,15 @@ class BrowserConfig:
     cpu_slowdown: float | None = None  # run every browser thread this many times slower
     cpu_mode: str = "thread"  # "thread": a quota per thread; "group": one quota, cpu_cores pinned
     cpu_cores: int = 1  # group mode: this many pinned cores (CpuThrottle)
+    # a remote browser instead of launching one: ws://... (Playwright's connect: a
+    # `playwright run-server` / launch_server endpoint) or http(s)://host:port (connect_over_cdp:
+    # Chrome with --remote-debugging-port). Nothing is launched, nothing is killed; the
+    # executable, video and slowdown settings do not apply.
+    connect: str | None = None
 
     def __post_init__(self) -> None:
+        if self.connect is not None:
+            endpoint_kind(self.connect)  # refuses an unknown scheme at once
         if self.launch_timeout_s <= 0 or self.step_timeout_s <= 0:
             raise BenchError("browser timeouts must be positive seconds, got "
                              f"launch {self.launch_timeout_s}, step {self.step_timeout_s}")
@@ -271,6 +278,16 @@ class BrowserConfig:
         if self.video is not None:
             a.append(f"--use-file-for-fake-video-capture={self.video}")
         return a
+
+
+def endpoint_kind(endpoint: str) -> str:
+    """"ws" (Playwright's connect) or "cdp" (connect_over_cdp) for a --connect endpoint."""
+    if endpoint.startswith(("ws://", "wss://")):
+        return "ws"
+    if endpoint.startswith(("http://", "https://")):
+        return "cdp"
+    raise BenchError(f"--connect {endpoint!r}: expected ws://HOST:PORT/... (a Playwright "
+                     "server) or http://HOST:PORT (Chrome DevTools Protocol)")
 
 
 def check_executable(path: str | Path) -> Path:
@@ -416,7 +433,45 @@ class Chromium:
         self.throttle: CpuThrottle | None = None
 
     # ------------------------------------------------------------------ lifecycle
+    @property
+    def remote(self) -> bool:
+        return self.cfg.connect is not None
+
+    def _connect(self) -> Chromium:
+        """Attach to a remote browser (BrowserConfig.connect); nothing of it is ours to kill."""
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+
+        ep = self.cfg.connect
+        try:
+            self._pw = sync_playwright().start()
+            with self.step(f"connecting to {ep}", self.cfg.launch_timeout_s + 5):
+                if endpoint_kind(ep) == "ws":
+                    self.browser = self._pw.chromium.connect(
+                        ep, timeout=self.cfg.launch_timeout_s * 1000)
+                else:
+                    self.browser = self._pw.chromium.connect_over_cdp(
+                        ep, timeout=self.cfg.launch_timeout_s * 1000)
+        except BaseException as e:
+            self.close()
+            if isinstance(e, PlaywrightError):
+                raise BenchError(f"{ep}: could not connect: {_first_line(e)}") from e
+            raise
+        log.debug("connected to %s: %s %s", ep, self.browser.browser_type.name,
+                  self.browser.version)
+        return self
+
     def __enter__(self) -> Chromium:
+        if self.remote:
+            try:
+                import playwright.sync_api  # noqa: F401
+            except ImportError as e:
+                raise BenchError("the Playwright Python package is missing; "
+                                 "`pip install -e .` installs it") from e
+            if _loop_running():
+                raise BenchError("a Playwright sync API instance (or an asyncio loop) is "
+                                 "already running in this thread; stop it first")
+            return self._connect()
         exe = check_executable(self.cfg.executable)
         if self.cfg.video is not None and not Path(self.cfg.video).is_file():
             raise BenchError(f"{self.cfg.video}: fake-camera video missing")
@@ -490,6 +545,9 @@ class Chromium:
 
     def _fire(self) -> None:
         self._fired.set()
+        if self.remote:  # not ours to kill: the blocked call ends when the connection does
+            log.error("a step on the remote browser %s hung", self.cfg.connect)
+            return
         log.error("a browser step hung: stopping Chromium (pids %s)", sorted(self.pids))
         self._kill()
 

@@ -93,7 +93,9 @@ INFO = """(() => { const b = window.__hemoedgeBench;
   return {error: b.error, session: b.session, numThreads: b.numThreads,
           requestedThreads: b.requestedThreads, coi: self.crossOriginIsolated,
           readyT: b.readyT, detectEvery: b.detectEvery, seedloop: b.seedloop,
-          autotune: b.autotune}; })()"""
+          autotune: b.autotune, userAgent: navigator.userAgent,
+          hardwareConcurrency: navigator.hardwareConcurrency,
+          deviceMemory: navigator.deviceMemory || null}; })()"""
 LONGTASKS = """(() => { if (!window.__benchLT) { window.__benchLT = [];
   new PerformanceObserver((l) => { for (const e of l.getEntries())
     window.__benchLT.push([e.startTime, e.duration]); })
@@ -135,6 +137,13 @@ class WebBenchConfig:
     cpu_mode: str = "thread"  # "thread": each thread its own quota; "group": one, on 1 core
     autotune: tuple[str, ...] = ()  # builds ship these choices for the app's auto-tune
     autotune_trials: int = 0  # ... and the app tunes in this many fresh contexts (agreement)
+    # remote devices (docs/bench-web.md#remote-devices): one pass per endpoint instead of the
+    # local Chromium; no capture, seed or memory figures there (no fake camera, no eager GC flag)
+    connect: tuple[str, ...] = ()
+    device_names: tuple[str, ...] = ()  # a name per endpoint, in order (default: from it)
+    host: str = "127.0.0.1"  # the app server's bind address
+    port: int = 0  # ... and port (0: a free one; fix it for adb reverse)
+    app_url: str | None = None  # the URL the browser opens (default: the server's own address)
     # bookkeeping
     quick: bool = False  # the CI form: one pairing, one repeat, few runs
     shard: tuple[int, int] | None = None  # (i, n): units i-1, i-1+n, ... (1-based i)
@@ -154,6 +163,14 @@ class WebBenchConfig:
             raise BenchError(f"timeout must be positive seconds, got {self.timeout_s}")
         if self.cpu_mode not in ("thread", "group"):
             raise BenchError(f"--slowdown-mode must be thread or group, got {self.cpu_mode!r}")
+        if len(self.device_names) > len(self.connect):
+            raise BenchError(f"{len(self.device_names)} --device-name(s) for "
+                             f"{len(self.connect)} --connect endpoint(s)")
+        if self.connect and self.cpu_slowdowns != (None,):
+            raise BenchError("--connect measures the remote device as it is: no --device-class "
+                             "or --cpu-slowdown with it")
+        if not 0 <= self.port < 65536:
+            raise BenchError(f"--port must be 0..65535, got {self.port}")
         if not self.cpu_slowdowns or any(f is not None and not f >= 1
                                          for f in self.cpu_slowdowns):
             raise BenchError("--cpu-slowdown needs factors >= 1 (how many times slower), got "
@@ -165,6 +182,17 @@ class WebBenchConfig:
         base = {"runs": 10, "warmup": 3, "captures": 1, "repeats": 1, "video_frames": 75,
                 "quick": True}
         return WebBenchConfig(**{**base, **kw})
+
+    def device_name(self, i: int) -> str:
+        """The name of the i-th --connect endpoint's device."""
+        if i < len(self.device_names) and self.device_names[i]:
+            return self.device_names[i]
+        from urllib.parse import urlsplit
+
+        from hemoedge.bench.browser import endpoint_kind
+
+        ep = self.connect[i]
+        return f"{endpoint_kind(ep)}@{urlsplit(ep).netloc or ep}"
 
     @property
     def default_threads(self) -> int:
@@ -270,8 +298,11 @@ class _CountingWriter:
 
 
 @contextlib.contextmanager
-def serve_counting(dist: Path):
-    """serve_in_thread with a byte counter: yields (url, counter)."""
+def serve_counting(dist: Path, host: str = "127.0.0.1", port: int = 0,
+                   app_url: str | None = None):
+    """serve_in_thread with a byte counter: yields (url, counter). The URL is `app_url` when
+    given (e.g. the address a device reaches through adb reverse or a TLS proxy), else the
+    server's own (a wildcard bind address is opened as 127.0.0.1)."""
     from hemoedge.web.serve import Handler, serve_in_thread
 
     counter = _Counter()
@@ -285,8 +316,13 @@ def serve_counting(dist: Path):
             counter.request(self.path.split("?", 1)[0])
             return super().send_head()
 
-    with serve_in_thread(dist) as (server, url):
+    with serve_in_thread(dist, host=host, port=port) as (server, url):
         server.RequestHandlerClass = functools.partial(Counting, directory=str(dist))
+        if app_url:
+            url = app_url if app_url.endswith("/") else app_url + "/"
+        else:
+            for wild in ("0.0.0.0", "::"):
+                url = url.replace(f"//{wild}:", "//127.0.0.1:")
         yield url, counter
 
 
@@ -390,6 +426,15 @@ class _Run:
         self.cfg, self.chrome, self.video = cfg, chrome, video
         self.pool = Pool()
         self.t = cfg.timeout_s
+        self.remote = chrome.remote  # no fake camera there: no captures, no memory figure
+
+    def note_device(self, info: dict) -> None:
+        """The browser's identity as the page sees it (user agent, cores, memory)."""
+        if "device" not in self.pool.env:
+            self.pool.env["device"] = {
+                "user_agent": info.get("userAgent"),
+                "hardware_concurrency": info.get("hardwareConcurrency"),
+                "device_memory_gb": info.get("deviceMemory")}
 
     def note_autotune(self, info: dict, variant: str, t: int) -> None:
         """A fresh auto-tune decision (not a saved one): its time and the setting chosen."""
@@ -465,6 +510,7 @@ class _Run:
             query = "?bench=1&seedloop=1" if seed else f"?bench=1&threads={threads}" + (
                 "&seedloop=1" if cfg.seedloop else "")
             info = open_app(page, url, query, what, self.t)
+            self.note_device(info)
             self.note_autotune(info, unit.variant, threads)
             _sw_ready(page, what, self.t)
             eff = int(info["numThreads"])
@@ -491,7 +537,7 @@ class _Run:
                         pool.done.add((role, prec, threads, repeat))
                         log.info("%s: %s %s p50 %.1f ms", what, role, prec,
                                  float(np.median(times)))
-            if unit.kind in ("pairing", "seed"):
+            if unit.kind in ("pairing", "seed") and not self.remote:
                 start_camera(page, what, self.t)
                 fs = pool.frame(("web.seed" if seed else "web", unit.variant, key_t))
                 for c in range(cfg.captures):
@@ -505,7 +551,7 @@ class _Run:
                              "result %.0f ms, shown %r", what, c + 1,
                              float(np.mean(st.intervals)) if st.intervals else float("nan"),
                              st.max_dev_ms, st.dropped, st.result_ms, cap["shown"])
-            if threads == 1 and not seed and unit.kind == "pairing":
+            if threads == 1 and not seed and unit.kind == "pairing" and not self.remote:
                 mem = page.evaluate(MEMORY % 15000, f"{what}: measureUserAgentSpecificMemory",
                                     self.t)
                 if mem is None:
@@ -520,7 +566,8 @@ class _Run:
             page.close()
 
     def unit(self, unit: Unit, dist: Path, repeat: int) -> None:
-        with serve_counting(dist) as (url, counter):
+        cfg = self.cfg
+        with serve_counting(dist, cfg.host, cfg.port, cfg.app_url) as (url, counter):
             ctx, guard = self.chrome.new_context(url)
             try:
                 if unit.kind == "pairing":
@@ -584,6 +631,8 @@ def run(cfg: WebBenchConfig) -> Results:
     """Run the browser benchmark (one pass per device class); returns the new metrics."""
     from hemoedge.bench.browser import CpuThrottle
 
+    if cfg.connect:
+        return run_remote(cfg)
     check_executable(cfg.chromium)  # fail in milliseconds, before any build
     for f in cfg.cpu_slowdowns:  # a missing mechanism fails before any build, too
         if f is not None:
@@ -605,6 +654,46 @@ def run(cfg: WebBenchConfig) -> Results:
                 res.commands.append(c)
     res.env["web_bench"] = passes[0][1].env["web_bench"]
     _slowdown_ratios(res, passes)
+    return res
+
+
+def run_remote(cfg: WebBenchConfig) -> Results:
+    """One pass per --connect endpoint, one after another, into one Results. Every metric
+    carries the device (name, user agent, hardwareConcurrency) in its params, so devices merge
+    without overriding each other or the local run. An endpoint that cannot be reached, or
+    fails mid-run, is one line in the log and a web.device.available = 0 entry for its device
+    (the reason in env.web_devices); the others still run. env.web_devices lists every device."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    res = Results()
+    if cfg.command:
+        res.commands.append(cfg.command)
+    devices: dict[str, dict[str, Any]] = {}
+    for i, ep in enumerate(cfg.connect):
+        name = cfg.device_name(i)
+        t0 = time.perf_counter()
+        try:
+            one = _run_pass(cfg, None, endpoint=ep, device=name)
+        except (BenchError, PlaywrightError) as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            log.error("bench web: device %s (%s) failed: %s", name, ep, msg)
+            devices[name] = {"endpoint": ep, "status": "unavailable", "error": msg}
+            res.add("web.device.available", "", 0.0, unit="", better="higher", device=name,
+                    endpoint=ep)
+            continue
+        res.metrics += one.metrics
+        for k, v in one.variants.items():
+            res.variants.setdefault(k, {}).update(v)
+        wb = one.env["web_bench"]
+        devices[name] = {"endpoint": ep, "status": "ok", "browser": one.env["browser"],
+                         "onnxruntime_web": one.env["onnxruntime_web"],
+                         **wb.get("device", {}),
+                         "seconds": round(time.perf_counter() - t0, 1)}
+        res.env.setdefault("web_bench", wb)
+        res.env.setdefault("onnxruntime_web", one.env["onnxruntime_web"])
+        res.add("web.device.available", "", 1.0, unit="", better="higher", device=name,
+                endpoint=ep)
+    res.env["web_devices"] = devices
     return res
 
 
@@ -635,8 +724,10 @@ def _slowdown_ratios(res: Results, passes: list[tuple[float | None, Results]]) -
                      m.params.get("threads"), base.value, m.value, ratio, asked)
 
 
-def _run_pass(cfg: WebBenchConfig, slowdown: float | None) -> Results:
-    """One whole pass at one device class (None: no emulation)."""
+def _run_pass(cfg: WebBenchConfig, slowdown: float | None, endpoint: str | None = None,
+              device: str | None = None) -> Results:
+    """One whole pass at one device class (None: no emulation), or on the remote browser at
+    `endpoint` (its metrics carry `device` and the browser's identity in their params)."""
     from hemoedge.artifact import Artifact
     from hemoedge.bench.browser import device_class_of
     from hemoedge.web.build import BuildConfig, build
@@ -644,6 +735,8 @@ def _run_pass(cfg: WebBenchConfig, slowdown: float | None) -> Results:
     art = Artifact.load(cfg.art)
     have = {r: art.precisions(r) for r in ROLES}
     units, tuned = plan(cfg, have)
+    if endpoint is not None:  # the seed is a capture reference: no captures remotely
+        units = [u for u in units if u.kind != "seed"]
     if not units:
         raise BenchError(f"shard {cfg.shard} has nothing to run")
     res = Results()
@@ -664,7 +757,7 @@ def _run_pass(cfg: WebBenchConfig, slowdown: float | None) -> Results:
                 dists[u.det, u.est] = out
         bcfg = BrowserConfig(executable=Path(cfg.chromium), video=video,
                              step_timeout_s=cfg.timeout_s * (slowdown or 1.0),
-                             cpu_slowdown=slowdown, cpu_mode=cfg.cpu_mode)
+                             cpu_slowdown=slowdown, cpu_mode=cfg.cpu_mode, connect=endpoint)
         t0 = time.perf_counter()
         load_before = [round(x, 2) for x in os.getloadavg()]
         with Chromium(bcfg) as chrome:
@@ -680,7 +773,7 @@ def _run_pass(cfg: WebBenchConfig, slowdown: float | None) -> Results:
                  time.perf_counter() - t0)
     pool = r.pool
     res.env.update({
-        "browser": f"chromium {version}",
+        "browser": f"chromium {version}" if endpoint is None else f"remote {version}",
         "onnxruntime_web": pool.env.get("onnxruntime_web"),
         "cross_origin_isolated": True,  # open_app refuses a page that is not
         "web_bench": {"chromium": str(cfg.chromium), "headless": True, "args": bcfg.args,
@@ -730,6 +823,14 @@ def _run_pass(cfg: WebBenchConfig, slowdown: float | None) -> Results:
         if tr["tuned_ms"]:
             res.add("web.autotune.decide_ms.max", variant, max(tr["tuned_ms"]), unit="ms",
                     better="lower", n=len(tr["tuned_ms"]), **p)
+    if endpoint is not None:
+        ident = pool.env.get("device", {})
+        dev = {"device": device, "user_agent": ident.get("user_agent"),
+               "hardware_concurrency": ident.get("hardware_concurrency")}
+        for m in res.metrics:
+            m.params.update(dev)
+        res.env["web_bench"].update(device={**ident, "name": device, "endpoint": endpoint},
+                                    headless=None, args=None, chromium=None)
     return res
 
 
@@ -782,6 +883,17 @@ def config_from_args(args: Any) -> WebBenchConfig:
         kw["autotune"] = parse_autotune(args.autotune)
     if getattr(args, "autotune_trials", None):
         kw["autotune_trials"] = int(args.autotune_trials)
+    if getattr(args, "connect", None):
+        kw["connect"] = tuple(args.connect)
+        kw["device_names"] = tuple(getattr(args, "device_name", None) or ())
+    elif getattr(args, "device_name", None):
+        raise BenchError("--device-name names a --connect endpoint's device; no --connect given")
+    if getattr(args, "host", None):
+        kw["host"] = args.host
+    if getattr(args, "port", None):
+        kw["port"] = int(args.port)
+    if getattr(args, "app_url", None):
+        kw["app_url"] = args.app_url
     return WebBenchConfig.quick_form(**kw) if getattr(args, "quick", False) else \
         WebBenchConfig(**kw)
 
@@ -828,6 +940,16 @@ def command_line(args: Any) -> str:
         argv += ["--autotune", args.autotune]
     if getattr(args, "autotune_trials", None):
         argv += ["--autotune-trials", str(args.autotune_trials)]
+    for ep in getattr(args, "connect", None) or ():
+        argv += ["--connect", ep]
+    for name in getattr(args, "device_name", None) or ():
+        argv += ["--device-name", name]
+    if getattr(args, "host", None) and args.host != "127.0.0.1":
+        argv += ["--host", args.host]
+    if getattr(args, "port", None):
+        argv += ["--port", str(args.port)]
+    if getattr(args, "app_url", None):
+        argv += ["--app-url", args.app_url]
     if getattr(args, "results", None):
         argv += ["--results", str(args.results)]
     return "hemoedge " + shlex.join(argv)
@@ -853,6 +975,8 @@ def cli(args: Any) -> int:
     except OSError as e:  # e.g. the work folder or the video could not be written
         raise BenchError(f"bench web: {e}") from e
     out = results_path(args)
+    if cfg.connect:
+        return _cli_remote(cfg, new, out)
     append_stage(out, new)
     tuned = new.env["web_bench"]["tuned"]
     print(f"bench web ({new.env['browser']}, onnxruntime-web {new.env['onnxruntime_web']}, "
@@ -874,6 +998,30 @@ def cli(args: Any) -> int:
                   f"{m.value:.2f}x (asked {m.params['factor_asked']:g}x; "
                   f"{m.params['ratio_over_asked']:.2f} of it)")
     print(f"{len(new.metrics)} metrics appended to {out}")
+    return 0
+
+
+def _cli_remote(cfg: WebBenchConfig, new: Results, out: Path) -> int:
+    """Write the devices' figures (and their unavailable entries), one block per device;
+    exit 2 (BenchError) only when every device failed."""
+    append_stage(out, new)
+    devices = new.env.get("web_devices", {})
+    tuned = new.env.get("web_bench", {}).get("tuned", "")
+    for name, d in devices.items():
+        if d["status"] != "ok":
+            print(f"device {name} ({d['endpoint']}): unavailable: {d['error']}")
+            continue
+        print(f"device {name} ({d['endpoint']}): {d['browser']}, "
+              f"hardwareConcurrency {d.get('hardware_concurrency')}, onnxruntime-web "
+              f"{d.get('onnxruntime_web')}; {d.get('user_agent')}")
+        sub = Results(env=new.env, variants=new.variants, commands=new.commands)
+        sub.metrics = [m for m in new.metrics if m.params.get("device") == name
+                       and m.name != "web.device.available"]
+        print("\n".join(summary_lines(sub, tuned)))
+    print(f"{len(new.metrics)} metrics appended to {out}")
+    if devices and all(d["status"] != "ok" for d in devices.values()):
+        raise BenchError(f"bench web: every device failed ({len(devices)}): "
+                         + "; ".join(f"{n}: {d['error']}" for n, d in devices.items()))
     return 0
 
 
