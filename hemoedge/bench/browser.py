@@ -567,12 +567,14 @@ class Chromium:
         except PlaywrightError as e:
             if self._fired.is_set():
                 raise BenchError(f"{what}: no answer within {limit:.0f} s (hung page or "
-                                 "browser); Chromium was stopped") from e
+                                 "browser)" + ("" if self.remote else
+                                               "; Chromium was stopped")) from e
             raise BenchError(f"{what}: {_first_line(e)}") from e
         finally:
             timer.cancel()
         if self._fired.is_set():
-            raise BenchError(f"{what}: no answer within {limit:.0f} s; Chromium was stopped")
+            raise BenchError(f"{what}: no answer within {limit:.0f} s"
+                             + ("" if self.remote else "; Chromium was stopped"))
 
     # ------------------------------------------------------------------ contexts and pages
     def new_context(self, origin: str, camera: bool = True) -> tuple[Any, OriginGuard]:
