@@ -463,28 +463,14 @@ class Chromium:
 
     def __enter__(self) -> Chromium:
         if self.remote:
-            try:
-                import playwright.sync_api  # noqa: F401
-            except ImportError as e:
-                raise BenchError("the Playwright Python package is missing; "
-                                 "`pip install -e .` installs it") from e
-            if _loop_running():
-                raise BenchError("a Playwright sync API instance (or an asyncio loop) is "
-                                 "already running in this thread; stop it first")
+            _require_sync_playwright()
             return self._connect()
         exe = check_executable(self.cfg.executable)
         if self.cfg.video is not None and not Path(self.cfg.video).is_file():
             raise BenchError(f"{self.cfg.video}: fake-camera video missing")
-        try:
-            from playwright.sync_api import Error as PlaywrightError
-            from playwright.sync_api import sync_playwright
-        except ImportError as e:
-            raise BenchError("the Playwright Python package is missing; "
-                             "`pip install -e .` installs it") from e
-        if _loop_running():
-            raise BenchError("a Playwright sync API instance (or an asyncio loop) is already "
-                             "running in this thread; stop it before starting the benchmark's "
-                             "Chromium (one sync Playwright per thread)")
+        _require_sync_playwright()
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
         try:
             launch_exe = exe
             if self.cfg.cpu_slowdown is not None:
@@ -600,6 +586,19 @@ class Chromium:
                 ctx.close()
         except BenchError as e:
             log.warning("%s", e)
+
+
+def _require_sync_playwright() -> None:
+    """Playwright is installed and no sync Playwright (or asyncio loop) runs in this thread."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as e:
+        raise BenchError("the Playwright Python package is missing; "
+                         "`pip install -e .` installs it") from e
+    if _loop_running():
+        raise BenchError("a Playwright sync API instance (or an asyncio loop) is already "
+                         "running in this thread; stop it before starting the benchmark's "
+                         "Chromium (one sync Playwright per thread)")
 
 
 def _loop_running() -> bool:
