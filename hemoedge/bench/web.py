@@ -73,7 +73,7 @@ from hemoedge.bench import webcapture as wc
 from hemoedge.bench.browser import CHROMIUM, BrowserConfig, Chromium, Page, check_executable
 from hemoedge.bench.webmetrics import Pool, emit, summary_lines
 from hemoedge.errors import BenchError, HemoedgeError
-from hemoedge.report.results import Results, append_stage, variant_name
+from hemoedge.report.results import VOLATILE_PARAMS, Results, append_stage, variant_name
 
 log = logging.getLogger(__name__)
 
@@ -716,7 +716,7 @@ def _slowdown_ratios(res: Results, passes: list[tuple[float | None, Results]]) -
             asked = (f or 1.0) / (f0 or 1.0)
             res.add(f"web.slowdown.{role}.latency_ratio", m.variant, ratio, unit="x",
                     better="none", n=m.n, **{k: v for k, v in m.params.items()
-                                             if k not in ("samples", "repeats", "spread_pct")},
+                                             if k not in VOLATILE_PARAMS},
                     reference_class=base.params.get("device_class"),
                     reference_p50_ms=round(base.value, 3), p50_ms=round(m.value, 3),
                     factor_asked=asked, ratio_over_asked=round(ratio / asked, 3))

@@ -169,11 +169,13 @@ class Results:
         return Results.load(path) if Path(path).is_file() else Results()
 
 
-VOLATILE_PARAMS = ("samples",)  # raw samples: not part of what a figure *is*
+# Not part of what a figure *is*: the raw samples and the per-repeat statistics that bench web
+# records next to a pooled timing (they change on every re-run of the same measurement).
+VOLATILE_PARAMS = ("samples", "repeats", "spread_pct")
 
 
 def identity(m: Metric) -> tuple:
-    """What a figure is: name, variant and params other than the raw samples. Two runs of the
+    """What a figure is: name, variant and params other than VOLATILE_PARAMS. Two runs of the
     same stage with the same options measure figures of the same identity."""
     params = {k: v for k, v in m.params.items() if k not in VOLATILE_PARAMS}
     return m.name, m.variant, json.dumps(params, sort_keys=True, default=str)
@@ -183,7 +185,7 @@ def merge_stage(path: str | Path, new: Results, replaces: str | None = None) -> 
     """The one way a stage writes its results into a results file (created if missing).
 
     - A re-run replaces: every metric in the file with the identity (name, variant, params
-      without raw samples) of a new metric is dropped, so re-running a stage never duplicates
+      without VOLATILE_PARAMS) of a new metric is dropped, so re-running a stage never duplicates
       its figures. With `replaces` (a metric-name prefix, e.g. "acc."), every metric with that
       prefix is dropped first, so figures a re-run no longer produces go too.
     - Other figures stay: stages and shards with disjoint metrics merge.

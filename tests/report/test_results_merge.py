@@ -51,3 +51,22 @@ def test_files_of_one_run_merge_and_conflicts_are_refused(tmp_path):
     _res(("m", "det=int8", 9.0, {"threads": 1})).save(c)
     with pytest.raises(ResultsError, match="conflicts"):
         merge([a, c])
+
+
+def test_a_web_rerun_replaces_its_pooled_timings(tmp_path):
+    """bench web records per-repeat medians and their spread next to a pooled timing; they
+    change on every re-run, so they must not make a re-run's figure a new one."""
+    p = tmp_path / "r.json"
+    merge_stage(p, _res(("web.detector.latency_ms.p50", "det=int8", 11.0,
+                         {"threads": 2, "repeats": [10.5, 11.5], "spread_pct": 9.1})))
+    merge_stage(p, _res(("web.detector.latency_ms.p50", "det=int8", 12.0,
+                         {"threads": 2, "repeats": [11.9, 12.2], "spread_pct": 2.5})))
+    assert [m.value for m in Results.load(p).metrics] == [12.0]
+
+
+def test_the_gate_baseline_matches_figures_the_way_a_rerun_does():
+    from hemoedge.gate.baseline import baseline_diff
+    old = _res(("web.x.p50", "det=int8", 11.0, {"threads": 2, "repeats": [11.0], "spread_pct": 0}))
+    new = _res(("web.x.p50", "det=int8", 11.0, {"threads": 2, "repeats": [10.0, 12.0],
+                                                "spread_pct": 18.2}))
+    assert baseline_diff(old, new) == []
