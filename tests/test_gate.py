@@ -387,7 +387,7 @@ def test_a_second_file_cannot_override_a_failing_metric(tmp_path):
     budgets = ["--budgets", str(tmp_path / "budgets.toml"), "--baseline", str(tmp_path / "no.json")]
     assert main(["gate", paths[0], *budgets]) == 1
     assert main(["gate", paths[0], paths[1], *budgets]) == 2  # not 0: the override is refused
-    with pytest.raises(ResultsError, match="conflicts with 0.2"):
+    with pytest.raises(ResultsError, match=r"conflicts with 0\.2"):
         merge([paths[0], paths[1]])
     merged = merge([paths[0], paths[2]])  # an identical repeat is kept once
     assert len(merged.find("acc.e2e.hb_mae_delta")) == 1 and len(merged.metrics) == 2

@@ -31,7 +31,7 @@ def test_letterbox_geometry():
 
 
 def test_letterbox_tensor(photo):
-    x, geo = letterbox(photo, detector_spec().preprocess)
+    x, _geo = letterbox(photo, detector_spec().preprocess)
     assert x.shape == (1, 3, 320, 320) and x.dtype == np.float32
     assert np.allclose(x[0, :, :40, :], 114 / 255)  # padding rows
     assert np.allclose(x[0, :, 280:, :], 114 / 255)

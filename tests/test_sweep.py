@@ -16,8 +16,17 @@ import pytest
 from hemoedge.cli import main
 from hemoedge.errors import HemoedgeError
 from hemoedge.report.results import Results
-from hemoedge.sweep import (DEFAULT_ENTRIES, Entry, EntryDir, Sweep, SweepConfig, collect,
-                            feasibility, merge_sweeps, relabel)
+from hemoedge.sweep import (
+    DEFAULT_ENTRIES,
+    Entry,
+    EntryDir,
+    Sweep,
+    SweepConfig,
+    collect,
+    feasibility,
+    merge_sweeps,
+    relabel,
+)
 
 
 def test_entry_labels_and_parsing():

@@ -77,8 +77,8 @@ def frames(hb_gdl: float, n: int, seed: int = 0):
     lin, _, _ = render.render(patient, session, w=W + 2 * MARGIN, h=H + 2 * MARGIN)
     for i in range(n):
         t = i / FPS
-        dx = int(round(MARGIN + 10 * np.sin(2 * np.pi * t / 3.1)))  # slow sway, px
-        dy = int(round(MARGIN + 6 * np.sin(2 * np.pi * t / 2.3 + 1.0)))
+        dx = int(round(MARGIN + 10 * np.sin(2 * np.pi * t / 3.1)))  # noqa: RUF046 (slow sway, px)
+        dy = int(round(MARGIN + 6 * np.sin(2 * np.pi * t / 2.3 + 1.0)))  # noqa: RUF046
         window = lin[dy:dy + H, dx:dx + W]
         img = render.camera(window, session, np.random.default_rng([seed, i, 5]))
         draw_index(img, i)

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "quantize"))
-import qtiny  # noqa: E402
+import qtiny
 
-from hemoedge.bench import accuracy as acc  # noqa: E402
-from hemoedge.bench.accuracy import ImageDets  # noqa: E402
-from hemoedge.errors import BenchError  # noqa: E402
-from hemoedge.quantize import run as qrun  # noqa: E402
-from hemoedge.report.results import Results  # noqa: E402
+from hemoedge.bench import accuracy as acc
+from hemoedge.bench.accuracy import ImageDets
+from hemoedge.errors import BenchError
+from hemoedge.quantize import run as qrun
+from hemoedge.report.results import Results
 
 
 def _img(preds, gts):

@@ -11,7 +11,7 @@ from hemoedge.errors import DataError
 
 
 def test_layout_and_loader_round_trip(tiny_data):
-    rows = list(csv.DictReader(open(tiny_data / "metadata.csv")))
+    rows = list(csv.DictReader((tiny_data / "metadata.csv").read_text().splitlines()))
     assert tuple(rows[0].keys()) == COLUMNS
     assert len(rows) == 12
     for r in rows:

@@ -10,7 +10,7 @@ from hemoedge.errors import DataError
 def _copy(tiny_data, tmp_path):
     dst = tmp_path / "set"
     shutil.copytree(tiny_data, dst)
-    rows = list(csv.DictReader(open(dst / "metadata.csv")))
+    rows = list(csv.DictReader((dst / "metadata.csv").read_text().splitlines()))
     return dst, rows
 
 
@@ -29,7 +29,7 @@ def test_missing_columns_is_a_clear_error(tiny_data, tmp_path):
 
 
 def test_no_csv(tmp_path):
-    with pytest.raises(DataError, match="no metadata.csv"):
+    with pytest.raises(DataError, match=r"no metadata\.csv"):
         load(tmp_path)
 
 
@@ -60,7 +60,7 @@ def test_all_rows_bad_is_an_error(tiny_data, tmp_path):
 def test_read_rgb_names_the_file(tmp_path):
     p = tmp_path / "x.jpg"
     p.write_text("hello")
-    with pytest.raises(DataError, match="x.jpg: not a readable image"):
+    with pytest.raises(DataError, match=r"x\.jpg: not a readable image"):
         read_rgb(p)
 
 
@@ -68,6 +68,6 @@ def test_yolo_labels(tiny_data):
     rec = load(tiny_data).records[0]
     lines = yolo_labels(rec, 640, 480)
     assert len(lines) == 6 and [ln[0] for ln in lines] == ["0"] * 3 + ["1"] * 3
-    c, cx, cy, w, h = map(float, lines[0].split())
+    _c, cx, _cy, _w, h = map(float, lines[0].split())
     t, l, b, r = rec.nail_boxes[0]
     assert cx == pytest.approx((l + r) / 2 / 640, abs=1e-6) and h == pytest.approx((b - t) / 480, abs=1e-6)

@@ -91,7 +91,7 @@ def test_adopting_onnx_from_elsewhere(tiny_art, tmp_path):
     # a non-ONNX file, and an estimator ONNX offered as the detector (wrong head)
     junk = tmp_path / "junk.onnx"
     junk.write_text("not onnx")
-    with pytest.raises(ExportError, match="junk.onnx: not an ONNX model"):
+    with pytest.raises(ExportError, match=r"junk\.onnx: not an ONNX model"):
         export(ExportConfig(out=tmp_path / "a", detector=junk))
     with pytest.raises(ExportError, match="does not look like a 2-class YOLOv8 head"):
         export(ExportConfig(out=tmp_path / "b", detector=tiny_art / "estimator.fp32.onnx"))

@@ -41,7 +41,7 @@ def test_estimator_bad_files(tmp_path):
     good = estimator.save(estimator.Estimator(), tmp_path / "good.pt")
     data = good.read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="cut.pt"):
+    with pytest.raises(CheckpointError, match=r"cut\.pt"):
         estimator.load(tmp_path / "cut.pt")
     torch.save({"backbone": "no_such_net", "cnn_dim": 8, "model_state_dict": {}}, tmp_path / "b.pt")
     with pytest.raises(CheckpointError, match="unknown timm backbone 'no_such_net'"):

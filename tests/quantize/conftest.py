@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import qtiny  # noqa: E402
+import qtiny
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,7 @@ def _det(tmp_path, blind=False):
 
 
 def test_estimator_crops_are_detector_nail_crops(tmp_path, tiny_data):
-    records, images, read = tiny_data
+    records, _images, read = tiny_data
     cs = calib.detector_crops(records, _det(tmp_path), qtiny.est_spec(), 9, read)
     assert len(cs.inputs) == 9 and cs.photos == 3
     assert cs.detected == 9 and cs.fallback == 0

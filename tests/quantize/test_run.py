@@ -144,7 +144,7 @@ def test_bad_config_and_missing_art(tmp_path):
         run.QuantizeConfig(art=tmp_path, method="entropy", num_bins=64)
     args = argparse.Namespace(art=str(tmp_path / "nope"), variants=["fp16"], calib=None,
                               method="minmax", samples=8, tolerance_hb=0.05)
-    with pytest.raises(HemoedgeError, match="manifest.json"):
+    with pytest.raises(HemoedgeError, match=r"manifest\.json"):
         run.cli(args)
 
 

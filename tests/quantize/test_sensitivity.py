@@ -84,7 +84,7 @@ def _det_problem(tmp_path: Path):
 
 
 def test_search_finds_the_output_concat(tmp_path):
-    pre, quantize, measure, rank = _det_problem(tmp_path)
+    _pre, quantize, measure, rank = _det_problem(tmp_path)
     tol = Tolerance((("score_abs_max", 0.05), ("box_abs_mean_px", 1.0)))
     res = sensitivity.search(quantize, measure, rank, tol, tmp_path, SearchConfig(max_steps=3))
     assert tol.failures(res.steps[0].figures)  # fully quantised: the scores are broken
@@ -101,7 +101,7 @@ def test_search_finds_the_output_concat(tmp_path):
 
 
 def test_search_stops_when_the_tolerance_cannot_be_met(tmp_path):
-    pre, quantize, measure, rank = _det_problem(tmp_path)
+    _pre, quantize, measure, rank = _det_problem(tmp_path)
     calls = []
 
     def counting_measure(path):
@@ -147,7 +147,7 @@ def test_shortlist_takes_each_order_in_turn_and_skips():
 
 
 def test_size_budget_blocks_candidates(tmp_path):
-    pre, quantize, measure, rank = _det_problem(tmp_path)
+    _pre, quantize, measure, rank = _det_problem(tmp_path)
     tol = Tolerance((("score_abs_max", 0.05), ("box_abs_mean_px", 1.0)))
     res = sensitivity.search(quantize, measure, rank, tol, tmp_path, SearchConfig(max_steps=1),
                              max_bytes=1)  # no file fits: nothing may be kept in float
