@@ -5,216 +5,56 @@ entries) only pairings of one task are ranked (--task); regression pairings are 
 Hb MAE constraints, including --max-hb-mae-over-best (distance from the best backbone's fp32
 pipeline) when they span several backbones, classification pairings to AUROC constraints.
 
-A variant string is treated as opaque key=value pairs ("det=int8,est=fp32",
-"det=int8,est=fp32,backbone=efficientnet_b0"): a model-level figure (size.detector.bytes under
-"det=int8") belongs to every pairing whose pairs include the model variant's pairs; when
-several match, the most specific wins. Nothing here knows what "det" or "est" mean.
+This module ranks the candidates and explains the choice (reasons, binding constraints,
+notes), and holds the command line. The candidates and their constraint checks are in
+hemoedge.report.candidates, the variant/metric lookups (a variant string read as opaque
+key=value pairs, the most specific figure winning) in hemoedge.report.query; both are
+re-exported here.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from hemoedge.errors import ResultsError
-from hemoedge.report.results import Metric, Results, merge
+from hemoedge.names import parse_variant
+from hemoedge.report.candidates import (
+    CHECK,
+    CHECKS,
+    EPS,
+    OVER_BEST,
+    TARGETS,
+    Candidate,
+    Constraints,
+    best_reference,
+    collect,
+    spans_backbones,
+)
+from hemoedge.report.query import (
+    BACKBONE,
+    CLS_PREFIXES,
+    HB_PREFIXES,
+    PREFERRED_THREADS,
+    TASKS,
+    covers,
+    lookup,
+    prefer_threads,
+    sweep_entries,
+    sweep_info,
+    task_of,
+)
+from hemoedge.report.results import Results, merge
 
 log = logging.getLogger(__name__)
 
-PREFERRED_THREADS = 2  # the deployment setting on 2-core phones/laptops (docs/bench-web.md)
-TARGETS = ("web", "cpu")
-
-
-# --- variant strings ---------------------------------------------------------------------
-
-def parse_variant(variant: str) -> dict[str, str]:
-    """'det=int8,est=fp32' -> {'det': 'int8', 'est': 'fp32'}; a bare token maps to ''."""
-    out: dict[str, str] = {}
-    for part in variant.split(","):
-        part = part.strip()
-        if part:
-            key, _, value = part.partition("=")
-            out[key.strip()] = value.strip()
-    return out
-
-
-def covers(sub: str, full: str) -> bool:
-    """True when every key=value pair of `sub` is in `full`: "det=int8" covers
-    "det=int8,est=fp32"."""
-    return parse_variant(sub).items() <= parse_variant(full).items()
-
-
-def prefer_threads(metrics: list[Metric], threads: int = PREFERRED_THREADS) -> Metric | None:
-    """The metric at `threads` if there is one, else the best value among the other settings."""
-    if not metrics:
-        return None
-    at = [m for m in metrics if m.params.get("threads") == threads]
-    if at:
-        return at[-1]
-    finite = [m for m in metrics if math.isfinite(m.value)]
-    if not finite:
-        return None
-    if finite[0].better == "higher":
-        return max(finite, key=lambda m: m.value)
-    return min(finite, key=lambda m: m.value)
-
-
-def lookup(results: Results, name: str, variant: str, *, exact: bool = False,
-           threads: int | None = PREFERRED_THREADS, same: tuple[str, ...] = ()) -> Metric | None:
-    """The metric `name` for `variant`: exact match, or (exact=False) the most specific metric
-    whose variant is covered by `variant`. Among thread settings, prefer `threads`. Keys in
-    `same` must agree between the metric's variant and `variant` (absent on both counts as
-    agreeing): same=("backbone",) keeps one backbone's accuracy off another's pairing."""
-    pool = [m for m in results.metrics if m.name == name and math.isfinite(m.value)]
-    if same:
-        want = parse_variant(variant)
-        pool = [m for m in pool
-                if all(parse_variant(m.variant).get(k) == want.get(k) for k in same)]
-    if exact:
-        pool = [m for m in pool if m.variant == variant]
-    else:
-        pool = [m for m in pool if m.variant and covers(m.variant, variant)]
-        if pool:
-            best = max(len(parse_variant(m.variant)) for m in pool)
-            pool = [m for m in pool if len(parse_variant(m.variant)) == best]
-    if threads is None:
-        return pool[-1] if pool else None
-    return prefer_threads(pool, threads)
-
-
-# --- backbone sweeps -----------------------------------------------------------------------
-
-TASKS = ("regression", "classification")
-BACKBONE = "backbone"  # the variant key naming a sweep entry ("backbone=resnet18:cls")
-HB_PREFIXES = ("acc.e2e.hb_", "acc.hb_")
-CLS_PREFIXES = ("acc.e2e.cls.", "acc.cls.")
-
-
-def sweep_info(results: Results) -> dict:
-    """results.env["sweep"] ({} without a sweep)."""
-    info = results.env.get("sweep")
-    return info if isinstance(info, dict) else {}
-
-
-def sweep_entries(results: Results) -> dict[str, dict]:
-    """label -> entry of results.env["sweep"]["entries"], in the file's order."""
-    out: dict[str, dict] = {}
-    for e in sweep_info(results).get("entries") or []:
-        if isinstance(e, dict) and e.get("label"):
-            out[str(e["label"])] = e
-    return out
-
-
-def _has(results: Results, prefixes: tuple[str, ...], variant: str) -> bool:
-    """Some finite metric named with one of `prefixes` belongs to `variant` (same backbone)."""
-    want = parse_variant(variant).get(BACKBONE)
-    return any(m.name.startswith(prefixes) and m.variant and math.isfinite(m.value)
-               and covers(m.variant, variant) and parse_variant(m.variant).get(BACKBONE) == want
-               for m in results.metrics)
-
-
-def task_of(results: Results, variant: str, entries: dict[str, dict] | None = None) -> str:
-    """The sweep entry's task for the variant's backbone label; without one, "classification"
-    when the variant has acc.(e2e.)cls.* metrics and no Hb metrics, else "regression"."""
-    entries = sweep_entries(results) if entries is None else entries
-    entry = entries.get(parse_variant(variant).get(BACKBONE) or "")
-    if entry is not None and entry.get("task") in TASKS:
-        return entry["task"]
-    if _has(results, CLS_PREFIXES, variant) and not _has(results, HB_PREFIXES, variant):
-        return "classification"
-    return "regression"
-
-
-# --- constraints and the choice ------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Constraints:
-    target: str = "web"  # "web" (onnxruntime-web in Chromium) or "cpu" (onnxruntime native)
-    max_frame_ms: float | None = None  # per-frame p50, ms
-    max_hb_mae_delta: float | None = 0.05  # g/dL, pairing MAE minus the fp32 reference's
-    max_bytes: float | None = None  # detector + estimator file bytes
-    task: str = "regression"  # rank only candidates of this task (sweep entries)
-    max_hb_mae: float | None = None  # g/dL, absolute Hb MAE (e2e where measured)
-    # g/dL: Hb MAE minus the lowest fp32-pipeline Hb MAE of any backbone; applied only when
-    # the candidates span more than one backbone
-    max_hb_mae_over_best: float | None = 0.10
-    min_auroc: float | None = None  # classification: AUROC (e2e where measured)
-    max_auroc_drop: float | None = 0.02  # classification: AUROC lost versus the fp32 pipeline
-    # MB a first visit downloads: bench web's web.first_visit.bytes (on the wire: the app, the
-    # WASM and both models, compressed) where measured, else the two model files' bytes
-    max_first_visit_mb: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise ResultsError(f"choose: --target must be one of {TARGETS}, got {self.target!r}")
-        if self.task not in TASKS:
-            raise ResultsError(f"choose: --task must be one of {TASKS}, got {self.task!r}")
-        for _, name, _, _, _ in CHECKS:
-            v = getattr(self, name)
-            if v is not None and not math.isfinite(v):
-                raise ResultsError(f"choose: --{name.replace('_', '-')} must be finite, got {v}")
-
-    @property
-    def frame_metric(self) -> str:
-        return f"{self.target}.frame_ms.p50"
-
-
-# flag, Constraints field, Candidate attribute, "max" (value <= limit) or "min" (value >=
-# limit), the task it applies to (None: every task). The order is the order of violations.
-CHECKS = (
-    ("--max-frame-ms", "max_frame_ms", "frame_ms", "max", None),
-    ("--max-hb-mae-delta", "max_hb_mae_delta", "hb_mae_delta", "max", "regression"),
-    ("--max-hb-mae", "max_hb_mae", "hb_mae", "max", "regression"),
-    ("--max-hb-mae-over-best", "max_hb_mae_over_best", "hb_mae_over_best", "max", "regression"),
-    ("--min-auroc", "min_auroc", "auroc", "min", "classification"),
-    ("--max-auroc-drop", "max_auroc_drop", "auroc_drop", "max", "classification"),
-    ("--max-bytes", "max_bytes", "bytes", "max", None),
-    ("--max-first-visit-mb", "max_first_visit_mb", "first_visit_mb", "max", None),
-)
-CHECK = {flag: (fld, attr, kind, task) for flag, fld, attr, kind, task in CHECKS}
-EPS = 1e-9  # a figure equal to its limit up to float rounding meets it
-OVER_BEST = "--max-hb-mae-over-best"
-
-
-@dataclass
-class Candidate:
-    variant: str
-    frame_ms: float | None  # p50 per frame, ms, on the target
-    threads: int | None  # thread setting the frame time was measured at
-    hb_mae_delta: float | None  # g/dL
-    hb_source: str  # "e2e" (detector + estimator on photos) or "est-only" (ground-truth crops)
-    bytes: float | None  # detector + estimator file bytes
-    violations: list[str] = field(default_factory=list)  # constraint names violated
-    backbone: str | None = None  # sweep label (variant key "backbone"), None outside a sweep
-    task: str = "regression"
-    hb_mae: float | None = None  # g/dL, absolute (e2e where measured)
-    hb_mae_source: str = "missing"
-    hb_mae_over_best: float | None = None  # g/dL, set when candidates span several backbones
-    auroc: float | None = None  # classification figures (e2e where measured)
-    auroc_delta: float | None = None  # versus the same backbone's fp32 pipeline
-    cls_source: str = "missing"
-    sensitivity: float | None = None
-    specificity: float | None = None
-    first_visit_mb: float | None = None  # MB downloaded on a first visit (see Constraints)
-    first_visit_source: str = "missing"  # "wire" (bench web) or "model files"
-
-    @property
-    def feasible(self) -> bool:
-        return not self.violations
-
-    @property
-    def auroc_drop(self) -> float | None:
-        return 0.0 - self.auroc_delta if self.auroc_delta is not None else None  # no -0.0
-
-    @property
-    def ref_mae(self) -> float | None:
-        """This backbone's fp32-pipeline Hb MAE: hb_mae minus hb_mae_delta (same source)."""
-        if self.hb_mae is None or self.hb_mae_delta is None or \
-                self.hb_mae_source != self.hb_source:
-            return None
-        return self.hb_mae - self.hb_mae_delta
+__all__ = ["BACKBONE", "CHECK", "CHECKS", "CLS_PREFIXES", "EPS", "HB_PREFIXES", "OVER_BEST",
+           "PREFERRED_THREADS", "TARGETS", "TASKS", "Candidate", "Choice", "Constraints",
+           "best_reference", "choose", "cli", "collect", "cost", "covers", "device_classes",
+           "for_device_class", "format_choice", "lookup", "parse_variant", "prefer_threads",
+           "sweep_entries", "sweep_info", "task_of"]
 
 
 @dataclass
@@ -231,65 +71,6 @@ class Choice:
     @property
     def ok(self) -> bool:
         return self.recommended is not None
-
-
-def _first(results: Results, names: tuple[str, ...], variant: str) -> tuple[Metric | None, str]:
-    """The first of `names` measured for `variant` (same backbone) and its source."""
-    for name in names:
-        m = lookup(results, name, variant, threads=None, same=(BACKBONE,))
-        if m is not None:
-            return m, "est-only" if not name.startswith("acc.e2e.") else "e2e"
-    return None, "missing"
-
-
-def _candidate(results: Results, variant: str, frame: Metric,
-               entries: dict[str, dict]) -> Candidate:
-    acc, src = _first(results, ("acc.e2e.hb_mae_delta", "acc.hb_mae_delta"), variant)
-    det = lookup(results, "size.detector.bytes", variant, threads=None)
-    est = lookup(results, "size.estimator.bytes", variant, threads=None)
-    size = det.value + est.value if det is not None and est is not None else None
-    cand = Candidate(variant, frame.value, frame.params.get("threads"),
-                     acc.value if acc is not None else None, src, size)
-    cand.backbone = parse_variant(variant).get(BACKBONE)
-    cand.task = task_of(results, variant, entries)
-    fv = lookup(results, "web.first_visit.bytes", variant, exact=True)
-    if fv is not None:
-        cand.first_visit_mb, cand.first_visit_source = fv.value / 1e6, "wire"
-    elif size is not None:
-        cand.first_visit_mb, cand.first_visit_source = size / 1e6, "model files"
-    mae, cand.hb_mae_source = _first(results, ("acc.e2e.hb_mae", "acc.hb_mae"), variant)
-    cand.hb_mae = mae.value if mae is not None else None
-    auc, cand.cls_source = _first(results, ("acc.e2e.cls.auroc", "acc.cls.auroc"), variant)
-    cand.auroc = auc.value if auc is not None else None
-    pre = "acc.e2e.cls." if cand.cls_source == "e2e" else "acc.cls."
-    for attr, name in (("auroc_delta", "auroc_delta"), ("sensitivity", "sensitivity"),
-                       ("specificity", "specificity")):
-        m = lookup(results, pre + name, variant, threads=None, same=(BACKBONE,))
-        setattr(cand, attr, m.value if m is not None else None)
-    return cand
-
-
-def best_reference(cands: list[Candidate]) -> Candidate | None:
-    """The regression candidate whose backbone's fp32 pipeline has the lowest Hb MAE."""
-    refs = [x for x in cands if x.task == "regression" and x.ref_mae is not None]
-    return min(refs, key=lambda x: (x.ref_mae, x.variant)) if refs else None
-
-
-def _spans_backbones(cands: list[Candidate], task: str) -> bool:
-    return len({x.backbone for x in cands if x.task == task}) > 1
-
-
-def _check(cand: Candidate, c: Constraints, over_best: bool) -> list[str]:
-    out = []
-    for flag, fld, attr, kind, task in CHECKS:
-        limit = getattr(c, fld)
-        if limit is None or (task is not None and task != cand.task) or \
-                (flag == OVER_BEST and not over_best):
-            continue
-        v = getattr(cand, attr)
-        if v is None or (v > limit + EPS if kind == "max" else v < limit - EPS):
-            out.append(flag)
-    return out
 
 
 def _rank_key(cand: Candidate, multi: bool = False) -> tuple:
@@ -347,39 +128,6 @@ def cost(cand: Candidate, best: Candidate) -> str:
     return ", ".join(parts)
 
 
-def collect(results: Results, constraints: Constraints, strict: bool = False) -> list[Candidate]:
-    """Every variant with a frame time on the target, with its figures and violations (each
-    checked against the constraints of its own task). A negative or non-finite frame time is
-    never a candidate: with `strict` (choose) it is a ResultsError, else (the report's plots)
-    it is left out."""
-    c = constraints
-    frames: dict[str, list[Metric]] = {}
-    for m in results.metrics:
-        if m.name == c.frame_metric and m.variant:
-            v = m.value
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                if not strict:
-                    continue
-                t = f" (threads={m.params['threads']})" if "threads" in m.params else ""
-                raise ResultsError(
-                    f"choose: {m.name} of {m.variant}{t} is {v!r}: a frame time must be a "
-                    "finite number of ms >= 0; the results file is invalid (re-run the bench)")
-            frames.setdefault(m.variant, []).append(m)
-    entries = sweep_entries(results)
-    cands = []
-    for variant, ms in sorted(frames.items()):
-        frame = prefer_threads(ms)
-        if frame is not None:
-            cands.append(_candidate(results, variant, frame, entries))
-    best = best_reference(cands)
-    over_best = best is not None and _spans_backbones(cands, "regression")
-    for x in cands:
-        if over_best and x.task == "regression" and x.hb_mae is not None:
-            x.hb_mae_over_best = x.hb_mae - best.ref_mae
-        x.violations = _check(x, c, over_best)
-    return cands
-
-
 def _notes(results: Results, c: Constraints, cands: list[Candidate],
            others: list[Candidate], all_cands: list[Candidate]) -> list[str]:
     notes = []
@@ -400,7 +148,7 @@ def _notes(results: Results, c: Constraints, cands: list[Candidate],
         notes.append(f"no threads={PREFERRED_THREADS} frame time for " +
                      ", ".join(f"{x.variant} (used threads={x.threads})" for x in other))
     if c.task == "regression" and c.max_hb_mae_over_best is not None and \
-            _spans_backbones(cands, "regression"):
+            spans_backbones(cands, "regression"):
         best = best_reference(all_cands)
         n = len({x.backbone for x in cands})
         if best is None:
@@ -442,7 +190,7 @@ def choose(results: Results, constraints: Constraints) -> Choice:
         found = "/".join(sorted({x.task for x in others}))
         raise ResultsError(f"choose: no {c.task} pairing has {c.frame_metric} (the results "
                            f"hold {found} pairings only; pass --task {found.split('/')[0]})")
-    multi = _spans_backbones(cands, c.task)
+    multi = spans_backbones(cands, c.task)
     notes = _notes(results, c, cands, others, all_cands)
     feasible = sorted((x for x in cands if x.feasible), key=lambda x: _rank_key(x, multi))
     rejected = sorted((x for x in cands if not x.feasible), key=lambda x: _rank_key(x, multi))

@@ -8,31 +8,23 @@ strings are parsed as key=value sets, never by position.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from hemoedge.errors import HemoedgeError
 from hemoedge.names import ANAEMIA_THRESHOLD_GDL, PRECISIONS, parse_variant
-from hemoedge.report.choose import (
+from hemoedge.report.htmlparts import NA, Section, esc
+from hemoedge.report.plots import FIG_WIDTH, fig_svg, pareto_dominated, pyplot
+from hemoedge.report.query import (
     BACKBONE,
     CLS_PREFIXES,
     HB_PREFIXES,
     PREFERRED_THREADS,
     TASKS,
+    ci95,
+    exact_pairs,
     lookup,
-    prefer_threads,
     sweep_entries,
     sweep_info,
-)
-from hemoedge.report.html import (
-    FIG_WIDTH,
-    NA,
-    Section,
-    _ci,
-    _pyplot,
-    esc,
-    fig_svg,
-    pareto_dominated,
 )
 from hemoedge.report.results import Metric, Results
 from hemoedge.sweep import Entry
@@ -101,16 +93,6 @@ def has_backbones(results: Results) -> bool:
     return any(BACKBONE in parse_variant(m.variant) for m in results.metrics if m.variant)
 
 
-def _exact(results: Results, name: str, pairs: dict[str, str],
-           threads: int | None = None) -> Metric | None:
-    """The metric whose variant is exactly the key=value set `pairs` (any key order)."""
-    pool = [m for m in results.metrics if m.name == name and math.isfinite(m.value)
-            and m.variant and parse_variant(m.variant) == pairs]
-    if threads is None:
-        return pool[-1] if pool else None
-    return prefer_threads(pool, threads)
-
-
 def _variant(pairs: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(pairs.items()))
 
@@ -149,7 +131,7 @@ def _entry_row(label: str, e: dict, results: Results) -> SweepRow:
         size = parsed.size if parsed else None
     params = e.get("params_m")
     if not isinstance(params, (int, float)):
-        params = _value(_exact(results, "sweep.params_m", {BACKBONE: label}))
+        params = _value(exact_pairs(results, "sweep.params_m", {BACKBONE: label}))
     task = e.get("task") if e.get("task") in TASKS else _guess_task(results, label)
     timm = e.get("backbone") or (parsed.backbone if parsed else label)
     return SweepRow(label, str(timm), size, task, params,
@@ -183,34 +165,34 @@ def sweep_rows(results: Results) -> list[SweepRow]:
             pair = {BACKBONE: label, "det": det, "est": est}
             model = {BACKBONE: label, "est": est}
             if r.task == "classification":
-                auc = _exact(results, "acc.e2e.cls.auroc", pair)
+                auc = exact_pairs(results, "acc.e2e.cls.auroc", pair)
                 pre, r.cls_source = ("acc.e2e.cls.", "e2e") if auc is not None else \
                     ("acc.cls.", "crops")
                 where = pair if auc is not None else model
-                r.auroc = _value(_exact(results, pre + "auroc", where))
-                r.sensitivity = _value(_exact(results, pre + "sensitivity", where))
-                r.specificity = _value(_exact(results, pre + "specificity", where))
-                r.auroc_delta = _value(_exact(results, pre + "auroc_delta", where))
+                r.auroc = _value(exact_pairs(results, pre + "auroc", where))
+                r.sensitivity = _value(exact_pairs(results, pre + "sensitivity", where))
+                r.specificity = _value(exact_pairs(results, pre + "specificity", where))
+                r.auroc_delta = _value(exact_pairs(results, pre + "auroc_delta", where))
                 if r.auroc is None:
                     r.cls_source = ""
             else:
-                mae = _exact(results, "acc.e2e.hb_mae", pair)
+                mae = exact_pairs(results, "acc.e2e.hb_mae", pair)
                 if mae is not None:
                     r.mae, r.mae_source = mae.value, "e2e"
-                    r.mae_delta = _value(_exact(results, "acc.e2e.hb_mae_delta", pair))
+                    r.mae_delta = _value(exact_pairs(results, "acc.e2e.hb_mae_delta", pair))
                 else:
-                    mae = _exact(results, "acc.hb_mae", model)
+                    mae = exact_pairs(results, "acc.hb_mae", model)
                     if mae is not None:
                         r.mae, r.mae_source = mae.value, "crops"
-                        r.mae_delta = _value(_exact(results, "acc.hb_mae_delta", model))
-            web = _exact(results, "web.frame_ms.p50", pair, threads)
+                        r.mae_delta = _value(exact_pairs(results, "acc.hb_mae_delta", model))
+            web = exact_pairs(results, "web.frame_ms.p50", pair, threads)
             if web is not None:
-                r.web_ms, r.web_ci = web.value, _ci(web)
-            r.cpu_ms = _value(_exact(results, "cpu.frame_ms.p50", pair, threads))
-            r.est_bytes = _value(_exact(results, "size.estimator.bytes", model)
+                r.web_ms, r.web_ci = web.value, ci95(web)
+            r.cpu_ms = _value(exact_pairs(results, "cpu.frame_ms.p50", pair, threads))
+            r.est_bytes = _value(exact_pairs(results, "size.estimator.bytes", model)
                                  or lookup(results, "size.estimator.bytes", _variant(model),
                                            threads=None, same=(BACKBONE,)))
-            r.det_bytes = _value(_exact(results, "size.detector.bytes",
+            r.det_bytes = _value(exact_pairs(results, "size.detector.bytes",
                                         {BACKBONE: label, "det": det})
                                  or lookup(results, "size.detector.bytes", _variant(pair),
                                            threads=None))
@@ -354,7 +336,7 @@ def sweep_plots(rows: list[SweepRow]) -> list[str]:
         size = [r for r in done if r.total_bytes is not None]
         if not lat and not size:
             continue
-        plt = _pyplot()
+        plt = pyplot()
         fig, axes = plt.subplots(1, 2, figsize=(FIG_WIDTH * 1.25, 4.2))
         for ax, pts, attr, xlabel in (
                 (axes[0], lat, "web_ms", "web frame time p50 (ms)"),
