@@ -31,14 +31,15 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hemoedge import names
 from hemoedge.errors import HemoedgeError
+from hemoedge.names import PRECISIONS
 
 log = logging.getLogger(__name__)
 
 WEBAPP_DIR = Path(__file__).resolve().parents[2] / "webapp"  # the source tree (editable install)
 ORT_VERSION = "1.30.0"  # must equal the exact pin in webapp/package.json
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-PRECISIONS = ("fp32", "fp16", "int8")
 HASH_LEN = 10  # hex chars of sha256 in asset names
 TEXT_SUFFIXES = (".html", ".js", ".css", ".json", ".webmanifest")
 ENTRY_POINTS = ("index.html", "sw.js")  # keep their names: the browser finds them by URL
@@ -126,25 +127,26 @@ class BuildResult:
 
 
 def parse_variant(text: str) -> tuple[str, str]:
-    """'det=int8,est=fp32' -> ('int8', 'fp32'). The app needs both models."""
-    parts: dict[str, str] = {}
-    for item in (s.strip() for s in (text or "").split(",") if s.strip()):
-        key, sep, val = item.partition("=")
-        if not sep or key not in ("det", "est") or key in parts:
-            raise HemoedgeError(
-                f"bad --variant {text!r}: expected 'det=P,est=Q' with P, Q in {list(PRECISIONS)}"
-            )
-        if val not in PRECISIONS:
-            raise HemoedgeError(
-                f"bad --variant {text!r}: unknown precision {val!r}; "
-                f"expected one of {list(PRECISIONS)}"
-            )
-        parts[key] = val
-    if set(parts) != {"det", "est"}:
+    """'det=int8,est=fp32' -> ('int8', 'fp32'): hemoedge.names.parse_variant, held to what the
+    app needs (exactly one det=P and one est=Q, known precisions)."""
+    pairs = names.parse_variant(text)
+    items = [s for s in (text or "").split(",") if s.strip()]
+    if len(pairs) != len(items) or any("=" not in s for s in items) or \
+            not set(pairs) <= {"det", "est"}:
+        raise HemoedgeError(
+            f"bad --variant {text!r}: expected 'det=P,est=Q' with P, Q in {list(PRECISIONS)}"
+        )
+    bad = next((v for v in pairs.values() if v not in PRECISIONS), None)
+    if bad is not None:
+        raise HemoedgeError(
+            f"bad --variant {text!r}: unknown precision {bad!r}; "
+            f"expected one of {list(PRECISIONS)}"
+        )
+    if set(pairs) != {"det", "est"}:
         raise HemoedgeError(
             f"bad --variant {text!r}: the app needs both models, e.g. 'det=int8,est=fp32'"
         )
-    return parts["det"], parts["est"]
+    return pairs["det"], pairs["est"]
 
 
 # ---------------------------------------------------------------------------- models
