@@ -5,10 +5,11 @@ and how fast, it catches regressions injected for real.
     .venv/bin/python ci/prove_gate.py                      # 10 false-alarm runs + detection
     .venv/bin/python ci/prove_gate.py --runs 2 --art runs/quick/art --data runs/quick/data
 
-1. The quick artifact: `hemoedge run --quick`'s own data/export/quantize stages (same argv,
-   taken from hemoedge.pipeline_run.stages) into OUT/quick, or --art/--data to reuse one.
-   It is built once; every later step re-runs only the timing and accuracy stages
-   (`hemoedge eval` and `hemoedge bench cpu --quick`, again with pipeline_run's argv).
+1. The quick artifact: `hemoedge run --quick`'s own data/export/quantize stages (the same
+   stage configs, taken from hemoedge.pipeline_run.stages and called as a library) into
+   OUT/quick, or --art/--data to reuse one. It is built once; every later step re-runs only
+   the timing and accuracy stages (`hemoedge eval` and `hemoedge bench cpu --quick`, again
+   pipeline_run's configs on this artifact).
 2. The baseline: --baseline (default ci/baseline.json) if it exists; otherwise (or with
    --fresh-baseline) one reference run of the same stages is made the baseline
    (OUT/baseline.json, exactly what `hemoedge gate --update-baseline` writes).
@@ -59,47 +60,52 @@ PLACEHOLDER = Path("/__prove_gate__")  # stand-in run folder whose paths are sub
 
 # --- running hemoedge stages in this process --------------------------------------------------
 
-def hemo(argv: list[str], logfile: Path, **overrides: Any) -> int:
-    """Run one `hemoedge ...` command in-process (like pipeline_run), its output to logfile.
-    `overrides` set parsed arguments the command line may not offer yet (e.g. seedloop)."""
-    from hemoedge.cli import call
-
+def hemo(stage, logfile: Path) -> int:
+    """Run one stage in-process as a library (hemoedge.stages, like pipeline_run), its output
+    to logfile after the `hemoedge ...` command it is equivalent to."""
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with logfile.open("a") as f, contextlib.redirect_stdout(f):
-        print(f"$ hemoedge {' '.join(argv)}" + "".join(
-            f" [{k}={v}]" for k, v in overrides.items()), flush=True)
-        return call(argv, **overrides)
+        print(f"$ {stage.command}", flush=True)
+        return stage()
 
 
-def run_argv(label: str, art: Path, data: Path, results: Path) -> list[str]:
-    """The argv `hemoedge run --quick` uses for stage `label`, on this art/data/results."""
+def run_stage(label: str, art: Path, data: Path, results: Path, **changes: Any):
+    """The stage `hemoedge run --quick` calls for `label` (eval, bench cpu, bench web), on this
+    art/data/results; `changes` set config fields (e.g. seedloop=True)."""
+    import dataclasses
+
+    from hemoedge import stages as st
     from hemoedge.pipeline_run import RunConfig, stages
 
+    make = {"eval": st.evaluate, "bench cpu": st.bench_cpu, "bench web": st.bench_web}
     cfg = RunConfig(out=PLACEHOLDER, quick=True, data=data, gate=False)
-    subst = {str(PLACEHOLDER / "art"): str(art), str(PLACEHOLDER / "results.json"): str(results)}
-    for lab, argv, _module in stages(cfg):
-        if lab == label:
-            return [subst.get(a, a) for a in argv]
+    for s in stages(cfg):
+        if s.label == label and label in make:
+            return make[label](dataclasses.replace(s.config, art=art, **changes), results)
     raise HemoedgeError(f"hemoedge.pipeline_run has no stage {label!r}")
 
 
 def build_quick(out: Path, data: Path | None, detector: str | None,
                 estimator: str | None) -> tuple[Path, Path, float]:
     """data (unless given) + export + quantize exactly as `hemoedge run --quick`."""
+    import dataclasses
+
+    from hemoedge import stages as st
     from hemoedge.pipeline_run import RunConfig, stages
 
     cfg = RunConfig(out=out, quick=True, data=data, gate=False)
     t0 = time.perf_counter()
-    for label, argv, _module in stages(cfg):
-        if label not in ("data", "export", "quantize"):
+    for stage in stages(cfg):
+        if stage.label not in ("data", "export", "quantize"):
             continue
-        if label == "export":
-            argv = argv + (["--detector", detector] if detector else []) + (
-                ["--estimator", estimator] if estimator else [])
-        print(f"  building: hemoedge {' '.join(argv)}", flush=True)
-        code = hemo(argv, out / "build.log")
+        if stage.label == "export":
+            stage = st.export(dataclasses.replace(
+                stage.config, detector=Path(detector) if detector else None,
+                estimator=Path(estimator) if estimator else None))
+        print(f"  building: {stage.command}", flush=True)
+        code = hemo(stage, out / "build.log")
         if code != 0:
-            raise HemoedgeError(f"stage {label} exited {code}; see {out / 'build.log'}")
+            raise HemoedgeError(f"stage {stage.label} exited {code}; see {out / 'build.log'}")
     return out / "art", (data or out / "data"), time.perf_counter() - t0
 
 
@@ -130,7 +136,7 @@ def measure(art: Path, data: Path, folder: Path) -> Measured:
     times = []
     for label in ("eval", "bench cpu"):
         t0 = time.perf_counter()
-        code = hemo(run_argv(label, art, data, res), folder / "stages.log")
+        code = hemo(run_stage(label, art, data, res), folder / "stages.log")
         times.append(time.perf_counter() - t0)
         if code != 0:
             raise HemoedgeError(f"{label} exited {code}; see {folder / 'stages.log'}")
@@ -305,7 +311,7 @@ def detect_capture(art: Path, data: Path, out: Path, budgets, baseline, base_res
     """The web app's bench-only ?seedloop=1 capture (grab, wait for inference, sleep 80 ms)
     in place of the pipelined one. A control run of the normal capture comes first: the
     injected run counts as caught only if a web capture budget fails that passed there.
-    Both add `hemoedge bench web --capture --quick` (the quick run's argv) to a copy of an
+    Both add `hemoedge bench web --capture --quick` (the quick run's stage) to a copy of an
     unchanged run's results (same artifact), so only the browser stage re-runs."""
     d = Detection("capture loop waits for inference",
                   "the web app's ?seedloop=1 capture loop (grab, wait for inference, then sleep "
@@ -326,8 +332,8 @@ def detect_capture(art: Path, data: Path, out: Path, budgets, baseline, base_res
         res = folder / "results.json"
         shutil.copyfile(base_results, res)
         t0 = time.perf_counter()
-        code = hemo(run_argv("bench web", art, data, res), folder / "stages.log",
-                    seedloop=seedloop)
+        code = hemo(run_stage("bench web", art, data, res, seedloop=seedloop),
+                    folder / "stages.log")
         if code != 0:
             raise HemoedgeError(f"bench web exited {code}; see {folder / 'stages.log'}")
         m = gate(Measured(res, 0.0, time.perf_counter() - t0), budgets, baseline)

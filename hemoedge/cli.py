@@ -14,7 +14,9 @@ import importlib
 import logging
 import math
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from hemoedge import __version__
 from hemoedge.errors import (
@@ -463,18 +465,77 @@ def _command_path(args: argparse.Namespace) -> tuple[str, ...]:
 
 def check_outputs(args: argparse.Namespace) -> None:
     """OutputError (exit 2) if a path this command will write cannot be written."""
-    cmd = _command_path(args)
+    check_stage_outputs(_command_path(args), vars(args))
+
+
+def check_stage_outputs(cmd: tuple[str, ...], values: Mapping[str, Any]) -> None:
+    """`check_outputs` for `hemoedge CMD` with these parsed-argument values (dest -> value):
+    what `run` and `sweep` check before they call a stage as a library."""
     for attr, kind in OUTPUTS.get(cmd, ()):
-        value = getattr(args, attr, None)
+        value = values.get(attr)
         if value:
             what = f"--{attr.replace('_', '-')} {kind}"
             (check_output_dir if kind == "dir" else check_output_file)(value, what)
-    if cmd == ("gate",) and getattr(args, "update_baseline", False):
-        check_output_file(args.baseline, "--baseline file")
-    art = getattr(args, "art", None)
-    if cmd in RESULTS_IN_ART and not getattr(args, "results", None) and art \
-            and Path(art).is_dir():
+    if cmd == ("gate",) and values.get("update_baseline"):
+        check_output_file(values["baseline"], "--baseline file")
+    art = values.get("art")
+    if cmd in RESULTS_IN_ART and not values.get("results") and art and Path(art).is_dir():
         check_output_file(Path(art) / "results.json", "results file")
+
+
+def subparser(cmd: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser of `hemoedge CMD` (e.g. ("bench", "cpu"))."""
+    p = _parser()
+    for name in cmd:
+        sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+        p = sub.choices[name]
+    return p
+
+
+def _arg_text(action: argparse.Action, v: Any) -> str:
+    if action.type is _pairings:
+        return ",".join(f"{d}:{e}" for d, e in v)
+    if action.type is _shard:
+        return f"{v[0]}/{v[1]}"
+    if isinstance(v, (list, tuple)):
+        return ",".join(_arg_text(action, x) for x in v)
+    if isinstance(v, float):
+        return str(int(v)) if v.is_integer() else repr(v)
+    return str(v)
+
+
+def argv_for(cmd: Sequence[str], options: Mapping[str, Any]) -> list[str]:
+    """The argv of `hemoedge CMD ...` that the parser reads back as `options` (parsed-argument
+    name -> value, e.g. {"art": ..., "images": 6, "results": ...}): CMD, the positionals in the
+    parser's order, then the options in the order given; an option that is None or false is
+    left out. The one way `run` and `sweep` turn the config of a
+    stage they call as a library into the `hemoedge ...` command they record."""
+    p = subparser(cmd)
+    by_dest = {a.dest: a for a in p._actions if a.dest not in ("help", "func")}
+    unknown = set(options) - set(by_dest)
+    if unknown:
+        raise ValueError(f"hemoedge {' '.join(cmd)} has no option(s) {sorted(unknown)}")
+    argv = list(cmd)
+    for a in p._actions:  # positionals, in order
+        if not a.option_strings and a.dest in options:
+            v = options[a.dest]
+            argv += [str(x) for x in v] if a.nargs in ("+", "*") else [str(v)]
+    for dest, v in options.items():
+        a = by_dest[dest]
+        if not a.option_strings or v is None or v is False:
+            continue
+        flag = a.option_strings[-1] if a.option_strings[-1].startswith("--") \
+            else a.option_strings[0]
+        if isinstance(a, argparse._StoreTrueAction):
+            argv.append(flag)
+        elif isinstance(a, argparse._AppendAction):
+            for x in v:
+                argv += [flag, _arg_text(a, x)]
+        elif a.nargs in ("+", "*"):
+            argv += [flag, *(_arg_text(a, x) for x in v)]
+        else:
+            argv += [flag, _arg_text(a, v)]
+    return argv
 
 
 def error_message(e: BaseException) -> str | None:
@@ -492,8 +553,8 @@ def error_message(e: BaseException) -> str | None:
 def call(argv: list[str], **overrides) -> int:
     """Run `hemoedge ARGV` in this process, exactly as the command line parses it (errors
     propagate; `main` turns them into exit codes). `overrides` set parsed arguments the command
-    line does not offer (e.g. an injected regression). Used by `run`, `sweep` and
-    ci/prove_gate.py, so every stage they record is a command a person can rerun."""
+    line does not offer. (`run`, `sweep` and ci/prove_gate.py call the stages as a library
+    instead: hemoedge.stages.)"""
     args = _parser().parse_args(argv)
     args.invocation = command_line(argv)  # what the stage records in results.json
     for k, v in overrides.items():

@@ -1,7 +1,8 @@
 """`hemoedge run`: every stage, on the embedded default models, into runs/<name>/.
 
-Each stage is invoked through the same argument parser as the command line, so the
-commands recorded in results.json are exactly what a person can rerun.
+Each stage is called as a library (hemoedge.stages: its config and the function its command
+line calls); the command recorded for it in results.json is the `hemoedge ...` line built from
+that config, which a person can paste back to rerun the stage.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hemoedge.errors import HemoedgeError
 from hemoedge.profile import Profile, profile
-from hemoedge.report.results import Results, command_line
+from hemoedge.report.results import Results
+
+if TYPE_CHECKING:
+    from hemoedge.stages import Stage
 
 log = logging.getLogger(__name__)
 
@@ -46,48 +51,45 @@ def _available(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def stages(cfg: RunConfig) -> list[tuple[str, list[str], str]]:
-    """(label, argv, module that must exist) in order."""
+def stages(cfg: RunConfig) -> list[Stage]:
+    """The stages in order, each a config for a stage function (hemoedge.stages) with the
+    `hemoedge ...` command that does the same (`Stage.argv`, `Stage.command`)."""
+    from hemoedge import stages as st
+    from hemoedge.bench.accuracy import EvalConfig
+    from hemoedge.bench.webparity import WebParityConfig
+    from hemoedge.export.onnx_export import ExportConfig
+    from hemoedge.export.parity import ParityConfig
+    from hemoedge.web.build import BuildConfig
+
     out, art, res = cfg.out, cfg.out / "art", cfg.out / "results.json"
     data = cfg.data or out / "data"
-    q = ["--quick"] if cfg.quick else []
     pr = cfg.profile
-    s: list[tuple[str, list[str], str]] = []
+    s: list[Stage] = []
     if cfg.data is None and not (data / "metadata.csv").is_file():
-        s.append(("data", ["data", "synth", "--out", str(data), "--patients", str(cfg.patients),
-                           "--sessions", str(pr.sessions)], "hemoedge.data.synth"))
+        s.append(st.synth(st.SynthConfig(out=data, patients=cfg.patients,
+                                         sessions=pr.sessions)))
     s += [
-        ("export", ["export", "--out", str(art)], "hemoedge.export.onnx_export"),
-        ("quantize", ["quantize", str(art), "--calib", str(data), *pr.quantize_args()],
-         "hemoedge.quantize.run"),
-        ("parity", ["parity", str(art), "--data", str(data), "--images", str(pr.parity_images),
-                    "--results", str(res)], "hemoedge.export.parity"),
-        ("eval", ["eval", str(art), "--data", str(data), "--results", str(res)],
-         "hemoedge.bench.accuracy"),
-        ("bench cpu", ["bench", "cpu", str(art), "--data", str(data), "--results", str(res), *q],
-         "hemoedge.bench.cpu"),
-        ("bench web", ["bench", "web", str(art), "--results", str(res), "--capture", *q],
-         "hemoedge.bench.web"),
-        ("web parity", ["parity", str(art), "--web", "--data", str(data),
-                        "--images", str(pr.web_parity_images), "--results", str(res)],
-         "hemoedge.bench.webparity"),
-        ("report", ["report", str(res), "--html", str(out / "report.html"),
-                    "--md", str(out / "report.md")], "hemoedge.report.html"),
-        ("choose", ["choose", str(res), "--target",
-                    "web" if _available("hemoedge.bench.web") else "cpu"], "hemoedge.report.choose"),
-        ("webapp", ["webapp", "build", "--art", str(art), "--out", str(out / "webapp")],
-         "hemoedge.web.build"),
+        st.export(ExportConfig(out=art)),
+        st.quantize(pr.quantize_config(art, data)),
+        st.parity(ParityConfig(art=art, data=data, images=pr.parity_images), res),
+        st.evaluate(EvalConfig(art=art, data=data), res),
+        st.bench_cpu(pr.cpu_bench_config(art, data), res),
+        st.bench_web(pr.web_bench_config(art, capture=True), res),
+        st.web_parity(WebParityConfig(art=art, data=data, images=pr.web_parity_images), res),
+        st.report(st.ReportConfig(results=[res], html=out / "report.html",
+                                  md=out / "report.md")),
+        st.choose(st.ChooseConfig(results=[res], target="web"
+                                  if _available("hemoedge.bench.web") else "cpu")),
+        st.webapp(BuildConfig(art=art, detector="int8", estimator="fp32", out=out / "webapp")),
     ]
     if cfg.gate and cfg.baseline.is_file():
-        s.append(("gate", ["gate", str(res), "--baseline", str(cfg.baseline), "--md",
-                           str(out / "gate.md"), "--junit", str(out / "gate.xml"),
-                           "--benchmark-json", str(out / "benchmark.json")], "hemoedge.gate"))
+        s.append(st.gate(st.GateConfig(results=[res], baseline=cfg.baseline, md=out / "gate.md",
+                                       junit=out / "gate.xml",
+                                       benchmark_json=out / "benchmark.json")))
     return s
 
 
 def run(cfg: RunConfig) -> int:
-    from hemoedge.cli import call
-
     cfg.out.mkdir(parents=True, exist_ok=True)
     verdicts: list[str] = []
     timings = []
@@ -96,24 +98,25 @@ def run(cfg: RunConfig) -> int:
         os.replace(res_path, cfg.out / "results.prev.json")
     if cfg.data is None and (cfg.out / "data" / "metadata.csv").is_file():
         print(f"reusing the synthetic set in {cfg.out / 'data'}")
-    for label, argv, module in stages(cfg):
-        if not _available(module):
-            log.warning("stage %s: %s is not part of this build yet; skipped", label, module)
+    for stage in stages(cfg):
+        if not stage.available():
+            log.warning("stage %s: %s is not part of this build yet; skipped", stage.label,
+                        stage.module)
             continue
-        cmd = command_line(argv)
+        cmd = stage.command
         print(f"==> {cmd}", flush=True)
         t0 = time.perf_counter()
-        code = call(argv)
-        timings.append((label, time.perf_counter() - t0))
+        code = stage()
+        timings.append((stage.label, time.perf_counter() - t0))
         if res_path.is_file():
             res = Results.load(res_path)
             if cmd not in res.commands:  # a stage that records no command of its own
                 res.add_command(cmd)
                 res.save(res_path)
         if code == 1:
-            verdicts.append(f"{label}: verdict failure (exit 1)")
+            verdicts.append(f"{stage.label}: verdict failure (exit 1)")
         elif code != 0:
-            raise HemoedgeError(f"stage {label} failed with exit code {code}: {cmd}")
+            raise HemoedgeError(f"stage {stage.label} failed with exit code {code}: {cmd}")
     if cfg.gate and not cfg.baseline.is_file():
         print(f"gate skipped: no baseline at {cfg.baseline} (create one with "
               f"`hemoedge gate {res_path} --update-baseline --baseline {cfg.baseline}`)")

@@ -1,12 +1,16 @@
 """The quick (CI) and full profiles, defined once: `hemoedge run`, `hemoedge sweep` and
-`hemoedge bench cpu --quick` read their sizes here. The CI workflow (.github/workflows/edge.yml)
+`hemoedge bench cpu --quick` read their sizes here (the stage configs `run` and `sweep` pass to
+the stages are built by the methods below). The CI workflow (.github/workflows/edge.yml)
 repeats the quick run's commands literally, one job per stage; tests/test_workflow.py keeps
 them equal to `hemoedge.pipeline_run.stages(RunConfig(quick=True))`, which reads QUICK.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -26,14 +30,34 @@ class Profile:
     bench_runs: int | None  # bench cpu timed runs (None: the command's --runs)
     cold_starts: int  # bench cpu fresh sessions timed
 
-    def quantize_args(self) -> list[str]:
-        """The quantize options this profile adds, in the order the commands record them."""
-        out = ["--samples", str(self.calib_samples)]
+    def quantize_config(self, art: Path, data: Path | None, **kw: Any):
+        """The QuantizeConfig of `hemoedge run` / `sweep` (calibration and search sizes)."""
+        from hemoedge.quantize.run import QuantizeConfig
+        from hemoedge.quantize.sensitivity import SearchConfig
+
         if self.val_samples is not None:
-            out += ["--val-samples", str(self.val_samples)]
+            kw["val_samples"] = self.val_samples
         if self.max_steps is not None:
-            out += ["--max-steps", str(self.max_steps)]
-        return out
+            kw["search"] = SearchConfig(max_steps=self.max_steps)
+        return QuantizeConfig(art=art, data=data, samples=self.calib_samples, **kw)
+
+    def cpu_bench_config(self, art: Path, data: Path | None, **kw: Any):
+        """The CpuBenchConfig of this profile (`hemoedge bench cpu [--quick]`)."""
+        from hemoedge.bench.cpu import CpuBenchConfig
+
+        if self.bench_warmup is not None:
+            kw["warmup"] = self.bench_warmup
+        if self.bench_runs is not None:
+            kw["runs"] = self.bench_runs
+        return CpuBenchConfig(art=art, data=data, cold_starts=self.cold_starts,
+                              progress=sys.stderr.isatty(), **kw)
+
+    def web_bench_config(self, art: Path, **kw: Any):
+        """The WebBenchConfig of this profile (quick: its quick form, `--quick`)."""
+        from hemoedge.bench.web import WebBenchConfig
+
+        return WebBenchConfig.quick_form(art=art, **kw) if self.name == "quick" \
+            else WebBenchConfig(art=art, **kw)
 
 
 QUICK = Profile("quick", patients=60, sessions=12, sweep_patients=60, sweep_sessions=12,

@@ -1,8 +1,8 @@
 """`hemoedge sweep`: which estimator backbone (and task type) is worth shipping to the edge.
 
-For every entry (a timm backbone, an input size, a task) the sweep runs the project's own
-stages, each through the same argument parser as the command line (so every figure comes with
-a command a person can rerun):
+For every entry (a timm backbone, an input size, a task) the sweep calls the project's own
+stages as a library (hemoedge.stages: a config and the function its command line calls) and
+records for each the equivalent command, which a person can paste back to rerun it:
 
     train     hemoedge train --only estimator --backbone B --est-size S --task T ...
     export    hemoedge export --estimator <trained> --out <entry>/art
@@ -44,11 +44,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hemoedge.errors import HemoedgeError
 from hemoedge.names import ANAEMIA_THRESHOLD_GDL, PRECISIONS, REFERENCE_PRECISION
 from hemoedge.profile import Profile, profile
 from hemoedge.report.results import Results, command_line, invocation
+
+if TYPE_CHECKING:
+    from hemoedge.stages import Stage
 
 log = logging.getLogger(__name__)
 
@@ -253,18 +257,16 @@ class EntryDir:
         return json.loads(self.marker(stage).read_text()) if self.done(stage) else {}
 
 
-Runner = Callable[[list[str]], int]
+Runner = Callable[["Stage"], int]
 
 
-def cli_runner(argv: list[str]) -> int:
-    """Run one stage through the command-line parser (as `hemoedge ARGV`)."""
-    from hemoedge.cli import call
-
-    return call(argv)
+def library_runner(stage: Stage) -> int:
+    """Run one stage as a library (hemoedge.stages): its config, its function."""
+    return stage()
 
 
 class Sweep:
-    def __init__(self, cfg: SweepConfig, runner: Runner = cli_runner,
+    def __init__(self, cfg: SweepConfig, runner: Runner = library_runner,
                  say: Callable[[str], None] = lambda s: print(s, flush=True)):
         self.cfg = cfg
         self.run_stage = runner
@@ -276,6 +278,9 @@ class Sweep:
     def prepare(self) -> tuple[Path, int]:
         """The data set and the shared detector artifact, inputs checked before anything is
         written: returns the detector artifact and the number of training crops."""
+        from hemoedge import stages as st
+        from hemoedge.export.onnx_export import ExportConfig
+
         cfg = self.cfg
         if cfg.data is not None:
             crops = _count_train_crops(self.data, cfg.seed)  # a bad --data stops here
@@ -289,9 +294,9 @@ class Sweep:
         if cfg.data is None and not (self.data / "metadata.csv").is_file():
             if self.data.exists():  # an interrupted synthesis
                 shutil.rmtree(self.data)
-            self._run("data", ["data", "synth", "--out", str(self.data), "--patients",
-                               str(cfg.patients), "--sessions", str(cfg.profile.sweep_sessions),
-                               "--seed", str(cfg.seed + 1)])
+            self._run("data", st.synth(st.SynthConfig(
+                out=self.data, patients=cfg.patients, sessions=cfg.profile.sweep_sessions,
+                seed=cfg.seed + 1)))
         if cfg.data is None:
             crops = _count_train_crops(self.data, cfg.seed)
         if cfg.detector_art is not None:
@@ -299,19 +304,16 @@ class Sweep:
         det = cfg.out / "detector"
         marker = det / ".sweep-done"
         if not marker.is_file():
-            self._run("detector export", ["export", "--out", str(det)])
-            self._run("detector quantize", ["quantize", str(det), "--roles", "detector",
-                                             "--calib", str(self.data), *self._qopts()])
+            self._run("detector export", st.export(ExportConfig(out=det)))
+            self._run("detector quantize", st.quantize(cfg.profile.quantize_config(
+                det, self.data, roles=("detector",))))
             marker.write_text("done\n")
         return det, crops
 
-    def _qopts(self) -> list[str]:
-        return self.cfg.profile.quantize_args()
-
-    def _run(self, what: str, argv: list[str]) -> str:
-        cmd = command_line(argv)
+    def _run(self, what: str, stage: Stage) -> str:
+        cmd = stage.command
         self.say(f"==> {cmd}")
-        code = self.run_stage(argv)
+        code = self.run_stage(stage)
         if code not in (0, 1):  # 1 is a verdict (e.g. int8 missed its tolerance): keep going
             raise HemoedgeError(f"{what} failed with exit code {code}: {cmd}")
         return cmd
@@ -331,36 +333,46 @@ class Sweep:
         d.plan.write_text(json.dumps(p, indent=1) + "\n")
         return p
 
-    def argv(self, stage: str, e: Entry, d: EntryDir, det_art: Path, init: Path | None) -> list[str]:
-        cfg, data = self.cfg, str(self.data)
-        q = ["--quick"] if cfg.quick else []
+    def stage(self, stage: str, e: Entry, d: EntryDir, det_art: Path,
+              init: Path | None) -> Stage:
+        """The library call (config + function, hemoedge.stages) of one stage of one entry."""
+        from hemoedge import stages as st
+        from hemoedge.bench.accuracy import EvalConfig
+        from hemoedge.export.onnx_export import ExportConfig
+        from hemoedge.export.parity import ParityConfig
+
+        cfg, data, pr = self.cfg, self.data, self.cfg.profile
         if stage == "train":
-            a = ["train", "--only", "estimator", "--data", data, "--out", str(d.train),
-                 "--backbone", e.backbone, "--est-size", str(e.size), "--task", e.task,
-                 "--anaemia-threshold", f"{cfg.anaemia_threshold:g}", "--seed", str(cfg.seed),
-                 "--est-epochs", "0" if init else str(cfg.fine_tune_epochs)]
-            return a + (["--est-init", str(init)] if init else [])
+            return st.train(st.TrainConfig(
+                only="estimator", data=data, out=d.train, backbone=e.backbone, est_size=e.size,
+                task=e.task, anaemia_threshold=cfg.anaemia_threshold, seed=cfg.seed,
+                est_epochs=0 if init else cfg.fine_tune_epochs,
+                est_init=str(init) if init else None))
         if stage == "export":
-            return ["export", "--detector", str(_detector_fp32(det_art)),
-                    "--estimator", str(d.train / "estimator.pt"), "--out", str(d.art)]
+            return st.export(ExportConfig(out=d.art, detector=_detector_fp32(det_art),
+                                          estimator=d.train / "estimator.pt"))
         if stage == "quantize":
-            return ["quantize", str(d.art), "--roles", "estimator", "--calib", data,
-                    *self._qopts()]
-        res = str(d.results(stage))
+            return st.quantize(pr.quantize_config(d.art, data, roles=("estimator",)))
+        res = d.results(stage)
         if stage == "parity":
-            return ["parity", str(d.art), "--data", data, "--images", str(cfg.profile.parity_images),
-                    "--results", res]
+            return st.parity(ParityConfig(art=d.art, data=data, images=pr.parity_images), res)
         if stage == "eval":
-            return ["eval", str(d.art), "--data", data, "--results", res]
+            return st.evaluate(EvalConfig(art=d.art, data=data), res)
         if stage == "bench cpu":
-            return ["bench", "cpu", str(d.art), "--data", data, "--threads", str(cfg.threads),
-                    *q, "--results", res]
+            return st.bench_cpu(pr.cpu_bench_config(d.art, data, threads=(cfg.threads,)), res)
         if stage == "bench web":
+            from hemoedge.profile import QUICK
+
             ests = (REFERENCE_PRECISION, "int8") if cfg.quick else PRECISIONS
-            return ["bench", "web", str(d.art), "--threads", str(cfg.threads), "--quick",
-                    "--pairings", ",".join(f"{cfg.det_precision}:{p}" for p in ests),
-                    "--no-seed", "--results", res]
+            return st.bench_web(QUICK.web_bench_config(
+                d.art, threads=(cfg.threads,), seed=False,
+                pairings=tuple((cfg.det_precision, p) for p in ests)), res)
         raise ValueError(stage)
+
+    def argv(self, stage: str, e: Entry, d: EntryDir, det_art: Path,
+             init: Path | None) -> list[str]:
+        """The `hemoedge ...` argv equivalent to `stage(...)` (what is recorded)."""
+        return self.stage(stage, e, d, det_art, init).argv
 
     def run_entry(self, e: Entry, det_art: Path, init: Path | None, k: int, n: int) -> dict:
         d = EntryDir(self.cfg.out, e)
@@ -381,7 +393,7 @@ class Sweep:
             else:
                 if stage == "export" and d.art.exists():
                     shutil.rmtree(d.art)  # export refuses nothing, but start clean
-                cmd = self._run(f"{e.label} {stage}", self.argv(stage, e, d, det_art, init))
+                cmd = self._run(f"{e.label} {stage}", self.stage(stage, e, d, det_art, init))
             d.finish(stage, cmd, time.perf_counter() - t0,
                      **({"init": str(init)} if stage == "train" and init else {}))
         return {"status": "done", "reason": ""}
@@ -552,8 +564,10 @@ def config_from_args(args) -> SweepConfig:
 
 
 def report(res_path: Path, out: Path) -> None:
-    cli_runner(["report", str(res_path), "--html", str(out / "report.html"),
-                "--md", str(out / "report.md")])
+    from hemoedge import stages as st
+
+    st.report(st.ReportConfig(results=[res_path], html=out / "report.html",
+                              md=out / "report.md"))()
 
 
 def cli(args) -> int:

@@ -10,24 +10,27 @@ from hemoedge.sweep import SweepConfig
 
 def test_profiles():
     assert profile(True) is QUICK and profile(False) is FULL
-    assert QUICK.quantize_args() == ["--samples", "48", "--val-samples", "8", "--max-steps", "2"]
-    assert FULL.quantize_args() == ["--samples", "64"]
+    q = QUICK.quantize_config(Path("a"), Path("d"))
+    assert (q.samples, q.val_samples, q.search.max_steps) == (48, 8, 2)
+    f = FULL.quantize_config(Path("a"), None)
+    assert f.samples == 64 and f == type(f)(art=Path("a"), samples=64)
 
 
-def _argv(quick: bool) -> dict[str, list[str]]:
-    return {label: argv for label, argv, _ in stages(RunConfig(out=Path("r"), quick=quick,
-                                                                gate=False))}
+def _stages(quick: bool) -> dict:
+    return {s.label: s for s in stages(RunConfig(out=Path("r"), quick=quick, gate=False))}
 
 
 def test_run_reads_the_profile():
     for quick, pr in ((True, QUICK), (False, FULL)):
-        a = _argv(quick)
-        assert a["data"][a["data"].index("--patients") + 1] == str(pr.patients)
-        assert a["data"][a["data"].index("--sessions") + 1] == str(pr.sessions)
-        assert a["quantize"][4:] == pr.quantize_args()
-        assert a["parity"][a["parity"].index("--images") + 1] == str(pr.parity_images)
-        assert a["web parity"][a["web parity"].index("--images") + 1] == str(pr.web_parity_images)
-        assert ("--quick" in a["bench cpu"]) is quick
+        s = _stages(quick)
+        assert (s["data"].config.patients, s["data"].config.sessions) == (pr.patients,
+                                                                          pr.sessions)
+        assert s["quantize"].config == pr.quantize_config(Path("r/art"), Path("r/data"))
+        assert s["parity"].config.images == pr.parity_images
+        assert s["web parity"].config.images == pr.web_parity_images
+        assert ("--quick" in s["bench cpu"].argv) is quick
+        assert s["bench cpu"].config.runs == (pr.bench_runs or 200)
+        assert s["bench web"].config.quick is quick
 
 
 def test_sweep_reads_the_profile(tmp_path):

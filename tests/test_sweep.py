@@ -71,14 +71,18 @@ def test_feasibility_skips_by_measured_size_and_projected_time(tmp_path):
 # ------------------------------------------------------------------ orchestration
 
 class FakeStages:
-    """Stands in for the CLI stages: records argv, writes what the next stage reads."""
+    """Stands in for the stages: records each stage call (`stages` holds the Stage, `calls`
+    the argv of the command it records), writes what the next stage reads."""
 
     def __init__(self, art: Path, fail_on: str | None = None):
         self.art = art
         self.calls: list[list[str]] = []
+        self.stages: list = []
         self.fail_on = fail_on
 
-    def __call__(self, argv: list[str]) -> int:
+    def __call__(self, stage) -> int:
+        self.stages.append(stage)
+        argv = stage.argv
         self.calls.append(argv)
         stage = argv[0] if argv[0] != "bench" else f"bench {argv[1]}"
         if stage == self.fail_on:
@@ -170,10 +174,10 @@ def test_a_failed_entry_is_reported_and_the_sweep_goes_on(tmp_path, tiny_data, t
     cfg = _cfg(tmp_path, tiny_data, tiny_art, web=False)
 
     class Failing(FakeStages):
-        def __call__(self, argv):
-            if argv[0] == "quantize" and "mobilenetv3_small_050-cls" in argv[1]:
+        def __call__(self, stage):
+            if stage.label == "quantize" and "mobilenetv3_small_050-cls" in str(stage.config.art):
                 return 2  # e.g. quantize_static refused the graph
-            return super().__call__(argv)
+            return super().__call__(stage)
 
     res, failed = Sweep(cfg, Failing(tiny_art), say=lambda s: None).run()
     assert failed == 1

@@ -81,8 +81,8 @@ def test_jobs_make_test_quick_shards_and_one_gate(wf):
 
 
 def test_quick_job_runs_exactly_the_stages_of_hemoedge_run_quick(wf):
-    want = {label: argv for label, argv, _ in stages(RunConfig(out=Path("runs/ci"), quick=True,
-                                                               gate=False))}
+    want = {s.label: s.argv for s in stages(RunConfig(out=Path("runs/ci"), quick=True,
+                                                        gate=False))}
     got = _hemoedge_commands(wf["jobs"]["quick"])
     labels = ["data", "export", "quantize", "parity", "eval"]
     assert got == [want[k] for k in labels]

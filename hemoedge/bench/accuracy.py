@@ -35,9 +35,7 @@ match_predictions, so the figures are the ones `yolo val` would report.
 from __future__ import annotations
 
 import logging
-import shlex
 import statistics
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -496,17 +494,37 @@ def merge_into(path: Path, new: Results, art: Artifact | None = None) -> Results
     return res
 
 
+def config_from_args(args: Any) -> EvalConfig:
+    """EvalConfig from the parsed command line; the command recorded is the one the CLI
+    parsed (`results.invocation`), rebuilt from `args` when called without it."""
+    from hemoedge.report.results import command_line, invocation
+
+    split = getattr(args, "split", None) or "test"
+    argv = ["eval", str(args.art)]
+    if args.data:
+        argv += ["--data", str(args.data)]
+    if split != "test":
+        argv += ["--split", split]
+    if getattr(args, "results", None):
+        argv += ["--results", str(args.results)]
+    return EvalConfig(art=Path(args.art), data=Path(args.data) if args.data else None,
+                      split=split, command=invocation(args, command_line(argv)))
+
+
 def cli(args: Any) -> int:
-    cfg = EvalConfig(art=Path(args.art), data=Path(args.data) if args.data else None,
-                     split=getattr(args, "split", None) or "test",
-                     command=shlex.join(["hemoedge", *sys.argv[1:]]) if sys.argv else "")
+    return main(config_from_args(args), results_path(args))
+
+
+def main(cfg: EvalConfig, results: Path | None = None) -> int:
+    """`hemoedge eval` (without the quantiser peers) once its config is known: accuracy
+    figures into `results` (default ART/results.json)."""
     from rich.console import Console
 
     console = Console(width=max(Console().width, 120))
     with console.status(f"evaluating every variant on the {cfg.split} split"
                         + (" (this machine's kernels, then the reference)")):
         ev = evaluate(cfg)
-    out = results_path(args)
+    out = results if results is not None else cfg.art / "results.json"
     art = Artifact.load(cfg.art)
     merge_into(out, ev.results, art)
     print_table(ev.results, ev.patients, console, art)

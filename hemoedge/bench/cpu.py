@@ -452,9 +452,14 @@ def results_path(args: Any) -> Path | None:
 
 
 def cli(args: Any) -> int:
-    cfg = config_from_args(args)
+    return main(config_from_args(args), results_path(args))
+
+
+def main(cfg: CpuBenchConfig, results: Path | None = None) -> int:
+    """`hemoedge bench cpu` once its config is known: figures into `results` (default
+    ART/results.json; with `--model` alone, printed only)."""
     new = run(cfg)
-    out = results_path(args)
+    out = results if results is not None else (cfg.art / "results.json" if cfg.art else None)
     if out is None:
         _print_table(new)
         print(f"{len(new.metrics)} metrics measured; not written (add --results FILE to keep them)")

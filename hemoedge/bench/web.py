@@ -73,7 +73,13 @@ from hemoedge.bench import webcapture as wc
 from hemoedge.bench.browser import CHROMIUM, BrowserConfig, Chromium, Page, check_executable
 from hemoedge.bench.webmetrics import Pool, emit, summary_lines
 from hemoedge.errors import BenchError, HemoedgeError
-from hemoedge.report.results import VOLATILE_PARAMS, Results, append_stage, variant_name
+from hemoedge.report.results import (
+    VOLATILE_PARAMS,
+    Results,
+    append_stage,
+    invocation,
+    variant_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -866,7 +872,7 @@ def config_from_args(args: Any) -> WebBenchConfig:
         "art": Path(args.art), "threads": tuple(args.threads or (1, 2)),
         "capture": bool(getattr(args, "capture", False)), "shard": getattr(args, "shard", None),
         "seedloop": bool(getattr(args, "seedloop", False)),
-        "command": command_line(args),
+        "command": invocation(args, command_line(args)),
     }
     if getattr(args, "pairings", None):
         kw["pairings"] = tuple(tuple(p) for p in args.pairings)

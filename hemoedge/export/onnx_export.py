@@ -267,12 +267,20 @@ def default_artifact() -> Path:
     return out
 
 
+def config_from_args(args) -> ExportConfig:
+    return ExportConfig(out=Path(args.out),
+                        detector=Path(args.detector) if args.detector else None,
+                        estimator=Path(args.estimator) if args.estimator else None,
+                        simplifier=args.simplifier,
+                        trust_checkpoint=bool(getattr(args, "trust_checkpoint", False)))
+
+
 def cli(args) -> int:
-    cfg = ExportConfig(out=Path(args.out),
-                       detector=Path(args.detector) if args.detector else None,
-                       estimator=Path(args.estimator) if args.estimator else None,
-                       simplifier=args.simplifier,
-                       trust_checkpoint=bool(getattr(args, "trust_checkpoint", False)))
+    return main(config_from_args(args))
+
+
+def main(cfg: ExportConfig) -> int:
+    """`hemoedge export` once its config is known (also what `hemoedge run` calls)."""
     art = export(cfg)
     for name, f in art.files.items():
         print(f"{cfg.out / name}: {f['bytes'] / 1e6:.2f} MB, opset {f['opset']}, "

@@ -304,29 +304,51 @@ def run(art_dir: Path, data: Path | None = None, n_images: int = 16,
     return out
 
 
-def cli(args) -> int:
-    from hemoedge.errors import check_output_file
+@dataclass(frozen=True)
+class ParityConfig:
+    art: Path  # artifact folder
+    data: Path | None = None  # Yakimov-layout folder; None: the synthetic test split
+    images: int = 16  # photos to compare on
+    command: str = ""  # the command line, recorded in results.commands
 
-    art_dir = Path(args.art)
+
+def config_from_args(args) -> ParityConfig:
     if args.images < 1:
         raise HemoedgeError(f"--images must be >= 1, got {args.images}")
-    res_path = Path(args.results) if args.results else art_dir / "results.json"
-    if art_dir.is_dir():
-        check_output_file(res_path, "results file")
-    Results.load_or_new(res_path)  # a malformed results file stops here, before parity runs
-    results = Results()
-    try:
-        report = run(art_dir, Path(args.data) if args.data else None, args.images, results)
-    except FileNotFoundError as e:
-        raise HemoedgeError(f"{e.filename}: missing ({e.strerror})") from e
+    art_dir = Path(args.art)
     argv = ["parity", str(art_dir)]  # rebuilt only when called without the command line
     if args.data:
         argv += ["--data", str(args.data)]
     argv += ["--images", str(args.images)]  # the order `hemoedge run` records it in
     if args.results:
         argv += ["--results", str(args.results)]
-    results.add_command(invocation(args, command_line(argv)))
-    merge_stage(res_path, results)  # a re-run replaces the figures it measured again
+    return ParityConfig(art=art_dir, data=Path(args.data) if args.data else None,
+                        images=args.images, command=invocation(args, command_line(argv)))
+
+
+def cli(args) -> int:
+    return main(config_from_args(args), Path(args.results) if args.results else None)
+
+
+def main(cfg: ParityConfig, results: Path | None = None) -> int:
+    """`hemoedge parity` once its config is known: figures into `results` (default
+    ART/results.json); exit 1 if a file fails its tolerance."""
+    from hemoedge.errors import check_output_file
+
+    art_dir = cfg.art
+    if cfg.images < 1:
+        raise HemoedgeError(f"--images must be >= 1, got {cfg.images}")
+    res_path = results if results is not None else art_dir / "results.json"
+    if art_dir.is_dir():
+        check_output_file(res_path, "results file")
+    Results.load_or_new(res_path)  # a malformed results file stops here, before parity runs
+    new = Results()
+    try:
+        report = run(art_dir, cfg.data, cfg.images, new)
+    except FileNotFoundError as e:
+        raise HemoedgeError(f"{e.filename}: missing ({e.strerror})") from e
+    new.add_command(cfg.command)
+    merge_stage(res_path, new)  # a re-run replaces the figures it measured again
     for fp in report:
         status = "ok  " if fp.ok else "FAIL"
         figs = ", ".join(f"{k}={v:.3g}" for k, v in fp.figures.items())

@@ -626,6 +626,16 @@ def _write_atomically(out: Path, out_files: dict[str, bytes]) -> None:
 
 
 # ---------------------------------------------------------------------------- CLI
+def _check_regression(art: Path) -> None:
+    from hemoedge.artifact import Artifact
+    from hemoedge.spec import task_of
+
+    if task_of(Artifact.load(art).spec("estimator")) != "regression":
+        # the sweep still benchmarks such models in the app (latency only): bench web calls build()
+        raise HemoedgeError(f"{art}: the estimator is an anaemia classifier (outputs a logit); "
+                            "the app reports Hb in g/dL and needs a regression estimator")
+
+
 def cli(args) -> int:
     det, est = parse_variant(args.variant)
     art = args.art
@@ -636,13 +646,7 @@ def cli(args) -> int:
             raise HemoedgeError("no --art given and no default artifact available") from e
         art = default_artifact()
         art = getattr(art, "root", art)  # an Artifact or a folder
-    from hemoedge.artifact import Artifact
-    from hemoedge.spec import task_of
-
-    if task_of(Artifact.load(Path(art)).spec("estimator")) != "regression":
-        # the sweep still benchmarks such models in the app (latency only): bench web calls build()
-        raise HemoedgeError(f"{art}: the estimator is an anaemia classifier (outputs a logit); "
-                            "the app reports Hb in g/dL and needs a regression estimator")
+    _check_regression(Path(art))
     within = getattr(args, "fp16_estimator_within", None)
     if within is not None:
         if not args.results:
@@ -661,6 +665,13 @@ def cli(args) -> int:
                       compress=not getattr(args, "no_compress", False), base=base,
                       coi_serviceworker=bool(getattr(args, "coi_serviceworker", False)),
                       autotune=autotune)
+    return main(cfg)
+
+
+def main(cfg: BuildConfig) -> int:
+    """`hemoedge webapp build` once its config is known (also what `hemoedge run` calls)."""
+    _check_regression(cfg.art)
+    det, est, base, autotune = cfg.detector, cfg.estimator, cfg.base, cfg.autotune
     res = build(cfg)
     if autotune:
         total = sum(c["bytes"] for c in res.autotune_cost.values())
