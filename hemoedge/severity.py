@@ -9,8 +9,11 @@
 
 from __future__ import annotations
 
+from hemoedge.names import ANAEMIA_THRESHOLD_GDL
+
 SEVERITY_BANDS = (("<8", 0.0, 8.0), ("8-11", 8.0, 11.0), ("11-13", 11.0, 13.0), (">=13", 13.0, 99.0))
-ANAEMIA_THRESHOLD = {"female": 12.0, "male": 13.0, None: 12.0}  # g/dL
+# g/dL; women's threshold (the default) is the suite's one anaemia threshold
+ANAEMIA_THRESHOLD = {"female": ANAEMIA_THRESHOLD_GDL, "male": 13.0, None: ANAEMIA_THRESHOLD_GDL}
 
 
 def severity_band(hb_gdl: float) -> str:

@@ -27,3 +27,22 @@ def test_threshold_is_configurable_and_one_class_gives_nan_auroc():
 
 def test_agreement():
     assert anaemia.agreement([1.0, -1.0, 0.0], [0.5, 1.0, -0.1]) == pytest.approx(1 / 3)
+
+
+def test_one_threshold_in_python_and_in_the_app():
+    """The anaemia threshold is hemoedge.names.ANAEMIA_THRESHOLD_GDL in Python and one constant
+    of webapp/src/aggregate.js in the app, with the same value."""
+    import re
+    from pathlib import Path
+
+    from hemoedge import names, severity
+    from hemoedge.models.registry import Recipe
+
+    t = names.ANAEMIA_THRESHOLD_GDL
+    assert severity.ANAEMIA_THRESHOLD["female"] is t and severity.ANAEMIA_THRESHOLD[None] is t
+    assert severity.who_category(t - 0.01) == "mild" and severity.who_category(t) == "none"
+    assert Recipe.__dataclass_fields__["anaemia_threshold"].default is t
+    js = (Path(__file__).resolve().parents[1] / "webapp" / "src" / "aggregate.js").read_text()
+    consts = re.findall(r"export const ANAEMIA_THRESHOLD_GDL = ([\d.]+);", js)
+    assert [float(c) for c in consts] == [t]
+    assert not re.search(rf"\b{t}\b", js.replace(consts[0], "", 1))  # no second literal

@@ -17,6 +17,7 @@ from torch import nn
 
 from hemoedge.errors import CheckpointError
 from hemoedge.models import ckpt_io
+from hemoedge.names import ANAEMIA_THRESHOLD_GDL
 
 DEFAULT = Path(__file__).parent / "default" / "estimator.pt"
 
@@ -93,5 +94,6 @@ def load(path: str | Path | None = None) -> tuple[Estimator, dict]:
         raise CheckpointError(f"{path}: task {info['task']!r}; expected regression or "
                               "classification")
     if info["task"] == "classification":
-        info["anaemia_threshold_gdl"] = float(ckpt.get("anaemia_threshold_gdl", 12.0))
+        info["anaemia_threshold_gdl"] = float(ckpt.get("anaemia_threshold_gdl",
+                                                       ANAEMIA_THRESHOLD_GDL))
     return model.eval(), info

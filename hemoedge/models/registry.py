@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 from hemoedge.augment import CropJitter
 from hemoedge.errors import HemoedgeError
+from hemoedge.names import ANAEMIA_THRESHOLD_GDL
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class Recipe:
     feature_consistency: float = 3.0
     ridge_alphas: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0, 1e4, 1e5)
     task: str = "regression"  # "regression" (Hb, Ridge) or "classification" (anaemic, logistic)
-    anaemia_threshold: float = 12.0  # g/dL; classification: anaemic = Hb below it (WHO, women)
+    # g/dL; classification: anaemic = Hb below it (WHO, women)
+    anaemia_threshold: float = ANAEMIA_THRESHOLD_GDL
     est_init: str | None = None  # start from this estimator checkpoint's backbone (skips nothing:
     #                              est_epochs more fine-tuning, 0 = reuse its features as they are)
 

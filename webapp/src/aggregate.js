@@ -1,7 +1,11 @@
 // From per-frame Hb values to one reading: IQR outlier rejection, median, spread, WHO category.
 // whoCategory mirrors hemoedge/severity.who_category.
 
-export const ANAEMIA_THRESHOLD = { female: 12.0, male: 13.0, '': 12.0 }; // g/dL; '' = not given
+// g/dL: the one anaemia threshold (hemoedge.names.ANAEMIA_THRESHOLD_GDL), women's and the default
+export const ANAEMIA_THRESHOLD_GDL = 12.0;
+export const ANAEMIA_THRESHOLD = { // '' = not given
+  female: ANAEMIA_THRESHOLD_GDL, male: 13.0, '': ANAEMIA_THRESHOLD_GDL,
+};
 
 export function whoCategory(hb, sex = '') {
   if (!(sex in ANAEMIA_THRESHOLD)) throw new Error(`sex must be female, male or empty, got ${sex}`);
