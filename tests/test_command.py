@@ -1,5 +1,7 @@
-"""The command behind a result is recorded one way: `results.command_line` of the argv that
-`hemoedge.cli.main` / `call` parsed, kept on the parsed arguments as `invocation`."""
+"""The command behind a result is recorded one way: `results.command_line` of an argv — the
+one `hemoedge.cli.main` / `call` parsed (kept on the parsed arguments as `invocation`), or,
+for a stage `run` / `sweep` call as a library, the argv `cli.argv_for` builds from its config
+(tests/test_stages.py)."""
 
 from onnx_tiny import tiny_estimator
 

@@ -1,0 +1,189 @@
+"""`hemoedge run`, `hemoedge sweep` and ci/prove_gate.py call the stages as a library
+(hemoedge.stages): each stage gets its config, and the command recorded for it is the
+`hemoedge ...` line built from that config, which the real parser reads back to the same
+config."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from hemoedge import stages as st
+from hemoedge.cli import _parser, argv_for
+from hemoedge.pipeline_run import RunConfig, stages
+from hemoedge.profile import QUICK
+from hemoedge.report.results import Results
+from hemoedge.sweep import Entry, EntryDir, Sweep, SweepConfig
+
+
+def _config_from_command(stage: st.Stage):
+    """The config the real command line makes of the stage's recorded command."""
+    args = _parser().parse_args(stage.argv)
+    if stage.label == "export":
+        from hemoedge.export.onnx_export import config_from_args
+    elif stage.label == "quantize":
+        from hemoedge.quantize.run import config_from_args
+    elif stage.label == "parity":
+        from hemoedge.export.parity import config_from_args
+    elif stage.label == "eval":
+        from hemoedge.bench.accuracy import config_from_args
+    elif stage.label == "bench cpu":
+        from hemoedge.bench.cpu import config_from_args
+    elif stage.label == "bench web":
+        from hemoedge.bench.web import config_from_args
+    elif stage.label == "web parity":
+        from hemoedge.bench.webparity import config_from_args
+    elif stage.label == "webapp":
+        from hemoedge.web.build import BuildConfig, parse_variant
+
+        det, est = parse_variant(args.variant)
+        return BuildConfig(art=Path(args.art), detector=det, estimator=est, out=Path(args.out))
+    else:  # a config holding exactly the fields the stage's cli reads
+        fields = {f.name for f in dataclasses.fields(stage.config)}
+        kw = {k: v for k, v in vars(args).items() if k in fields}
+        cfg = type(stage.config)(**kw)
+        return dataclasses.replace(cfg, **{  # the parser keeps paths as text
+            k: _like(getattr(stage.config, k), v) for k, v in kw.items()})
+    return config_from_args(args)
+
+
+def _like(template, value):
+    if isinstance(template, Path):
+        return Path(value)
+    if isinstance(template, list):
+        return [_like(t, v) for t, v in zip(template, value, strict=True)]
+    return value
+
+
+def _same_config(stage: st.Stage) -> None:
+    got, want = _config_from_command(stage), stage.config
+    ignore = {"command", "progress"}  # progress: whether stderr is a terminal
+    for f in dataclasses.fields(want):
+        if f.name not in ignore:
+            assert getattr(got, f.name) == getattr(want, f.name), (stage.command, f.name)
+
+
+@pytest.mark.parametrize("quick", [True, False])
+def test_run_records_paste_able_commands_for_its_configs(quick, monkeypatch, tmp_path):
+    monkeypatch.delenv("HEMOEDGE_DATA", raising=False)
+    baseline = tmp_path / "baseline.json"
+    Results().save(baseline)
+    labels = []
+    for s in stages(RunConfig(out=tmp_path / "run", quick=quick, baseline=baseline)):
+        labels.append(s.label)
+        assert s.command.startswith("hemoedge ")
+        _same_config(s)
+        if "command" in {f.name for f in dataclasses.fields(s.config)}:
+            assert s.config.command == s.command  # what the stage itself records
+    assert labels == ["data", "export", "quantize", "parity", "eval", "bench cpu", "bench web",
+                      "web parity", "report", "choose", "webapp", "gate"]
+
+
+def test_sweep_records_paste_able_commands_for_its_configs(tmp_path, monkeypatch):
+    monkeypatch.delenv("HEMOEDGE_DATA", raising=False)
+    for quick in (True, False):
+        cfg = SweepConfig(out=tmp_path, quick=quick, data=tmp_path / "data")
+        sw = Sweep(cfg, say=lambda s: None)
+        e = Entry("resnet18", 192, "classification")
+        d = EntryDir(cfg.out, e)
+        for init in (None, tmp_path / "init.pt"):
+            for stage in ("train", "export", "quantize", "parity", "eval", "bench cpu",
+                          "bench web"):
+                if stage == "export":
+                    continue  # needs the detector artifact on disk; checked in run's test
+                s = sw.stage(stage, e, d, tmp_path / "det", init)
+                _same_config(s)
+        train = sw.stage("train", e, d, tmp_path / "det", tmp_path / "init.pt")
+        assert train.argv[train.argv.index("--est-epochs") + 1] == "0"
+        assert train.argv[train.argv.index("--est-init") + 1] == str(tmp_path / "init.pt")
+        web = sw.stage("bench web", e, d, tmp_path / "det", None)
+        assert web.config.pairings[0] == ("int8", "fp32") and web.config.seed is False
+
+
+def test_run_calls_the_stage_functions_with_their_configs(tmp_path, monkeypatch):
+    """`hemoedge run` hands each stage its config (no argv); a stage that records no command
+    of its own gets the equivalent command added once."""
+    import hemoedge.pipeline_run as pr
+
+    out = tmp_path / "run"
+    got: list[tuple[str, object, dict]] = []
+
+    def fake(label):
+        def func(cfg, **kw):
+            got.append((label, cfg, kw))
+            if label == "eval":  # a stage that writes results and records its own command
+                r = Results(commands=[cfg.command])
+                r.add("acc.hb_mae", "est=fp32", 0.8)
+                r.save(kw["results"])
+            return 0
+        return func
+
+    real = pr.stages
+    monkeypatch.setattr(pr, "stages", lambda cfg: [
+        dataclasses.replace(s, func=fake(s.label)) for s in real(cfg)])
+    assert pr.run(RunConfig(out=out, quick=True, gate=False)) == 0
+    by = {label: (cfg, kw) for label, cfg, kw in got}
+    assert by["quantize"][0] == QUICK.quantize_config(out / "art", out / "data")
+    assert by["bench cpu"][0].runs == QUICK.bench_runs
+    assert by["eval"][1] == {"results": out / "results.json"}
+    assert by["bench web"][0].quick and by["bench web"][0].capture
+    res = Results.load(out / "results.json")
+    cmds = res.commands
+    assert len(cmds) == len(set(cmds))
+    assert cmds[0].startswith("hemoedge eval ") and "run" not in cmds[0].split()[1]
+    assert any(c.startswith("hemoedge bench cpu ") and "--quick" in c for c in cmds)
+
+
+def test_quantize_stage_calls_the_library(monkeypatch, tmp_path):
+    from hemoedge.quantize import run as qrun
+
+    seen = []
+    monkeypatch.setattr(qrun, "run", lambda cfg, **kw: seen.append(cfg) or qrun.QuantizeResult())
+    cfg = QUICK.quantize_config(tmp_path / "art", tmp_path / "data", roles=("estimator",))
+    s = st.quantize(cfg)
+    assert s() == 0 and seen == [cfg]
+    assert s.argv == ["quantize", str(tmp_path / "art"), "--roles", "estimator", "--calib",
+                      str(tmp_path / "data"), "--samples", "48", "--val-samples", "8",
+                      "--max-steps", "2"]
+
+
+def test_eval_records_its_own_command_not_sys_argv(monkeypatch, tmp_path, tiny_art, tiny_data):
+    """Inside `hemoedge run` eval records `hemoedge eval ...`, not the run's command line."""
+    import sys
+
+    from hemoedge.bench.accuracy import EvalConfig
+
+    monkeypatch.setattr(sys, "argv", ["hemoedge", "run", "--quick"])
+    art = tmp_path / "art"
+    import shutil
+
+    shutil.copytree(tiny_art, art)
+    res = tmp_path / "results.json"
+    s = st.evaluate(EvalConfig(art=art, data=tiny_data), res)
+    s()
+    assert Results.load(res).commands[0] == s.command == (
+        f"hemoedge eval {art} --data {tiny_data} --results {res}")
+
+
+def test_a_config_the_command_cannot_express_is_refused(tmp_path):
+    from hemoedge.bench.accuracy import EvalConfig
+
+    with pytest.raises(ValueError, match="map_conf"):
+        st.evaluate(EvalConfig(art=tmp_path, map_conf=0.5))
+    with pytest.raises(ValueError, match="no option"):
+        argv_for(("eval",), {"art": "a", "nope": 1})
+
+
+def test_stage_checks_its_outputs_before_running(tmp_path):
+    from hemoedge.errors import HemoedgeError
+
+    (tmp_path / "file").write_text("x")
+    ran = []
+    s = dataclasses.replace(st.report(st.ReportConfig(results=[tmp_path / "r.json"],
+                                                      html=tmp_path / "file" / "r.html")),
+                            func=lambda cfg: ran.append(cfg) or 0)
+    with pytest.raises(HemoedgeError):
+        s()
+    assert ran == []
