@@ -13,19 +13,19 @@ hard-coded in the JS. It rewrites relative references between assets to the hash
 builds into a temporary folder renamed into place, so a failed build leaves DIST untouched.
 `coi_serviceworker` makes sw.js add COOP/COEP itself (hosts that cannot send headers); `base`
 is the URL path the host configs are written for (the app's own URLs are all relative).
+
+This module holds the build steps (config, model specs, the model manifest, the service
+worker, writing DIST); the assets and their hashing are in hemoedge.web.assets, the
+compressed siblings and host configs in hemoedge.web.hosting.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import inspect
-import io
 import json
 import logging
 import os
-import posixpath
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -34,20 +34,39 @@ from pathlib import Path
 from hemoedge import names
 from hemoedge.errors import HemoedgeError
 from hemoedge.names import PRECISIONS
+from hemoedge.web.assets import (
+    ENTRY_POINTS,
+    HASH_LEN,
+    ICONS,
+    ORT_FILES,
+    ORT_VERSION,
+    TEXT_SUFFIXES,
+    Asset,
+    hashed_name,
+    icon_png,
+    ort_assets,
+    resolve,
+    source_assets,
+)
+from hemoedge.web.hosting import (
+    BROTLI_MODEL_QUALITY,
+    BROTLI_TEXT_QUALITY,
+    COMPRESS_MIN_BYTES,
+    compressed_siblings,
+    headers_file,
+    nginx_conf,
+)
+
+# names callers and tests import from here; they live in hemoedge.web.assets / .hosting
+__all__ = ["BROTLI_MODEL_QUALITY", "BROTLI_TEXT_QUALITY", "COMPRESS_MIN_BYTES", "ENTRY_POINTS",
+           "HASH_LEN", "ICONS", "ORT_FILES", "ORT_VERSION", "TEXT_SUFFIXES", "BuildConfig",
+           "BuildResult", "build", "cli", "compressed_siblings", "fp16_estimator_within",
+           "headers_file", "icon_png", "nginx_conf", "parse_autotune", "parse_variant",
+           "postprocess_defaults", "read_spec"]
 
 log = logging.getLogger(__name__)
 
 WEBAPP_DIR = Path(__file__).resolve().parents[2] / "webapp"  # the source tree (editable install)
-ORT_VERSION = "1.30.0"  # must equal the exact pin in webapp/package.json
-ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-HASH_LEN = 10  # hex chars of sha256 in asset names
-TEXT_SUFFIXES = (".html", ".js", ".css", ".json", ".webmanifest")
-ENTRY_POINTS = ("index.html", "sw.js")  # keep their names: the browser finds them by URL
-ICONS = (
-    ("icons/icon-192.png", 192, False),
-    ("icons/icon-512.png", 512, False),
-    ("icons/icon-maskable-512.png", 512, True),
-)
 SCHEMA = "hemoedge.webapp/1"
 # auto-tune (webapp/src/autotune.js): detector every N frames; the app's default is 2, so
 # 1 and 2 trade nothing, more frames between detections trade how fresh the nail box is
@@ -58,10 +77,6 @@ AUTOTUNE_BUDGET_MS = 3000  # the tune's whole time on the device
 # the app fetches these itself on a first visit; the service worker caches them as they pass
 # (precached up front only by an update), so a first visit downloads them once
 LAZY_SUFFIXES = (".wasm", ".onnx")
-COMPRESS_MIN_BYTES = 1024  # smaller files are sent as they are
-BROTLI_TEXT_QUALITY = 11  # text and the WASM (cached by content hash, so paid once)
-BROTLI_MODEL_QUALITY = 9  # ONNX weights barely compress; 11 costs ~4 s per MB for ~4 %
-_REF = re.compile(r"""(?<=["'(])(\.{1,2}/[\w./-]+)(?=["')])""")  # './x.js', "../y.css", url(./z)
 
 
 @dataclass(frozen=True)
@@ -193,249 +208,6 @@ def postprocess_defaults() -> dict:
     return {"conf": p["conf"].default, "iou": p["iou"].default, "maxDet": p["max_det"].default}
 
 
-# ---------------------------------------------------------------------------- icons
-def _png(rgba) -> bytes:
-    """(H, W, 4) uint8 -> PNG bytes (Pillow)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
-
-
-def icon_png(size: int, maskable: bool) -> bytes:
-    """A white drop on the theme colour; maskable icons keep it inside the 80 % safe zone."""
-    import numpy as np
-
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    k = 0.62 if maskable else 0.8  # drop height as a fraction of the icon
-    cx, cy, r = 0.5, 0.5 + 0.18 * k, 0.3 * k
-    body = (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
-    tip_y = cy - 0.62 * k  # point of the drop
-    t = (yy - tip_y) / (cy - tip_y)  # 0 at the tip, 1 at the circle's centre line
-    cone = (t >= 0) & (t <= 1) & (np.abs(xx - cx) <= r * t)
-    img = np.zeros((size, size, 4), np.uint8)
-    img[...] = (0x7A, 0x10, 0x20, 255)
-    if not maskable:  # rounded square for the "any" purpose
-        d = (
-            np.maximum(np.abs(xx - 0.5) - 0.34, 0) ** 2
-            + np.maximum(np.abs(yy - 0.5) - 0.34, 0) ** 2
-        )
-        img[d > 0.16**2, 3] = 0
-    img[body | cone, :3] = 255
-    return _png(img)
-
-
-# ---------------------------------------------------------------------------- assets
-@dataclass
-class _Asset:
-    logical: str  # path in the source tree, e.g. "src/app.js"
-    data: bytes
-    hashed: bool = True
-
-    @property
-    def text(self) -> bool:
-        return self.logical.endswith(TEXT_SUFFIXES)
-
-
-def _hashed_name(logical: str, data: bytes) -> str:
-    base = posixpath.basename(logical)
-    stem, dot, ext = base.rpartition(".")
-    return f"{stem}.{hashlib.sha256(data).hexdigest()[:HASH_LEN]}{dot}{ext}"
-
-
-def _refs(asset: _Asset, known: dict[str, _Asset]) -> list[str]:
-    """Logical names of hashed assets this text asset refers to (stable names need no rewrite)."""
-    if not asset.text:
-        return []
-    base = posixpath.dirname(asset.logical)
-    out = []
-    for m in _REF.finditer(asset.data.decode("utf-8")):
-        target = posixpath.normpath(posixpath.join(base, m.group(1)))
-        if target in known and known[target].hashed and target != asset.logical:
-            out.append(target)
-    return out
-
-
-def _rewrite(asset: _Asset, names: dict[str, str]) -> bytes:
-    base = posixpath.dirname(asset.logical)
-
-    def sub(m: re.Match) -> str:
-        target = posixpath.normpath(posixpath.join(base, m.group(1)))
-        return f"./{names[target]}" if target in names and target != names[target] else m.group(1)
-
-    return _REF.sub(sub, asset.data.decode("utf-8")).encode("utf-8")
-
-
-def _resolve(assets: dict[str, _Asset]) -> dict[str, str]:
-    """Hash assets leaves-first, rewriting references; returns logical -> file name in DIST."""
-    names: dict[str, str] = {}
-    state: dict[str, int] = {}  # 1 visiting, 2 done
-
-    def visit(key: str, chain: tuple[str, ...]) -> None:
-        if state.get(key) == 2:
-            return
-        if state.get(key) == 1:
-            raise HemoedgeError(
-                f"webapp assets refer to each other in a cycle: {' -> '.join((*chain, key))}"
-            )
-        state[key] = 1
-        a = assets[key]
-        for dep in _refs(a, assets):
-            visit(dep, (*chain, key))
-        if a.text:
-            a.data = _rewrite(a, names)
-        names[key] = _hashed_name(key, a.data) if a.hashed else key
-        state[key] = 2
-
-    for key in sorted(assets):
-        visit(key, ())
-    clash = len(set(names.values())) != len(names)
-    if clash:
-        raise HemoedgeError("two webapp assets map to the same file name; rename one of them")
-    return names
-
-
-def _source_assets(cfg: BuildConfig) -> dict[str, _Asset]:
-    src = cfg.webapp
-    if not (src / "index.html").is_file():
-        raise HemoedgeError(f"{src}: webapp sources missing (no index.html)")
-    assets: dict[str, _Asset] = {}
-    for rel in [
-        "index.html",
-        "styles.css",
-        "manifest.webmanifest",
-        *sorted(f"src/{p.name}" for p in (src / "src").glob("*.js")),
-    ]:
-        assets[rel] = _Asset(rel, (src / rel).read_bytes(), hashed=rel not in ENTRY_POINTS)
-    for rel, size, maskable in ICONS:
-        assets[rel] = _Asset(rel, icon_png(size, maskable))
-    return assets
-
-
-def _ort_assets(cfg: BuildConfig) -> dict[str, _Asset]:
-    d = cfg.ort_dist
-    pkg = d.parent / "package.json"
-    if not all((d / f).is_file() for f in ORT_FILES) or not pkg.is_file():
-        raise HemoedgeError(f"{d}: onnxruntime-web files missing; run `npm ci` in {cfg.webapp}")
-    found = json.loads(pkg.read_text()).get("version")
-    if found != ORT_VERSION:
-        raise HemoedgeError(
-            f"{pkg}: onnxruntime-web {found} installed, the app pins {ORT_VERSION}; "
-            f"run `npm ci` in {cfg.webapp}"
-        )
-    out = {}
-    for f in ORT_FILES:
-        data = (d / f).read_bytes()
-        if f.endswith(".mjs"):  # drop the source-map comment: the .map is not shipped
-            data = re.sub(rb"\n//# sourceMappingURL=\S+\s*$", b"\n", data)
-        # the worker imports ort as './ort.wasm.min.mjs' next to it in src/
-        key = f"src/{f}" if f == "ort.wasm.min.mjs" else f
-        out[key] = _Asset(key, data)
-    return out
-
-
-# ---------------------------------------------------------------------------- compression
-def _cache_dir() -> Path:
-    from hemoedge.offline import home
-
-    return home() / "cache" / "webapp-compress"
-
-
-def _brotli(data: bytes, quality: int) -> bytes | None:
-    """Brotli-compressed bytes (cached by content hash and quality), or None without brotli."""
-    try:
-        import brotli
-    except ImportError:  # pinned in pyproject.toml; without it only .gz siblings are written
-        return None
-    key = f"{hashlib.sha256(data).hexdigest()}.q{quality}.br"
-    cached = _cache_dir() / key
-    if cached.is_file():
-        return cached.read_bytes()
-    out = brotli.compress(data, quality=quality, lgwin=24)
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(out)
-        os.replace(tmp, cached)
-    except OSError as e:  # a read-only home only costs the time again next build
-        log.debug("compression cache not written: %s", e)
-    return out
-
-
-def compressed_siblings(name: str, data: bytes) -> dict[str, bytes]:
-    """{'.br': ..., '.gz': ...} for a file worth compressing (each kept only when smaller)."""
-    if len(data) < COMPRESS_MIN_BYTES or name.endswith(".png"):
-        return {}
-    out = {".gz": gzip.compress(data, compresslevel=9, mtime=0)}
-    q = BROTLI_MODEL_QUALITY if name.endswith(".onnx") else BROTLI_TEXT_QUALITY
-    br = _brotli(data, q)
-    if br is not None:
-        out[".br"] = br
-    if ".br" in out and len(out[".br"]) >= len(out[".gz"]):
-        del out[".br"]  # servers prefer br: never send the larger one (fp32 weights)
-    return {k: v for k, v in out.items() if len(v) < len(data)}
-
-
-# ---------------------------------------------------------------------------- host configs
-def _content_type(name: str) -> str | None:
-    from hemoedge.web.serve import MIME
-
-    return MIME.get(posixpath.splitext(name)[1])
-
-
-def headers_file(files: list[str], base: str, version: str) -> str:
-    """Netlify / Cloudflare Pages `_headers`: isolation + CSP everywhere, cache rules and the
-    MIME types static hosts may not know, per file (no rule sets a header twice)."""
-    from hemoedge.web.serve import IMMUTABLE, REVALIDATE, SECURITY_HEADERS
-
-    lines = [f"# hemoedge webapp {version}: headers for Netlify / Cloudflare Pages, app at {base}",
-             f"{base}*"]
-    lines += [f"  {k}: {v}" for k, v in SECURITY_HEADERS.items()]
-    for name in dict.fromkeys(["", "index.html", "sw.js", *sorted(files)]):
-        lines.append(f"{base}{name}")
-        hashed = name not in ("", "index.html", "sw.js")
-        lines.append(f"  Cache-Control: {IMMUTABLE if hashed else REVALIDATE}")
-        ct = _content_type(name) if name.endswith((".wasm", ".mjs", ".webmanifest")) else None
-        if ct:
-            lines.append(f"  Content-Type: {ct}")
-    return "\n".join(lines) + "\n"
-
-
-def nginx_conf(base: str, version: str) -> str:
-    """An nginx `location` block for a `server { }`: isolation + CSP, MIME types, the build's
-    .gz siblings (gzip_static), immutable hashed names, revalidated entry points."""
-    from hemoedge.web.serve import IMMUTABLE, MIME, REVALIDATE, SECURITY_HEADERS
-
-    types: dict[str, list[str]] = {}
-    for ext, mime in MIME.items():
-        types.setdefault(mime.split(";")[0], []).append(ext.lstrip("."))
-    sec = [f'        add_header {k} "{v}" always;' for k, v in SECURITY_HEADERS.items()]
-    root = base.rstrip("/") or ""
-    return "\n".join([
-        f"# hemoedge webapp {version}: include inside a server {{ }} block.",
-        f"# The built folder's files must be at <root>{base} (set `root` below).",
-        f"location ^~ {base} {{",
-        "    root /srv/www;  # EDIT: the folder that holds" + (f" {root.lstrip('/')}/" if root
-                                                                 else " index.html"),
-        "    index index.html;",
-        "    types {",
-        *[f"        {mime} {' '.join(exts)};" for mime, exts in types.items()],
-        "    }",
-        "    gzip_static on;  # sends <file>.gz written by the build",
-        "    gzip_vary on;",
-        "    # brotli_static on;  # with the ngx_brotli module: sends <file>.br",
-        *[line[4:] for line in sec],
-        f'    add_header Cache-Control "{REVALIDATE}" always;',
-        f'    location ~ "{re.escape(base)}[^/]+\\.[0-9a-f]{{{HASH_LEN}}}\\.[A-Za-z0-9]+$" {{',
-        *sec,
-        f'        add_header Cache-Control "{IMMUTABLE}";  # 2xx/3xx only: never a 404',
-        "    }",
-        f"    location ~ \"^{re.escape(base)}(_headers|nginx\\.conf)$\" {{ return 404; }}",
-        "}",
-        "",
-    ])
-
 
 # ---------------------------------------------------------------------------- fp16 estimator
 def fp16_estimator_within(results_path: Path, detector: str, tolerance: float) -> tuple[bool, str]:
@@ -482,16 +254,16 @@ def build(cfg: BuildConfig) -> BuildResult:
         if prec != models[role][0]:
             path = art.path(role, prec)
             extra[role].append((prec, path, read_spec(path, role)))
-    assets = {**_source_assets(cfg), **_ort_assets(cfg)}
+    assets = {**source_assets(cfg.webapp), **ort_assets(cfg.ort_dist, cfg.webapp)}
     for role, (prec, path, _) in models.items():
         key = f"models/{role}.{prec}.onnx"
-        assets[key] = _Asset(key, path.read_bytes())
+        assets[key] = Asset(key, path.read_bytes())
     for role, lst in extra.items():
         for prec, path, _ in lst:
             key = f"models/{role}.{prec}.onnx"
-            assets[key] = _Asset(key, path.read_bytes())
+            assets[key] = Asset(key, path.read_bytes())
     # models and ort files are opaque leaves: their hashed names are known before any rewrite
-    leaf = {k: _hashed_name(k, a.data) for k, a in assets.items() if not a.text}
+    leaf = {k: hashed_name(k, a.data) for k, a in assets.items() if not a.text}
     manifest = {
         "schema": SCHEMA,
         "variant": cfg.variant,
@@ -531,7 +303,7 @@ def build(cfg: BuildConfig) -> BuildResult:
             "budgetMs": AUTOTUNE_BUDGET_MS,
         }
     # app.js loads it as './models.json' (next to it in src/); hashed like everything else
-    assets["src/models.json"] = _Asset("src/models.json", json.dumps(manifest, indent=1).encode())
+    assets["src/models.json"] = Asset("src/models.json", json.dumps(manifest, indent=1).encode())
     if cfg.coi_serviceworker:  # the page reloads once when the service worker isolates it
         marker = b'<meta name="hemoedge-isolation" content="headers">'
         html = assets["index.html"]
@@ -539,7 +311,7 @@ def build(cfg: BuildConfig) -> BuildResult:
             raise HemoedgeError(f"{cfg.webapp / 'index.html'}: expected {marker.decode()} once")
         html.data = html.data.replace(
             marker, b'<meta name="hemoedge-isolation" content="service-worker">')
-    names = _resolve(assets)
+    names = resolve(assets)
 
     files = {
         k: {"file": names[k], "sha256": hashlib.sha256(a.data).hexdigest(), "bytes": len(a.data)}
