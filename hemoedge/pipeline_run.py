@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,39 +54,67 @@ def _available(module: str) -> bool:
 
 def stages(cfg: RunConfig) -> list[Stage]:
     """The stages in order, each a config for a stage function (hemoedge.stages) with the
-    `hemoedge ...` command that does the same (`Stage.argv`, `Stage.command`)."""
+    `hemoedge ...` command that does the same (`Stage.argv`, `Stage.command`). A stage whose
+    module is not part of this build is listed unavailable (`Stage.available()`)."""
     from hemoedge import stages as st
-    from hemoedge.bench.accuracy import EvalConfig
-    from hemoedge.bench.webparity import WebParityConfig
-    from hemoedge.export.onnx_export import ExportConfig
-    from hemoedge.export.parity import ParityConfig
-    from hemoedge.web.build import BuildConfig
 
     out, art, res = cfg.out, cfg.out / "art", cfg.out / "results.json"
     data = cfg.data or out / "data"
     pr = cfg.profile
     s: list[Stage] = []
+
+    def add(label: str, module: str, make: Callable[[], Stage]) -> None:
+        s.append(make() if _available(module) else st.unavailable(label, module))
+
+    def export() -> Stage:
+        from hemoedge.export.onnx_export import ExportConfig
+
+        return st.export(ExportConfig(out=art))
+
+    def parity() -> Stage:
+        from hemoedge.export.parity import ParityConfig
+
+        return st.parity(ParityConfig(art=art, data=data, images=pr.parity_images), res)
+
+    def evaluate() -> Stage:
+        from hemoedge.bench.accuracy import EvalConfig
+
+        return st.evaluate(EvalConfig(art=art, data=data), res)
+
+    def web_parity() -> Stage:
+        from hemoedge.bench.webparity import WebParityConfig
+
+        return st.web_parity(WebParityConfig(art=art, data=data, images=pr.web_parity_images),
+                             res)
+
+    def webapp() -> Stage:
+        from hemoedge.web.build import BuildConfig
+
+        return st.webapp(BuildConfig(art=art, detector="int8", estimator="fp32",
+                                     out=out / "webapp"))
+
     if cfg.data is None and not (data / "metadata.csv").is_file():
-        s.append(st.synth(st.SynthConfig(out=data, patients=cfg.patients,
-                                         sessions=pr.sessions)))
-    s += [
-        st.export(ExportConfig(out=art)),
-        st.quantize(pr.quantize_config(art, data)),
-        st.parity(ParityConfig(art=art, data=data, images=pr.parity_images), res),
-        st.evaluate(EvalConfig(art=art, data=data), res),
-        st.bench_cpu(pr.cpu_bench_config(art, data), res),
-        st.bench_web(pr.web_bench_config(art, capture=True), res),
-        st.web_parity(WebParityConfig(art=art, data=data, images=pr.web_parity_images), res),
-        st.report(st.ReportConfig(results=[res], html=out / "report.html",
-                                  md=out / "report.md")),
-        st.choose(st.ChooseConfig(results=[res], target="web"
-                                  if _available("hemoedge.bench.web") else "cpu")),
-        st.webapp(BuildConfig(art=art, detector="int8", estimator="fp32", out=out / "webapp")),
-    ]
+        add("data", "hemoedge.data.synth", lambda: st.synth(st.SynthConfig(
+            out=data, patients=cfg.patients, sessions=pr.sessions)))
+    add("export", "hemoedge.export.onnx_export", export)
+    add("quantize", "hemoedge.quantize.run", lambda: st.quantize(pr.quantize_config(art, data)))
+    add("parity", "hemoedge.export.parity", parity)
+    add("eval", "hemoedge.bench.accuracy", evaluate)
+    add("bench cpu", "hemoedge.bench.cpu",
+        lambda: st.bench_cpu(pr.cpu_bench_config(art, data), res))
+    add("bench web", "hemoedge.bench.web",
+        lambda: st.bench_web(pr.web_bench_config(art, capture=True), res))
+    add("web parity", "hemoedge.bench.webparity", web_parity)
+    add("report", "hemoedge.report.html", lambda: st.report(st.ReportConfig(
+        results=[res], html=out / "report.html", md=out / "report.md")))
+    target = "web" if _available("hemoedge.bench.web") else "cpu"
+    add("choose", "hemoedge.report.choose",
+        lambda: st.choose(st.ChooseConfig(results=[res], target=target)))
+    add("webapp", "hemoedge.web.build", webapp)
     if cfg.gate and cfg.baseline.is_file():
-        s.append(st.gate(st.GateConfig(results=[res], baseline=cfg.baseline, md=out / "gate.md",
-                                       junit=out / "gate.xml",
-                                       benchmark_json=out / "benchmark.json")))
+        add("gate", "hemoedge.gate", lambda: st.gate(st.GateConfig(
+            results=[res], baseline=cfg.baseline, md=out / "gate.md", junit=out / "gate.xml",
+            benchmark_json=out / "benchmark.json")))
     return s
 
 

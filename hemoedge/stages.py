@@ -45,7 +45,7 @@ class Stage:
         return command_line(self.argv)
 
     def available(self) -> bool:
-        return importlib.util.find_spec(self.module) is not None
+        return bool(self.cmd) and importlib.util.find_spec(self.module) is not None
 
     def __call__(self) -> int:
         """Check the output paths (exit 2, nothing written), then run the stage."""
@@ -53,6 +53,13 @@ class Stage:
 
         check_stage_outputs(self.cmd, self.options)
         return int(self.func(self.config, **self.kwargs) or 0)
+
+
+def unavailable(label: str, module: str) -> Stage:
+    """A stage whose module is not part of this build (`available()` is false)."""
+    def missing(cfg: Any) -> int:
+        raise ModuleNotFoundError(f"stage {label}: {module} is not part of this build")
+    return Stage(label, (), None, {}, missing, module)
 
 
 def _stage(label: str, cmd: tuple[str, ...], cfg: Any, options: dict[str, Any],

@@ -187,3 +187,13 @@ def test_stage_checks_its_outputs_before_running(tmp_path):
     with pytest.raises(HemoedgeError):
         s()
     assert ran == []
+
+
+def test_a_stage_missing_from_the_build_is_listed_unavailable(tmp_path, monkeypatch):
+    import hemoedge.pipeline_run as pr
+
+    real = pr._available
+    monkeypatch.setattr(pr, "_available", lambda m: m != "hemoedge.bench.web" and real(m))
+    by = {s.label: s for s in pr.stages(RunConfig(out=tmp_path, quick=True, gate=False))}
+    assert not by["bench web"].available() and by["bench cpu"].available()
+    assert by["choose"].config.target == "cpu"
