@@ -197,3 +197,26 @@ def test_a_stage_missing_from_the_build_is_listed_unavailable(tmp_path, monkeypa
     by = {s.label: s for s in pr.stages(RunConfig(out=tmp_path, quick=True, gate=False))}
     assert not by["bench web"].available() and by["bench cpu"].available()
     assert by["choose"].config.target == "cpu"
+
+
+def test_sweep_train_stage_hands_train_its_recipe(tmp_path, monkeypatch, tiny_data):
+    """The train stage (a config with the fields `hemoedge train` reads) reaches
+    hemoedge.models.train.run with the entry's recipe."""
+    from hemoedge.models import train as mod
+
+    seen = {}
+
+    def fake_run(recipe, data, out, seed=0, only=None):
+        seen.update(recipe=recipe, data=data, out=out, seed=seed, only=only)
+        return {}
+
+    monkeypatch.setattr(mod, "run", fake_run)
+    cfg = SweepConfig(out=tmp_path, quick=True, data=tiny_data, seed=3)
+    e = Entry("mobilenetv3_small_050", 192, "classification")
+    s = Sweep(cfg, say=lambda s: None).stage("train", e, EntryDir(tmp_path, e), tmp_path,
+                                             tmp_path / "init.pt")
+    assert s() == 0
+    r = seen["recipe"]
+    assert (r.backbone, r.est_size, r.task, r.est_epochs, r.est_init) == (
+        "mobilenetv3_small_050", 192, "classification", 0, str(tmp_path / "init.pt"))
+    assert (seen["data"], seen["seed"], seen["only"]) == (tiny_data, 3, "estimator")
