@@ -216,6 +216,50 @@ def test_missing_metric_and_lost_shard():
     assert evaluate(r, [b], None).checks[0].verdict == "missing"
 
 
+DEVICE_TOML = """
+[[budget]]
+name = "desktop drops"
+metric = "web.capture.dropped_frames"
+variant = "det=int8,est=fp32"
+max = 0
+when_present = true
+
+[[budget]]
+name = "phone drops"
+metric = "web.capture.dropped_frames"
+variant = "det=int8,est=fp32"
+device_class = "mid-range-phone"
+max = 0
+when_present = true
+"""
+
+
+def test_a_budget_judges_only_figures_of_its_device_class():
+    desktop = acc_results()
+    desktop.add("web.capture.dropped_frames", "det=int8,est=fp32", 0, "frames", "lower")
+    v = {c.budget.name: c for c in evaluate(desktop, parse_budgets(DEVICE_TOML), None).checks}
+    assert v["desktop drops"].verdict == "pass"
+    assert v["phone drops"].verdict == "skipped" and "mid-range-phone" in v["phone drops"].note
+    # an emulated phone pass merged into the same file: each budget reads its own figure, in
+    # either order (the desktop budget must not judge the phone's 5 drops, nor the reverse)
+    for first, second in ((0, 5), (5, 0)):
+        r = acc_results()
+        r.add("web.capture.dropped_frames", "det=int8,est=fp32", first, "frames", "lower")
+        r.add("web.capture.dropped_frames", "det=int8,est=fp32", second, "frames", "lower",
+              device_class="mid-range-phone", cpu_slowdown=4.0)
+        v = {c.budget.name: c for c in evaluate(r, parse_budgets(DEVICE_TOML), None).checks}
+        assert (v["desktop drops"].value, v["phone drops"].value) == (first, second)
+        assert {c.budget.name for c in evaluate(r, parse_budgets(DEVICE_TOML), None).failures} \
+            == {n for n, x in (("desktop drops", first), ("phone drops", second)) if x}
+    # phone figures of another variant only: the phone budget's pairing was lost -> missing
+    r = acc_results()
+    r.add("web.capture.dropped_frames", "det=fp32,est=fp32", 0, "frames", "lower",
+          device_class="mid-range-phone")
+    v = {c.budget.name: c for c in evaluate(r, parse_budgets(DEVICE_TOML), None).checks}
+    assert v["phone drops"].verdict == "missing" and v["desktop drops"].verdict == "skipped"
+    assert "device_class=mid-range-phone" in MetricRef("m", "", (), "mid-range-phone").label()
+
+
 # --- budgets file ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, match", [
@@ -230,6 +274,9 @@ def test_missing_metric_and_lost_shard():
     ("[[budget]]\nname = 'x'\nmetric = 'a'\nmax = 1\n[[budget]]\nname = 'x'\nmetric = 'b'\n"
      "max = 1\n", "duplicate name"),
     ("title = 'budgets'\n", "unknown top-level key"),
+    ("[[budget]]\nname = 'x'\nmetric = 'a'\nmax = 1\ndevice_class = ''\n", "device_class"),
+    ("[[budget]]\nname = 'x'\nmetric = 'a'\nmax = 1\nparams = {device_class = 'p'}\n",
+     "not inside params"),
 ])
 def test_bad_budgets(text, match):
     with pytest.raises(ResultsError, match=match):

@@ -26,8 +26,9 @@ MAX_NAMED = 4  # missing metrics named in the one-line error; the table lists al
 BOOTSTRAP_RESAMPLES = 2000  # enough for a stable 95 % percentile interval of a median ratio
 BUDGET_KEYS = {"name", "kind", "metric", "variant", "params", "max", "min", "max_worse",
                "max_worse_pct", "better", "severity", "when_present", "noise", "numerator",
-               "denominator", "description"}
-REF_KEYS = {"metric", "variant", "params"}
+               "denominator", "description", "device_class"}
+REF_KEYS = {"metric", "variant", "params", "device_class"}
+DESKTOP = "desktop"  # figures without a device_class param: measured without CPU emulation
 
 
 # --- budgets ---------------------------------------------------------------------------------
@@ -37,14 +38,26 @@ class MetricRef:
     metric: str  # dotted metric name, e.g. "cpu.detector.latency_ms.p50"
     variant: str = ""  # exact variant string, or "*" for any variant
     params: tuple[tuple[str, Any], ...] = ()  # required params (subset match), e.g. threads=2
+    # the device class the figure was measured for: bench web's emulated figures carry
+    # params.device_class (e.g. "mid-range-phone"); figures without one are "desktop". A budget
+    # judges only figures of its own class, so a desktop budget never reads a phone's figure.
+    device_class: str = DESKTOP
 
     def label(self) -> str:
         p = ",".join(f"{k}={v}" for k, v in self.params)
+        if self.device_class != DESKTOP:
+            p = ",".join(x for x in (f"device_class={self.device_class}", p) if x)
         return f"{self.metric} [{self.variant or '-'}]" + (f" ({p})" if p else "")
 
     def matches(self, m: Metric) -> bool:
         return (m.name == self.metric and (self.variant == ANY_VARIANT or m.variant == self.variant)
+                and device_class_of(m) == self.device_class
                 and all(m.params.get(k) == v for k, v in self.params))
+
+
+def device_class_of(m: Metric) -> str:
+    """The device class a figure was measured for (no device_class param: desktop)."""
+    return str(m.params.get("device_class") or DESKTOP)
 
 
 @dataclass(frozen=True)
@@ -115,7 +128,14 @@ def _ref(d: Any, where: str) -> MetricRef:
     params = d.get("params", {})
     if not isinstance(params, dict) or not isinstance(d.get("variant", ""), str):
         raise ResultsError(f"{where}: variant must be a string and params a table")
-    return MetricRef(d["metric"], d.get("variant", ""), tuple(sorted(params.items())))
+    if "device_class" in params:
+        raise ResultsError(f"{where}: give the device class as device_class = \"...\" next to "
+                           "metric, not inside params")
+    cls = d.get("device_class", DESKTOP)
+    if not isinstance(cls, str) or not cls:
+        raise ResultsError(f"{where}: device_class must be a non-empty string (e.g. "
+                           f"\"{DESKTOP}\" or \"mid-range-phone\"), got {cls!r}")
+    return MetricRef(d["metric"], d.get("variant", ""), tuple(sorted(params.items())), cls)
 
 
 def _num(d: dict, key: str, where: str) -> float | None:

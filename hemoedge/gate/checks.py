@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 
 from hemoedge.errors import ResultsError
-from hemoedge.gate.budgets import ANY_VARIANT, Budget, MetricRef
+from hemoedge.gate.budgets import ANY_VARIANT, DESKTOP, Budget, MetricRef, device_class_of
 from hemoedge.gate.stats import _interval, _iv, _judge, bootstrap_ratio, fmt, ratio_interval
 from hemoedge.report.results import Metric, Results
 
@@ -101,14 +101,18 @@ def _evaluate_one(b: Budget, results: Results, baseline: Results | None) -> Chec
     _refuse_non_finite(b, results, "results")
     if b.kind == "baseline":
         _refuse_non_finite(b, baseline, "baseline")
-    present_names = {m.name for m in results.metrics}
     op = "<=" if b.max is not None else ">="
     missing = [r for r in b.refs() if not _find(results, r, op)]
     if missing:
-        if b.when_present and any(r.metric not in present_names for r in missing):
-            return Check(b, "skipped", note="no " + ", ".join(
-                sorted({r.metric for r in missing if r.metric not in present_names}))
-                + " in this run (when_present)")
+        # when_present skips a budget whose metric the run did not measure at all *for that
+        # device class* (a CPU-only run, or no emulated phone pass); figures of that name for
+        # other variants of the same class still make it an error (a lost shard)
+        present = {(m.name, device_class_of(m)) for m in results.metrics}
+        absent = [r for r in missing if (r.metric, r.device_class) not in present]
+        if b.when_present and absent:
+            return Check(b, "skipped", note="no " + ", ".join(sorted(
+                {r.metric + ("" if r.device_class == DESKTOP else f" for {r.device_class}")
+                 for r in absent})) + " in this run (when_present)")
         return Check(b, "missing", missing_from="results", missing_ref=missing[0])
     m = _find(results, b.ref, op)[0]
 
