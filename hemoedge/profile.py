@@ -41,7 +41,7 @@ class Profile:
             kw["search"] = SearchConfig(max_steps=self.max_steps)
         return QuantizeConfig(art=art, data=data, samples=self.calib_samples, **kw)
 
-    def cpu_bench_config(self, art: Path, data: Path | None, **kw: Any):
+    def cpu_bench_config(self, art: Path | None, data: Path | None, **kw: Any):
         """The CpuBenchConfig of this profile (`hemoedge bench cpu [--quick]`)."""
         from hemoedge.bench.cpu import CpuBenchConfig
 

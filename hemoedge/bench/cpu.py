@@ -431,14 +431,13 @@ def _command(args: Any) -> str:
 def config_from_args(args: Any) -> CpuBenchConfig:
     quick = bool(getattr(args, "quick", False))
     data = getattr(args, "data", None) or os.environ.get("HEMOEDGE_DATA") or None
-    return CpuBenchConfig(
+    sizes = {} if quick else {"warmup": args.warmup, "runs": args.runs}  # quick: the profile's
+    return profile(quick).cpu_bench_config(
         art=Path(args.art) if getattr(args, "art", None) else None,
+        data=Path(data) if data else None,
         model=Path(args.model) if getattr(args, "model", None) else None,
-        threads=tuple(args.threads), data=Path(data) if data else None,
-        warmup=QUICK_WARMUP if quick else args.warmup, runs=QUICK_RUNS if quick else args.runs,
-        cold_starts=profile(quick).cold_starts, shard=getattr(args, "shard", None),
-        spin=not getattr(args, "no_spin", False),
-        progress=sys.stderr.isatty(), command=_command(args))
+        threads=tuple(args.threads), shard=getattr(args, "shard", None),
+        spin=not getattr(args, "no_spin", False), command=_command(args), **sizes)
 
 
 def results_path(args: Any) -> Path | None:
