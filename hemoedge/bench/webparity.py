@@ -41,11 +41,14 @@ Every metric carries params.threads (the WASM threads in effect). results.env.we
 records the command, browser, onnxruntime-web and onnxruntime versions, crossOriginIsolated,
 the pages and the photos. The verdict (exit 1) uses TOLERANCES per precision; CI gates the
 same figures with ci/budgets.toml.
+
+This module holds the config, the plan of app builds and the run; the tolerances, comparisons,
+metrics and verdict are in hemoedge.bench.webparity_compare, the photos and the page-side
+helpers (run_once, upload) in hemoedge.bench.webparity_page.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import logging
@@ -53,65 +56,40 @@ import shlex
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hemoedge.bench.browser import CHROMIUM, BrowserConfig, Chromium, Page, check_executable
+from hemoedge.bench.webparity_compare import (
+    MATCH_IOU,
+    ORDER,
+    TOLERANCES,
+    Collected,
+    DetectorDiff,
+    Tolerance,
+    e2e_notes,
+    emit,
+    match,
+    severity_agreement,
+    tolerance_for,
+    verdict,
+)
+from hemoedge.bench.webparity_page import Photo, load_photos, run_once, upload
 from hemoedge.errors import BenchError, HemoedgeError
+from hemoedge.names import PRECISIONS, ROLES
 from hemoedge.report.results import Results, append_stage, variant_name
 
 log = logging.getLogger(__name__)
 
-ROLES = ("detector", "estimator")
 SHORT = {"detector": "det", "estimator": "est"}
-PRECISIONS = ("fp32", "fp16", "int8")
 # end-to-end pairings: the seed, the one `choose --target web` ships, the all-int8 one
 E2E_PAIRINGS = (("fp32", "fp32"), ("int8", "fp32"), ("int8", "int8"))
-MATCH_IOU = 0.5  # a WASM detection and a Python detection of one class are the same object
 DEFAULT_THREADS = 2  # the app's default WASM threads
 PROGRESS_EVERY_S = 10.0  # a progress line at least this often during long loops
 ALTER_REL = 0.05  # the injected fault (WebParityConfig.alter): one weight x (1 + ALTER_REL)
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """The verdict's limits for one precision (a pairing uses its looser model's)."""
-
-    est_hb_abs_max: float  # estimator, per crop, g/dL
-    box_px_max: float  # detector, matched box edges, image px
-    score_abs_max: float  # detector, matched scores
-    dets_changed_max: int  # detector, detections lost + gained over all photos
-    e2e_hb_abs_max: float  # end to end, per photo, g/dL
-    band_agreement_min: float  # end to end
-
-
-TOLERANCES = {
-    # the same file on the same input: only float rounding may differ (measured <= 8e-6 g/dL,
-    # 6e-5 px)
-    "fp32": Tolerance(est_hb_abs_max=1e-3, box_px_max=0.01, score_abs_max=1e-4,
-                      dets_changed_max=0, e2e_hb_abs_max=1e-3, band_agreement_min=1.0),
-    # one float16 rounding step of an output (box coordinates 256-512 network px have a 0.25 px
-    # step, i.e. 0.5 image px in a 640x480 photo; measured 0.27 px, scores 2^-11)
-    "fp16": Tolerance(est_hb_abs_max=1e-2, box_px_max=1.0, score_abs_max=2e-3,
-                      dets_changed_max=0, e2e_hb_abs_max=0.25, band_agreement_min=1.0),
-    # int8: activations sit on quantisation grids; a float difference (a node kept in float,
-    # a requantisation) that crosses a rounding boundary moves a value by a whole step, which
-    # the following layers carry on. Measured on the default models, 44 photos: boxes 1.9 px,
-    # scores 0.018, estimator 0.058 g/dL (one step of its output grid), end to end 0.35 g/dL,
-    # band agreement 0.93. Limits: about 2-4x that
-    "int8": Tolerance(est_hb_abs_max=0.25, box_px_max=8.0, score_abs_max=0.1,
-                      dets_changed_max=4, e2e_hb_abs_max=0.75, band_agreement_min=0.75),
-}
-_ORDER = {p: i for i, p in enumerate(PRECISIONS)}
-
-
-def tolerance_for(*precisions: str) -> Tolerance:
-    """The loosest tolerance of these precisions (unknown ones count as int8)."""
-    ps = [p if p in TOLERANCES else "int8" for p in precisions]
-    return TOLERANCES[max(ps, key=lambda p: _ORDER[p])]
 
 
 @dataclass(frozen=True)
@@ -174,7 +152,7 @@ def plan(have: dict[str, list[str]], e2e: Sequence[tuple[str, str]] | None) -> l
     todo = {(r, p) for r in ROLES for p in have[r]}
     for d, e in builds:
         todo -= {("detector", d), ("estimator", e)}
-    for p in sorted({p for _, p in todo}, key=lambda p: _ORDER.get(p, 99)):
+    for p in sorted({p for _, p in todo}, key=lambda p: ORDER.get(p, 99)):
         d = p if ("detector", p) in todo else None
         e = p if ("estimator", p) in todo else None
         build = (d or builds[0][0], e or builds[0][1])
@@ -186,157 +164,6 @@ def plan(have: dict[str, list[str]], e2e: Sequence[tuple[str, str]] | None) -> l
         done |= {("detector", d), ("estimator", e)}
         pages.append(AppPage(d, e, files, (d, e) in pairs))
     return pages
-
-
-# ---------------------------------------------------------------------------- comparisons
-def match(ref: Sequence[dict], out: Sequence[dict], iou_thr: float = MATCH_IOU
-          ) -> tuple[list[tuple[int, int]], int, int]:
-    """Greedy same-class matching, highest IoU first: (pairs (i_ref, j_out), lost, gained)."""
-    cand = []
-    for i, a in enumerate(ref):
-        for j, b in enumerate(out):
-            if a["cls"] == b["cls"]:
-                v = _iou(a["box"], b["box"])
-                if v >= iou_thr:
-                    cand.append((-v, i, j))
-    pairs, used_i, used_j = [], set(), set()
-    for _, i, j in sorted(cand):
-        if i not in used_i and j not in used_j:
-            pairs.append((i, j))
-            used_i.add(i)
-            used_j.add(j)
-    return pairs, len(ref) - len(pairs), len(out) - len(pairs)
-
-
-def _iou(a: Sequence[float], b: Sequence[float]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / max(union, 1e-9)
-
-
-@dataclass
-class DetectorDiff:
-    box_px: list[float] = field(default_factory=list)  # per matched pair, max edge |Δ|
-    score_abs: list[float] = field(default_factory=list)
-    lost: int = 0
-    gained: int = 0
-    dets: int = 0  # Python's detections, all photos
-
-    def add(self, ref: Sequence[dict], out: Sequence[dict]) -> None:
-        pairs, lost, gained = match(ref, out)
-        self.lost += lost
-        self.gained += gained
-        self.dets += len(ref)
-        for i, j in pairs:
-            a, b = ref[i], out[j]
-            self.box_px.append(float(max(abs(x - y) for x, y in zip(a["box"], b["box"],
-                                                                      strict=True))))
-            self.score_abs.append(abs(float(a["score"]) - float(b["score"])))
-
-
-def _stats(values: Sequence[float]) -> dict[str, float]:
-    if not values:
-        return {"max": 0.0, "p95": 0.0, "mean": 0.0}
-    v = np.asarray(values, np.float64)
-    return {"max": float(v.max()), "p95": float(np.percentile(v, 95)), "mean": float(v.mean())}
-
-
-def severity_agreement(a: Sequence[float | None], b: Sequence[float | None]) -> float:
-    """Share of photos with a reading on either side whose severity band is equal."""
-    from hemoedge.severity import severity_band
-
-    both = [(x, y) for x, y in zip(a, b, strict=True) if x is not None or y is not None]
-    if not both:
-        return 1.0
-    same = sum(1 for x, y in both
-               if x is not None and y is not None and severity_band(x) == severity_band(y))
-    return same / len(both)
-
-
-# ---------------------------------------------------------------------------- inputs
-@dataclass
-class Photo:
-    path: Path  # the file uploaded to the app
-    patient: str
-    rgb: np.ndarray  # as Python decodes it (hemoedge.data.yakimov.read_rgb)
-    nails: list[tuple[float, float, float, float]]  # ground-truth xyxy
-
-
-def load_photos(data: Path | None, n: int, seed: int = 0) -> list[Photo]:
-    """The first n photos of the test split (eval's split) with their ground-truth nails."""
-    from hemoedge.data import yakimov
-
-    if data is None:
-        from hemoedge.quantize.run import default_data
-
-        data = default_data()
-    recs = yakimov.split(yakimov.load(Path(data)).records, seed=seed)["test"][:n]
-    if not recs:
-        raise BenchError(f"{data}: the test split is empty; nothing to compare")
-    return [Photo(Path(r.photo), str(r.patient_id), yakimov.read_rgb(r.photo), r.nail_xyxy())
-            for r in recs]
-
-
-def _b64(x: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(x, np.float32).tobytes()).decode("ascii")
-
-
-# the page side of runOnce: base64 float32 in, base64 float32 out (exact both ways)
-RUN_ONCE = """async ([role, b64, dims, geo]) => {
-  const bin = atob(b64);
-  const u8 = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) u8[i] = bin.charCodeAt(i);
-  const r = await window.__hemoedgeBench.runOnce(role, new Float32Array(u8.buffer), dims, geo);
-  const ob = new Uint8Array(r.output.buffer, r.output.byteOffset, r.output.byteLength);
-  let s = '';
-  for (let i = 0; i < ob.length; i += 0x8000) {
-    s += String.fromCharCode.apply(null, ob.subarray(i, i + 0x8000));
-  }
-  return { output: btoa(s), dims: r.dims, dets: r.dets };
-}"""
-UPLOADED = """(n) => { const b = window.__hemoedgeBench;
-  const t = document.querySelector('#upload-msg').textContent;
-  return b.uploads > n || t.startsWith('Analysis failed') || t.includes('is not an image'); }"""
-
-
-def _evaluate(page: Page, expr: str, arg: Any, what: str, timeout_s: float) -> Any:
-    """page.evaluate with an argument, under the browser module's watchdog and origin guard."""
-    with page.chrome.step(what, timeout_s):
-        v = page.raw.evaluate(expr, arg)
-    page.guard.check()
-    return v
-
-
-def run_once(page: Page, role: str, x: np.ndarray, geo: Any, what: str, timeout_s: float
-             ) -> tuple[np.ndarray, list[dict] | None]:
-    """One session.run in the app's worker on exactly x: (output, app detections or None)."""
-    g = None if geo is None else {"scale": float(geo.scale), "left": int(geo.left),
-                                  "top": int(geo.top)}
-    r = _evaluate(page, RUN_ONCE, [role, _b64(x), list(x.shape), g], what, timeout_s)
-    out = np.frombuffer(base64.b64decode(r["output"]), np.float32).reshape(r["dims"])
-    return out, r["dets"]
-
-
-def upload(page: Page, path: Path, what: str, timeout_s: float) -> dict:
-    """The user's upload path: the file input, then the app's analysis of that photo."""
-    n = page.evaluate("window.__hemoedgeBench.uploads", f"{what}: uploads so far")
-    with page.chrome.step(f"{what}: choosing the file", timeout_s):
-        page.raw.set_input_files("#file", str(path), timeout=timeout_s * 1000)
-    page.guard.check()
-    deadline = time.monotonic() + timeout_s
-    while not _evaluate(page, UPLOADED, n, f"{what}: analysis", timeout_s):
-        if time.monotonic() > deadline:
-            raise BenchError(f"{what}: no analysis after {timeout_s:.0f} s")
-        time.sleep(0.02)
-    up = page.evaluate("window.__hemoedgeBench.uploads", f"{what}: uploads")
-    if up <= n:
-        raise BenchError(f"{what}: the app did not analyse {path.name}: "
-                         f"{page.text('#upload-msg')!r}")
-    last = page.evaluate("window.__hemoedgeBench.lastUpload", f"{what}: the result")
-    last["shown"] = page.text("#upload-msg")
-    return last
 
 
 # ---------------------------------------------------------------------------- the run
@@ -351,21 +178,6 @@ class _Progress:
         if now - self.last >= PROGRESS_EVERY_S or self.done == self.total:
             self.last = now
             log.info("%s: %d/%d (%.0f s)", self.what, self.done, self.total, now - self.t0)
-
-
-@dataclass
-class _Collected:
-    est: dict[str, list[float]] = field(default_factory=dict)  # precision -> |ΔHb| per crop
-    det: dict[str, DetectorDiff] = field(default_factory=dict)
-    est_ref: dict[str, list[float]] = field(default_factory=dict)  # WASM vs the reference
-    det_ref: dict[str, DetectorDiff] = field(default_factory=dict)
-    e2e_ref: dict[tuple[str, str], list] = field(default_factory=dict)  # reference medians
-    e2e: dict[tuple[str, str], tuple[list, list]] = field(default_factory=dict)  # (web, py)
-    e2e_nails: dict[tuple[str, str], int] = field(default_factory=dict)  # count mismatches
-    e2e_notes: dict[str, dict] = field(default_factory=dict)  # variant -> worst photo, bands
-    threads: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
-    pages: list[dict] = field(default_factory=list)
 
 
 def _alter_served(dist: Path, files: dict, role: str, precision: str) -> str:
@@ -400,7 +212,7 @@ class _Run:
 
         self.cfg, self.art, self.photos, self.chrome = cfg, art, photos, chrome
         self.post = postprocess_defaults()  # what the build writes to models.json
-        self.c = _Collected()
+        self.c = Collected()
         self._inputs: dict[tuple[str, str], list] = {}
 
     # -------------------------------------------------------------- Python's inputs
@@ -486,7 +298,7 @@ class _Run:
         self.c.e2e[det, est] = (web, py)
         self.c.e2e_ref[det, est] = rpy
         self.c.e2e_nails[det, est] = mismatch
-        self.c.e2e_notes[v] = _e2e_notes([p.path.name for p in self.photos], web, py)
+        self.c.e2e_notes[v] = e2e_notes([p.path.name for p in self.photos], web, py)
         d = [abs(a - b) for a, b in zip(web, py, strict=True) if a is not None and b is not None]
         log.info("e2e %s: |ΔHb| max %.4g over %d photos, band agreement %.3f, %d nail-count "
                  "mismatch(es)", v, max(d, default=0.0), len(d), severity_agreement(web, py),
@@ -526,114 +338,6 @@ class _Run:
 
 def _hb(out: np.ndarray) -> float:
     return float(np.asarray(out, np.float64).reshape(-1)[0])
-
-
-def _e2e_notes(names: list[str], web: list, py: list) -> dict:
-    """The photo with the largest difference and every photo whose severity band differs."""
-    from hemoedge.severity import severity_band
-
-    def band(x: float | None) -> str | None:
-        return None if x is None else severity_band(x)
-
-    rows = [{"photo": n, "app": a, "python": b} for n, a, b in zip(names, web, py, strict=True)]
-    both = [r for r in rows if r["app"] is not None and r["python"] is not None]
-    worst = max(both, key=lambda r: abs(r["app"] - r["python"]), default=None)
-    return {"worst": worst, "band_differs": [r for r in rows
-                                             if band(r["app"]) != band(r["python"])]}
-
-
-def _emit(cfg: WebParityConfig, c: _Collected, art: Any, res: Results) -> None:
-    t = c.threads
-    for p, diffs in c.est.items():
-        v = variant_name(est=p)
-        unit = art.spec("estimator").output_unit or "g/dL"
-        for k, val in _stats(diffs).items():
-            res.add(f"web.parity.estimator.hb_abs.{k}", v, val, unit, "lower", n=len(diffs),
-                    threads=t)
-        res.variants.setdefault(v, {})["estimator"] = art.path("estimator", p).name
-    for p, d in c.det.items():
-        v = variant_name(det=p)
-        s = _stats(d.box_px)
-        res.add("web.parity.detector.box_px.max", v, s["max"], "px", "lower", n=len(d.box_px),
-                threads=t)
-        res.add("web.parity.detector.box_px.p95", v, s["p95"], "px", "lower", n=len(d.box_px),
-                threads=t)
-        res.add("web.parity.detector.score_abs.max", v, _stats(d.score_abs)["max"], "",
-                "lower", n=len(d.score_abs), threads=t)
-        res.add("web.parity.detector.dets_lost", v, d.lost, "", "lower", n=d.dets, threads=t)
-        res.add("web.parity.detector.dets_gained", v, d.gained, "", "lower", n=d.dets,
-                threads=t)
-        res.variants.setdefault(v, {})["detector"] = art.path("detector", p).name
-    for (dp, ep), (web, py) in c.e2e.items():
-        v = variant_name(dp, ep)
-        diffs = [abs(a - b) for a, b in zip(web, py, strict=True)
-                 if a is not None and b is not None]
-        for k, val in _stats(diffs).items():
-            res.add(f"web.parity.e2e.hb_abs.{k}", v, val, "g/dL", "lower", n=len(diffs),
-                    threads=t)
-        res.add("web.parity.e2e.band_agreement", v, severity_agreement(web, py), "ratio",
-                "higher", n=len(web), threads=t)
-        res.add("web.parity.e2e.nail_count_mismatch", v, c.e2e_nails[dp, ep], "", "lower",
-                n=len(web), threads=t)
-        res.variants.setdefault(v, {}).update(detector=art.path("detector", dp).name,
-                                              estimator=art.path("estimator", ep).name)
-    # against the file's arithmetic as written (graph optimisations off: the machine-independent
-    # reference `eval` and `quantize` use), to tell which runtime moved; informational
-    for p, diffs in c.est_ref.items():
-        s = _stats(diffs)
-        for k in ("max", "mean"):
-            res.add(f"web.parity.ref.estimator.hb_abs.{k}", variant_name(est=p), s[k],
-                    art.spec("estimator").output_unit or "g/dL", "lower", n=len(diffs),
-                    threads=t)
-    for p, d in c.det_ref.items():
-        res.add("web.parity.ref.detector.box_px.max", variant_name(det=p),
-                _stats(d.box_px)["max"], "px", "lower", n=len(d.box_px), threads=t)
-        res.add("web.parity.ref.detector.score_abs.max", variant_name(det=p),
-                _stats(d.score_abs)["max"], "", "lower", n=len(d.score_abs), threads=t)
-    for (dp, ep), rpy in c.e2e_ref.items():
-        web = c.e2e[dp, ep][0]
-        diffs = [abs(a - b) for a, b in zip(web, rpy, strict=True)
-                 if a is not None and b is not None]
-        s = _stats(diffs)
-        for k in ("max", "mean"):
-            res.add(f"web.parity.ref.e2e.hb_abs.{k}", variant_name(dp, ep), s[k], "g/dL",
-                    "lower", n=len(diffs), threads=t)
-        res.add("web.parity.ref.e2e.band_agreement", variant_name(dp, ep),
-                severity_agreement(web, rpy), "ratio", "higher", n=len(web), threads=t)
-
-
-def verdict(res: Results) -> list[str]:
-    """Every breach of TOLERANCES in these metrics, one line each (empty: parity holds)."""
-    out = []
-
-    def val(name: str, v: str) -> float | None:
-        m = res.get(name, v)
-        return None if m is None else m.value
-
-    for m in res.find("web.parity."):
-        precs = [kv.split("=", 1)[1] for kv in m.variant.split(",") if "=" in kv]
-        tol = tolerance_for(*precs)
-        limit: float | None = None
-        value = m.value
-        if m.name == "web.parity.estimator.hb_abs.max":
-            limit = tol.est_hb_abs_max
-        elif m.name == "web.parity.e2e.hb_abs.max":
-            limit = tol.e2e_hb_abs_max
-        elif m.name == "web.parity.detector.box_px.max":
-            limit = tol.box_px_max
-        elif m.name == "web.parity.detector.score_abs.max":
-            limit = tol.score_abs_max
-        elif m.name == "web.parity.detector.dets_lost":
-            value += val("web.parity.detector.dets_gained", m.variant) or 0
-            if value > tol.dets_changed_max:
-                out.append(f"web.parity.detector.dets_lost + dets_gained [{m.variant}] = "
-                           f"{value:.0f} > {tol.dets_changed_max}")
-        elif m.name == "web.parity.e2e.band_agreement" and value < tol.band_agreement_min:
-            out.append(f"{m.name} [{m.variant}] = {value:.3f} < {tol.band_agreement_min}")
-        if limit is not None and value > limit:
-            unit = f" {m.unit}" if m.unit else ""
-            out.append(f"{m.name} [{m.variant}] = {value:.4g}{unit} > {limit}")
-    return out
 
 
 def run(cfg: WebParityConfig) -> Results:
@@ -699,7 +403,7 @@ def run(cfg: WebParityConfig) -> Results:
             **({"injected_alter": [*cfg.alter, altered]} if cfg.alter else {}),
         },
     })
-    _emit(cfg, c, art, res)
+    emit(c, art, res)
     return res
 
 
@@ -749,4 +453,8 @@ def cli(args: Any) -> int:
     return 1 if bad else 0
 
 
-__all__ = ["TOLERANCES", "WebParityConfig", "cli", "match", "plan", "run", "verdict"]
+# the comparisons and the page helpers live in webparity_compare / webparity_page; these
+# names are imported from here too
+__all__ = ["MATCH_IOU", "TOLERANCES", "AppPage", "DetectorDiff", "Photo", "Tolerance",
+           "WebParityConfig", "cli", "load_photos", "match", "plan", "run", "run_once",
+           "severity_agreement", "tolerance_for", "upload", "verdict"]
