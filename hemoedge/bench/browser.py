@@ -17,6 +17,9 @@ closed on exit.
 
 The guard: any request that leaves the page's origin (other than data:/blob:) fails the
 benchmark with a BenchError naming the URL (the app promises no third-party request).
+
+This module launches (or connects to) the browser, runs the watchdog and the CPU slowdowns;
+the guard and the Page are in hemoedge.bench.browser_page and are re-exported here.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hemoedge.bench.browser_page import OriginGuard, Page, first_line, require_sync_playwright
 from hemoedge.errors import BenchError
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,6 @@ CHROMIUM_ARGS = (
 FAKE_CAMERA_ARGS = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
 # performance.measureUserAgentSpecificMemory() otherwise waits for the next GC (10-60 s here)
 MEMORY_ARGS = ("--enable-blink-features=ForceEagerMeasureMemory",)
-LOCAL_SCHEMES = ("data:", "blob:", "about:")
 
 
 # ---------------------------------------------------------------------------- device classes
@@ -323,104 +326,6 @@ def _children(pid: int) -> dict[int, int]:
     return out
 
 
-@dataclass
-class OriginGuard:
-    """Records every request of a browser context; `check()` raises on one that left the origin."""
-
-    origin: str  # e.g. "http://127.0.0.1:41234"
-    requests: int = 0
-    foreign: list[str] = field(default_factory=list)
-
-    def on_request(self, req: Any) -> None:
-        self.requests += 1
-        url = req.url
-        if not (url == self.origin or url.startswith(self.origin + "/")
-                or url.startswith(LOCAL_SCHEMES)):
-            self.foreign.append(url)
-
-    def check(self) -> None:
-        if self.foreign:
-            raise BenchError(
-                f"a request left the app's origin {self.origin}: {self.foreign[0]}"
-                + (f" (and {len(self.foreign) - 1} more)" if len(self.foreign) > 1 else "")
-                + "; the app must make no third-party request, so the benchmark fails")
-
-
-class Page:
-    """A Playwright page whose every blocking call has a time limit and checks the guard."""
-
-    def __init__(self, chrome: Chromium, page: Any, guard: OriginGuard):
-        self.chrome, self.raw, self.guard = chrome, page, guard
-        self.errors: list[str] = []
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-        page.on("crash", lambda _p: self.errors.append("the page crashed"))
-
-    def _step(self, what: str, timeout_s: float | None = None):
-        return self.chrome.step(what, timeout_s)
-
-    def goto(self, url: str, what: str = "") -> None:
-        t = self.chrome.cfg.step_timeout_s
-        with self._step(what or f"loading {url}", t + 5):
-            self.raw.goto(url, timeout=t * 1000, wait_until="load")
-        self.guard.check()
-
-    def reload(self, what: str = "reload") -> None:
-        t = self.chrome.cfg.step_timeout_s
-        with self._step(what, t + 5):
-            self.raw.reload(timeout=t * 1000, wait_until="load")
-        self.guard.check()
-
-    def evaluate(self, expr: str, what: str, timeout_s: float | None = None) -> Any:
-        with self._step(what, timeout_s):
-            v = self.raw.evaluate(expr)
-        self.guard.check()
-        return v
-
-    def click(self, selector: str, what: str = "") -> None:
-        t = self.chrome.cfg.step_timeout_s
-        with self._step(what or f"clicking {selector}", t + 5):
-            self.raw.click(selector, timeout=t * 1000)
-        self.guard.check()
-
-    def text(self, selector: str) -> str:
-        t = self.chrome.cfg.step_timeout_s
-        with self._step(f"reading {selector}", t + 5):
-            v = self.raw.text_content(selector, timeout=t * 1000)
-        return v or ""
-
-    def wait(self, expr: str, what: str, timeout_s: float | None = None,
-             poll_s: float = 0.05) -> Any:
-        """Poll a JS expression until truthy. (wait_for_function needs eval; the CSP forbids it.)"""
-        from playwright.sync_api import Error as PlaywrightError
-
-        limit = timeout_s or self.chrome.cfg.step_timeout_s
-        end = time.monotonic() + limit
-        while True:
-            try:
-                with self.chrome.step(what, limit):
-                    v = self.raw.evaluate(expr)
-            except BenchError as e:
-                # a navigation (reload, service-worker update) destroyed the context: poll again
-                cause = e.__cause__
-                if not (isinstance(cause, PlaywrightError)
-                        and ("context was destroyed" in str(cause) or "navigat" in str(cause))):
-                    raise
-                v = None
-            self.guard.check()
-            if v:
-                return v
-            if self.errors and "crashed" in self.errors[-1]:
-                raise BenchError(f"{what}: the page crashed")
-            if time.monotonic() > end:
-                raise BenchError(f"{what}: not done after {limit:.0f} s"
-                                 + (f" (page errors: {self.errors[-3:]})" if self.errors else ""))
-            time.sleep(poll_s)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception), self.chrome.step("closing a page", 30):
-            self.raw.close()
-
-
 class Chromium:
     """Context manager: Playwright + one headless Chromium, killed by pid on a hung step."""
 
@@ -455,7 +360,7 @@ class Chromium:
         except BaseException as e:
             self.close()
             if isinstance(e, PlaywrightError):
-                raise BenchError(f"{ep}: could not connect: {_first_line(e)}") from e
+                raise BenchError(f"{ep}: could not connect: {first_line(e)}") from e
             raise
         log.debug("connected to %s: %s %s", ep, self.browser.browser_type.name,
                   self.browser.version)
@@ -463,12 +368,12 @@ class Chromium:
 
     def __enter__(self) -> Chromium:
         if self.remote:
-            _require_sync_playwright()
+            require_sync_playwright()
             return self._connect()
         exe = check_executable(self.cfg.executable)
         if self.cfg.video is not None and not Path(self.cfg.video).is_file():
             raise BenchError(f"{self.cfg.video}: fake-camera video missing")
-        _require_sync_playwright()
+        require_sync_playwright()
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
         try:
@@ -488,7 +393,7 @@ class Chromium:
         except BaseException as e:
             self.close()
             if isinstance(e, PlaywrightError):
-                raise BenchError(f"{exe} did not start: {_first_line(e)}") from e
+                raise BenchError(f"{exe} did not start: {first_line(e)}") from e
             raise
         log.debug("chromium %s started (pids %s)", self.browser.version, sorted(self.pids))
         return self
@@ -555,7 +460,7 @@ class Chromium:
                 raise BenchError(f"{what}: no answer within {limit:.0f} s (hung page or "
                                  "browser)" + ("" if self.remote else
                                                "; Chromium was stopped")) from e
-            raise BenchError(f"{what}: {_first_line(e)}") from e
+            raise BenchError(f"{what}: {first_line(e)}") from e
         finally:
             timer.cancel()
         if self._fired.is_set():
@@ -586,32 +491,3 @@ class Chromium:
                 ctx.close()
         except BenchError as e:
             log.warning("%s", e)
-
-
-def _require_sync_playwright() -> None:
-    """Playwright is installed and no sync Playwright (or asyncio loop) runs in this thread."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError as e:
-        raise BenchError("the Playwright Python package is missing; "
-                         "`pip install -e .` installs it") from e
-    if _loop_running():
-        raise BenchError("a Playwright sync API instance (or an asyncio loop) is already "
-                         "running in this thread; stop it before starting the benchmark's "
-                         "Chromium (one sync Playwright per thread)")
-
-
-def _loop_running() -> bool:
-    """True when this thread already runs an asyncio loop (a sync Playwright left started does:
-    its calls mark the loop as running), where sync_playwright() would refuse to start."""
-    import asyncio
-
-    try:
-        return asyncio.get_running_loop().is_running()
-    except RuntimeError:
-        return False
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
