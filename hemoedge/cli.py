@@ -227,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quantize-decode", action="store_true",
                    help="let the search quantise the YOLO decode head too (by default it stays "
                    "in float: docs/quantize.md)")
+    s.add_argument("--quantize-stem", action="store_true",
+                   help="let the search quantise the input stem (the node reading the image) "
+                   "too (by default it stays in float: docs/quantize.md)")
     s.add_argument("--engine", type=_csv, help="also build peer int8 files with these "
                    "quantisers (ort, nncf) into ART/peers/<engine>/ (docs/peers.md)")
     s.set_defaults(func=_handler("hemoedge.quantize.run"))

@@ -170,7 +170,8 @@ def quantize(cfg) -> Stage:
         raise ValueError("quantize: only the search's max_steps has a command-line option")
     _defaults(cfg, {"art", "roles", "data", "variants", "method", "samples", "val_samples",
                     "search", "tolerance_hb", "tolerance_det_score", "tolerance_det_box_px",
-                    "sampling", "output_correction", "float_decode", "engines"}, "quantize")
+                    "sampling", "output_correction", "float_decode", "float_stem", "engines"},
+              "quantize")
     opts = {"art": str(cfg.art), "roles": _unless(list(cfg.roles), list(default.roles)),
             "calib": _opt(cfg.data), "variants": _unless(list(cfg.variants),
                                                          list(default.variants)),
@@ -184,6 +185,7 @@ def quantize(cfg) -> Stage:
             "calib_sampling": _unless(cfg.sampling, default.sampling),
             "no_output_correction": not cfg.output_correction,
             "quantize_decode": not cfg.float_decode,
+            "quantize_stem": not cfg.float_stem,
             "engine": list(cfg.engines) or None}
     return _stage("quantize", ("quantize",), cfg, opts, _quantize, "hemoedge.quantize.run")
 

@@ -40,7 +40,15 @@ def test_run_writes_every_variant(tiny_art, tiny_data):
     # the decode head stays in float by default, for a stated reason (not a measured find)
     assert "/model.22/Concat_3" in kept and "/model.22/Sigmoid" in kept
     assert not any("cv2" in n or "cv3" in n for n in kept)
-    assert set(kept.values()) == {run.DECODE_REASON}
+    assert set(kept.values()) == {run.DECODE_REASON, run.STEM_REASON}
+    # so does the input stem of both models: the node(s) reading the image
+    for role in ("detector", "estimator"):
+        q = art.files[f"{role}.int8.onnx"]["quantization"]
+        stem = [e["name"] for e in q["excluded_nodes"] if e["reason"] == run.STEM_REASON]
+        graph = onnx.load(str(art.path(role, "fp32"))).graph
+        assert stem and stem == run.stem_nodes(graph)
+        assert all(graph.input[0].name in next(n for n in graph.node if n.name == x).input
+                   for x in stem)
     est_cal = art.files["estimator.int8.onnx"]["quantization"]["calibration"]
     assert est_cal["source"].startswith("fp32-detector nail crops of train split")
     assert est_cal["detector_crops"] > 0
@@ -66,7 +74,8 @@ def test_run_is_deterministic(tmp_path, tiny_data):
 def test_search_finds_the_decode_concat_when_asked_to_quantise_the_decode(tiny_art, tiny_data):
     records, _, read = tiny_data
     cfg = run.QuantizeConfig(art=tiny_art, variants=("int8",), roles=("detector",), samples=12,
-                             val_samples=6, max_size_ratio=None, float_decode=False)
+                             val_samples=6, max_size_ratio=None, float_decode=False,
+                             float_stem=False)
     run.run(cfg, splits=qtiny.splits(records), read=read)
     det_q = Artifact.load(tiny_art).files["detector.int8.onnx"]["quantization"]
     assert [e["name"] for e in det_q["excluded_nodes"]] == ["/model.22/Concat_3"]
@@ -157,3 +166,5 @@ def test_config_from_args_reads_optional_flags(tmp_path):
     cfg = run.config_from_args(argparse.Namespace(**base, max_steps=2, val_samples=4,
                                                   quantize_decode=True))
     assert (cfg.search.max_steps, cfg.val_samples, cfg.float_decode) == (2, 4, False)
+    assert cfg.float_stem is True
+    assert run.config_from_args(argparse.Namespace(**base, quantize_stem=True)).float_stem is False
