@@ -220,3 +220,25 @@ def test_sweep_train_stage_hands_train_its_recipe(tmp_path, monkeypatch, tiny_da
     assert (r.backbone, r.est_size, r.task, r.est_epochs, r.est_init) == (
         "mobilenetv3_small_050", 192, "classification", 0, str(tmp_path / "init.pt"))
     assert (seen["data"], seen["seed"], seen["only"]) == (tiny_data, 3, "estimator")
+
+
+def test_prove_gate_uses_the_quick_runs_stages(tmp_path, monkeypatch):
+    """ci/prove_gate.py re-runs `hemoedge run --quick`'s own stage configs on its artifact;
+    the injected capture regression is a config field with a command-line option."""
+    import sys
+
+    monkeypatch.delenv("HEMOEDGE_DATA", raising=False)
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "ci"))
+    import prove_gate
+
+    art, data, res = tmp_path / "art", tmp_path / "data", tmp_path / "r.json"
+    run = {s.label: s for s in stages(RunConfig(out=tmp_path / "x", quick=True, data=data,
+                                                gate=False))}
+    for label in ("eval", "bench cpu"):
+        s = prove_gate.run_stage(label, art, data, res)
+        assert s.config == dataclasses.replace(run[label].config, art=art, command=s.command)
+        _same_config(s)
+    web = prove_gate.run_stage("bench web", art, data, res, seedloop=True)
+    assert web.config.seedloop and "--seedloop" in web.argv
+    _same_config(web)
+    sys.modules.pop("prove_gate", None)
