@@ -207,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variants", type=_csv, default=list(PRECISIONS))
     s.add_argument("--calib", help="Yakimov-layout folder for calibration (default: synthetic)")
     s.add_argument("--method", choices=("minmax", "percentile", "entropy"), default="minmax")
-    s.add_argument("--samples", type=_positive, default=64, help="calibration samples per model")
+    s.add_argument("--samples", type=_positive, default=64, help="detector calibration photos")
+    s.add_argument("--est-samples", type=_positive,
+                   help="estimator calibration crops (default 256: docs/quantize.md)")
     s.add_argument("--tolerance-hb", type=_positive_float, default=0.05,
                    help="max allowed int8 estimator Hb MAE vs fp32 on val, g/dL")
     s.add_argument("--tolerance-det-score", type=_positive_float, default=0.05,

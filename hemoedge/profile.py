@@ -21,6 +21,7 @@ class Profile:
     sweep_patients: int  # `hemoedge sweep`'s synthetic set
     sweep_sessions: int
     calib_samples: int  # quantize --samples
+    est_calib_samples: int | None  # quantize --est-samples (None: quantize's default)
     val_samples: int | None  # quantize --val-samples (None: quantize's default)
     max_steps: int | None  # quantize --max-steps (None: quantize's default)
     parity_images: int  # parity --images
@@ -37,6 +38,8 @@ class Profile:
 
         if self.val_samples is not None:
             kw["val_samples"] = self.val_samples
+        if self.est_calib_samples is not None:
+            kw["est_samples"] = self.est_calib_samples
         if self.max_steps is not None:
             kw["search"] = SearchConfig(max_steps=self.max_steps)
         return QuantizeConfig(art=art, data=data, samples=self.calib_samples, **kw)
@@ -61,10 +64,10 @@ class Profile:
 
 
 QUICK = Profile("quick", patients=60, sessions=12, sweep_patients=60, sweep_sessions=12,
-                calib_samples=48, val_samples=8, max_steps=2, parity_images=6,
+                calib_samples=48, est_calib_samples=96, val_samples=8, max_steps=2, parity_images=6,
                 web_parity_images=4, epochs=1, bench_warmup=3, bench_runs=20, cold_starts=2)
 FULL = Profile("full", patients=250, sessions=20, sweep_patients=800, sweep_sessions=40,
-               calib_samples=64, val_samples=None, max_steps=None, parity_images=16,
+               calib_samples=64, est_calib_samples=None, val_samples=None, max_steps=None, parity_images=16,
                web_parity_images=16, epochs=5, bench_warmup=None, bench_runs=None, cold_starts=5)
 
 

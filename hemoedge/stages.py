@@ -168,7 +168,8 @@ def quantize(cfg) -> Stage:
     default = mod.QuantizeConfig(art=cfg.art)
     if dataclasses.replace(cfg.search, max_steps=SearchConfig().max_steps) != SearchConfig():
         raise ValueError("quantize: only the search's max_steps has a command-line option")
-    _defaults(cfg, {"art", "roles", "data", "variants", "method", "samples", "val_samples",
+    _defaults(cfg, {"art", "roles", "data", "variants", "method", "samples", "est_samples",
+                    "val_samples",
                     "search", "tolerance_hb", "tolerance_det_score", "tolerance_det_box_px",
                     "sampling", "output_correction", "float_decode", "float_stem", "engines"},
               "quantize")
@@ -176,6 +177,7 @@ def quantize(cfg) -> Stage:
             "calib": _opt(cfg.data), "variants": _unless(list(cfg.variants),
                                                          list(default.variants)),
             "method": _unless(cfg.method, default.method), "samples": cfg.samples,
+            "est_samples": _unless(cfg.est_samples, default.est_samples),
             "val_samples": _unless(cfg.val_samples, default.val_samples),
             "max_steps": _unless(cfg.search.max_steps, SearchConfig().max_steps),
             "tolerance_hb": _unless(cfg.tolerance_hb, default.tolerance_hb),

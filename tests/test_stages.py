@@ -145,7 +145,8 @@ def test_quantize_stage_calls_the_library(monkeypatch, tmp_path):
     s = st.quantize(cfg)
     assert s() == 0 and seen == [cfg]
     assert s.argv == ["quantize", str(tmp_path / "art"), "--roles", "estimator", "--calib",
-                      str(tmp_path / "data"), "--samples", "48", "--val-samples", "8",
+                      str(tmp_path / "data"), "--samples", "48", "--est-samples", "96",
+                      "--val-samples", "8",
                       "--max-steps", "2"]
 
 
