@@ -169,9 +169,12 @@ class Results:
         return Results.load(path) if Path(path).is_file() else Results()
 
 
-# Not part of what a figure *is*: the raw samples and the per-repeat statistics that bench web
-# records next to a pooled timing (they change on every re-run of the same measurement).
-VOLATILE_PARAMS = ("samples", "repeats", "spread_pct")
+# Not part of what a figure *is*: the raw samples, and what bench web records next to a figure
+# as its outcome (per-repeat medians and their spread, the per-run values, the first visit's
+# request count, URLs fetched twice, encodings seen). They can change on every re-run of the
+# same measurement, so a re-run must replace the figure, not add a second one.
+VOLATILE_PARAMS = ("samples", "repeats", "spread_pct", "values", "requests", "unique_bytes",
+                   "fetched_twice", "duplicate_urls", "encodings")
 
 
 def identity(m: Metric) -> tuple:

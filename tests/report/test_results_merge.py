@@ -70,3 +70,14 @@ def test_the_gate_baseline_matches_figures_the_way_a_rerun_does():
     new = _res(("web.x.p50", "det=int8", 11.0, {"threads": 2, "repeats": [10.0, 12.0],
                                                 "spread_pct": 18.2}))
     assert baseline_diff(old, new) == []
+
+
+def test_a_web_rerun_replaces_a_figure_whose_outcome_params_changed(tmp_path):
+    p = tmp_path / "r.json"
+    merge_stage(p, _res(("web.first_visit_bytes", "det=int8,est=fp32", 14.2e6,
+                         {"threads": 2, "values": [14.2e6] * 3, "requests": 25,
+                          "fetched_twice": ["/sw.js"]})))
+    merge_stage(p, _res(("web.first_visit_bytes", "det=int8,est=fp32", 14.1e6,
+                         {"threads": 2, "values": [14.1e6] * 3, "requests": 24,
+                          "fetched_twice": []})))
+    assert [m.value for m in Results.load(p).metrics] == [14.1e6]
