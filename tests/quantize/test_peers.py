@@ -21,8 +21,8 @@ QUICK = bench_peers.TimingConfig(rounds=4, runs=2, warmup=1)
 
 
 def _cfg(art, engines, **kw):
-    return run.QuantizeConfig(art=art, variants=("fp32",), samples=12, val_samples=6,
-                              engines=tuple(engines), **kw)
+    return run.QuantizeConfig(art=art, variants=("fp32",), samples=12, est_samples=12,
+                              val_samples=6, engines=tuple(engines), **kw)
 
 
 def _meta(path):
