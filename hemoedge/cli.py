@@ -306,13 +306,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --autotune: the app also tunes in N fresh browser profiles; "
                         "web.autotune.agreement = share choosing the most common setting")
     s.add_argument("--connect", action="append", metavar="ENDPOINT",
-                   help="run on a remote browser instead of the local Chromium (repeatable, one "
-                        "device after another): ws://... (a Playwright server) or "
+                   help="run on a remote browser instead of the local Chromium (repeatable; "
+                        "several devices run in parallel): ws://... (a Playwright server) or "
                         "http://HOST:PORT (Chrome DevTools Protocol, e.g. Chrome on Android via "
                         "adb forward) (docs/bench-web.md#remote-devices)")
     s.add_argument("--device-name", action="append", metavar="NAME",
                    help="the name of the matching --connect endpoint's device (repeatable, in "
                         "order; default: from the endpoint)")
+    s.add_argument("--devices", metavar="FILE",
+                   help="a TOML file of devices, one [[device]] table each with name, endpoint "
+                        "and optionally app_url; measured in parallel with any --connect")
     s.add_argument("--host", default="127.0.0.1",
                    help="the app server's bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=0,

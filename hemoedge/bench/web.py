@@ -60,6 +60,7 @@ import gzip
 import logging
 import os
 import shlex
+import sys
 import tempfile
 import threading
 import time
@@ -71,6 +72,7 @@ import numpy as np
 
 from hemoedge.bench import webcapture as wc
 from hemoedge.bench.browser import CHROMIUM, BrowserConfig, Chromium, Page, check_executable
+from hemoedge.bench.browser_page import first_line
 from hemoedge.bench.webmetrics import Pool, emit, summary_lines
 from hemoedge.errors import BenchError, HemoedgeError
 from hemoedge.report.results import (
@@ -147,6 +149,7 @@ class WebBenchConfig:
     # local Chromium; no capture, seed or memory figures there (no fake camera, no eager GC flag)
     connect: tuple[str, ...] = ()
     device_names: tuple[str, ...] = ()  # a name per endpoint, in order (default: from it)
+    device_app_urls: tuple[str, ...] = ()  # per endpoint, the URL its browser opens ("": app_url)
     host: str = "127.0.0.1"  # the app server's bind address
     port: int = 0  # ... and port (0: a free one; fix it for adb reverse)
     app_url: str | None = None  # the URL the browser opens (default: the server's own address)
@@ -172,6 +175,14 @@ class WebBenchConfig:
         if len(self.device_names) > len(self.connect):
             raise BenchError(f"{len(self.device_names)} --device-name(s) for "
                              f"{len(self.connect)} --connect endpoint(s)")
+        if len(self.device_app_urls) > len(self.connect):
+            raise BenchError(f"{len(self.device_app_urls)} device app URL(s) for "
+                             f"{len(self.connect)} --connect endpoint(s)")
+        names = [self.device_name(i) for i in range(len(self.connect))]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise BenchError(f"two devices are named {dup[0]!r}: give each --connect endpoint "
+                             "its own --device-name")
         if self.connect and self.cpu_slowdowns != (None,):
             raise BenchError("--connect measures the remote device as it is: no --device-class "
                              "or --cpu-slowdown with it")
@@ -199,6 +210,12 @@ class WebBenchConfig:
 
         ep = self.connect[i]
         return f"{endpoint_kind(ep)}@{urlsplit(ep).netloc or ep}"
+
+    def device_app_url(self, i: int) -> str | None:
+        """The URL the i-th device's browser opens (None: the server's own address)."""
+        if i < len(self.device_app_urls) and self.device_app_urls[i]:
+            return self.device_app_urls[i]
+        return self.app_url
 
     @property
     def default_threads(self) -> int:
@@ -428,11 +445,27 @@ def _y4m_frames(path: Path) -> tuple[int, float]:
 
 
 class _Run:
-    def __init__(self, cfg: WebBenchConfig, chrome: Chromium, video: tuple[int, float]):
+    def __init__(self, cfg: WebBenchConfig, chrome: Chromium, video: tuple[int, float],
+                 app_url: str | None = None, servers: dict[Path, str] | None = None):
         self.cfg, self.chrome, self.video = cfg, chrome, video
         self.pool = Pool()
         self.t = cfg.timeout_s
         self.remote = chrome.remote  # no fake camera there: no captures, no memory figure
+        self.app_url = app_url  # the URL this browser opens (None: the server's own)
+        # devices measured in parallel share one server per build (their URLs here); its
+        # socket counts mix the devices, so those figures are left out (the wire count stays)
+        self.servers = servers
+
+    @contextlib.contextmanager
+    def serve(self, dist: Path):
+        """(url, counter) of the app in `dist`: a server of this unit's own, or the shared one
+        (counter None)."""
+        if self.servers is not None:
+            yield self.app_url or self.servers[dist], None
+            return
+        cfg = self.cfg
+        with serve_counting(dist, cfg.host, cfg.port, self.app_url) as served:
+            yield served
 
     def note_device(self, info: dict) -> None:
         """The browser's identity as the page sees it (user agent, cores, memory)."""
@@ -455,7 +488,7 @@ class _Run:
                      at["tunedMs"])
 
     # -------------------------------------------------------------- first visit, warm, offline
-    def start_figures(self, unit: Unit, url: str, counter: _Counter, dist: Path, ctx: Any,
+    def start_figures(self, unit: Unit, url: str, counter: _Counter | None, dist: Path, ctx: Any,
                       guard: Any) -> None:
         """Needs a fresh context (empty cache, no service worker); leaves it online."""
         cfg, pool, v = self.cfg, self.pool, unit.variant
@@ -464,7 +497,8 @@ class _Run:
         wire = WireLog()
         ctx.on("requestfinished", wire.on_finished)
         try:
-            counter.reset()
+            if counter is not None:
+                counter.reset()
             wire.arm()
             page = self.chrome.page(ctx, guard)
             info = open_app(page, url, f"?bench=1&threads={t}", what, self.t)
@@ -472,14 +506,16 @@ class _Run:
             pool.values["web.cold_start_ms", v, t].append(info["readyT"])
             _sw_ready(page, what, self.t)
             time.sleep(0.3)  # let the last precache responses finish writing
-            sent, paths = counter.snapshot()
+            sent, paths = counter.snapshot() if counter is not None else (None, [])
             with self.chrome.step(f"{what}: reading the network log", 60):
                 fv = wire.summary()
-            pool.values["web.first_visit_bytes", v, t].append(sent)
+            if sent is not None:
+                pool.values["web.first_visit_bytes", v, t].append(sent)
             pool.values["web.first_visit.bytes", v, t].append(fv["bytes"])
             pool.values["web.first_visit.requests", v, t].append(fv["requests"])
             pool.values["web.first_visit.duplicate_urls", v, t].append(len(fv["duplicate_urls"]))
-            pool.env.setdefault("first_visit", {})[v] = {**_first_visit(dist, paths), "wire": fv}
+            pool.env.setdefault("first_visit", {})[v] = {
+                **(_first_visit(dist, paths) if sent is not None else {}), "wire": fv}
             page.close()
             page = self.chrome.page(ctx, guard)
             info = open_app(page, url, f"?bench=1&threads={t}", f"{unit.label} warm start",
@@ -496,10 +532,11 @@ class _Run:
             pool.values["web.offline_reload_ms", v, t].append(info["readyT"])
             page.close()
             log.info("%s: cold %.0f ms, warm %.0f ms, offline %.0f ms; first visit %d bytes on "
-                     "the wire in %d requests, %d URL(s) twice (server socket: %d bytes)",
+                     "the wire in %d requests, %d URL(s) twice (server socket: %s bytes)",
                      unit.label, pool.values["web.cold_start_ms", v, t][-1],
                      pool.values["web.warm_start_ms", v, t][-1], info["readyT"], fv["bytes"],
-                     fv["requests"], len(fv["duplicate_urls"]), sent)
+                     fv["requests"], len(fv["duplicate_urls"]),
+                     "shared, not counted" if sent is None else sent)
         finally:  # never mask the first error: a stopped browser cannot go online either
             wire.armed = False
             with contextlib.suppress(BenchError), self.chrome.step(f"{unit.label}: online", 30):
@@ -572,8 +609,7 @@ class _Run:
             page.close()
 
     def unit(self, unit: Unit, dist: Path, repeat: int) -> None:
-        cfg = self.cfg
-        with serve_counting(dist, cfg.host, cfg.port, cfg.app_url) as (url, counter):
+        with self.serve(dist) as (url, counter):
             ctx, guard = self.chrome.new_context(url)
             try:
                 if unit.kind == "pairing":
@@ -664,42 +700,90 @@ def run(cfg: WebBenchConfig) -> Results:
 
 
 def run_remote(cfg: WebBenchConfig) -> Results:
-    """One pass per --connect endpoint, one after another, into one Results. Every metric
-    carries the device (name, user agent, hardwareConcurrency) in its params, so devices merge
-    without overriding each other or the local run. An endpoint that cannot be reached, or
-    fails mid-run, is one line in the log and a web.device.available = 0 entry for its device
-    (the reason in env.web_devices); the others still run. env.web_devices lists every device."""
-    from playwright.sync_api import Error as PlaywrightError
+    """One pass per --connect endpoint, all devices at once (each in a thread of its own, with
+    its own Playwright: the sync API is per thread), against the same builds, into one Results.
+    Every metric carries the device (name, user agent, hardwareConcurrency) in its params, so
+    devices merge without overriding each other or the local run. An endpoint that cannot be
+    reached, or whose browser goes away mid-run, fails that device only: one line in the log, a
+    web.device.available = 0 figure, and env.web_devices[NAME] = {"status": "failed",
+    "reason": ...}; the other devices finish. env.web_devices lists every device."""
+    from hemoedge.artifact import Artifact
 
+    art = Artifact.load(cfg.art)
+    units, tuned = _units(cfg, {r: art.precisions(r) for r in ROLES}, True)
+    n = len(cfg.connect)
+    if n > 1 and len({(u.det, u.est) for u in units}) > 1 and (
+            cfg.port or any(cfg.device_app_url(i) for i in range(n))):
+        raise BenchError("several devices measured at once share one server per build, so a "
+                         "fixed --port or an app URL can serve one build only: add --quick or "
+                         "one --pairings (or leave out --port and the app URLs)")
     res = Results()
     if cfg.command:
         res.commands.append(cfg.command)
+    outcome: dict[int, tuple[Results | None, str | None, float]] = {}
+
+    def one(i: int, shared: _Prepared) -> None:
+        name, ep, t0 = cfg.device_name(i), cfg.connect[i], time.perf_counter()
+        try:
+            got = _run_pass(cfg, None, endpoint=ep, device=name, shared=shared,
+                            app_url=cfg.device_app_url(i))
+            outcome[i] = (got, None, time.perf_counter() - t0)
+            log.info("bench web: device %s finished in %.0f s", name, outcome[i][2])
+        except Exception as e:  # any failure fails this device only
+            from playwright.sync_api import Error as PlaywrightError
+
+            msg = first_line(e)
+            if not isinstance(e, (BenchError, PlaywrightError, OSError)):
+                msg = f"{type(e).__name__}: {msg}"
+                log.debug("device %s", name, exc_info=True)
+            outcome[i] = (None, msg, time.perf_counter() - t0)
+            log.error("bench web: device %s (%s) failed: %s", name, ep, msg)
+
+    t_all = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        shared = _prepare(cfg, units, stack)
+        if n > 1:  # one server per build for all devices (fixed --port: one build, see above)
+            shared.servers = {}
+            for dist in shared.dists.values():
+                url, _ = stack.enter_context(serve_counting(dist, cfg.host, cfg.port))
+                shared.servers[dist] = url
+        threads = [threading.Thread(target=one, args=(i, shared), daemon=True,
+                                    name=f"device-{cfg.device_name(i)}") for i in range(n)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            while th.is_alive():  # short joins: Ctrl-C still reaches the main thread
+                th.join(0.5)
+    wall = time.perf_counter() - t_all
     devices: dict[str, dict[str, Any]] = {}
     for i, ep in enumerate(cfg.connect):
         name = cfg.device_name(i)
-        t0 = time.perf_counter()
-        try:
-            one = _run_pass(cfg, None, endpoint=ep, device=name)
-        except (BenchError, PlaywrightError) as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            log.error("bench web: device %s (%s) failed: %s", name, ep, msg)
-            devices[name] = {"endpoint": ep, "status": "unavailable", "error": msg}
+        one_res, reason, secs = outcome.get(i, (None, "the device's thread ended early", 0.0))
+        entry: dict[str, Any] = {"endpoint": ep, "app_url": cfg.device_app_url(i),
+                                 "seconds": round(secs, 1)}
+        if one_res is None:
+            devices[name] = {**entry, "status": "failed", "reason": reason}
             res.add("web.device.available", "", 0.0, unit="", better="higher", device=name,
                     endpoint=ep)
             continue
-        res.metrics += one.metrics
-        for k, v in one.variants.items():
+        res.metrics += one_res.metrics
+        for k, v in one_res.variants.items():
             res.variants.setdefault(k, {}).update(v)
-        wb = one.env["web_bench"]
-        devices[name] = {"endpoint": ep, "status": "ok", "browser": one.env["browser"],
-                         "onnxruntime_web": one.env["onnxruntime_web"],
-                         **wb.get("device", {}),
-                         "seconds": round(time.perf_counter() - t0, 1)}
-        res.env.setdefault("web_bench", wb)
-        res.env.setdefault("onnxruntime_web", one.env["onnxruntime_web"])
+        wb = one_res.env["web_bench"]
+        ident = wb.pop("device", {})
+        devices[name] = {**entry, "status": "ok", "browser": one_res.env["browser"],
+                         "onnxruntime_web": one_res.env["onnxruntime_web"],
+                         **{k: v for k, v in ident.items() if k not in ("name", "endpoint")},
+                         "web_bench": wb}
+        res.env.setdefault("onnxruntime_web", one_res.env["onnxruntime_web"])
         res.add("web.device.available", "", 1.0, unit="", better="higher", device=name,
                 endpoint=ep)
+    # per device, not top-level web_bench: a merge would replace the local run's settings
     res.env["web_devices"] = devices
+    res.env["web_devices_run"] = {"parallel": n > 1, "seconds": round(wall, 1),
+                                  "tuned": variant_name(*tuned),
+                                  "units": [u.label for u in units],
+                                  "shared_server": n > 1}
     return res
 
 
@@ -730,37 +814,62 @@ def _slowdown_ratios(res: Results, passes: list[tuple[float | None, Results]]) -
                      m.params.get("threads"), base.value, m.value, ratio, asked)
 
 
-def _run_pass(cfg: WebBenchConfig, slowdown: float | None, endpoint: str | None = None,
-              device: str | None = None) -> Results:
-    """One whole pass at one device class (None: no emulation), or on the remote browser at
-    `endpoint` (its metrics carry `device` and the browser's identity in their params)."""
-    from hemoedge.artifact import Artifact
-    from hemoedge.bench.browser import device_class_of
-    from hemoedge.web.build import BuildConfig, build
+@dataclass
+class _Prepared:
+    """What every device of a parallel run shares: the video, the builds and their servers."""
+    video: Path
+    vinfo: tuple[int, float]
+    dists: dict[tuple[str, str], Path]
+    servers: dict[Path, str] | None = None  # dist -> URL (None: each unit serves its own)
 
-    art = Artifact.load(cfg.art)
-    have = {r: art.precisions(r) for r in ROLES}
+
+def _units(cfg: WebBenchConfig, have: dict[str, list[str]], remote: bool
+           ) -> tuple[list[Unit], tuple[str, str]]:
     units, tuned = plan(cfg, have)
-    if endpoint is not None:  # the seed is a capture reference: no captures remotely
+    if remote:  # the seed is a capture reference: no captures remotely
         units = [u for u in units if u.kind != "seed"]
     if not units:
         raise BenchError(f"shard {cfg.shard} has nothing to run")
+    return units, tuned
+
+
+def _prepare(cfg: WebBenchConfig, units: list[Unit], stack: contextlib.ExitStack) -> _Prepared:
+    """The fake-camera video and one build per pairing, in the work folder."""
+    from hemoedge.web.build import BuildConfig, build
+
+    work = Path(cfg.workdir) if cfg.workdir else Path(
+        stack.enter_context(tempfile.TemporaryDirectory(prefix="hemoedge-web-")))
+    work.mkdir(parents=True, exist_ok=True)
+    video = Path(cfg.video) if cfg.video else _make_video(cfg, work)
+    vinfo = _y4m_frames(video)
+    dists: dict[tuple[str, str], Path] = {}
+    for u in units:
+        if (u.det, u.est) not in dists:
+            out = work / f"dist-{u.det}-{u.est}"
+            build(BuildConfig(art=Path(cfg.art), detector=u.det, estimator=u.est, out=out,
+                              autotune=_autotune_choices(cfg, u)))
+            dists[u.det, u.est] = out
+    return _Prepared(video, vinfo, dists)
+
+
+def _run_pass(cfg: WebBenchConfig, slowdown: float | None, endpoint: str | None = None,
+              device: str | None = None, shared: _Prepared | None = None,
+              app_url: str | None = None) -> Results:
+    """One whole pass at one device class (None: no emulation), or on the remote browser at
+    `endpoint` (its metrics carry `device` and the browser's identity in their params).
+    `shared`: builds (and servers) prepared once for several devices run in parallel."""
+    from hemoedge.artifact import Artifact
+    from hemoedge.bench.browser import device_class_of
+
+    art = Artifact.load(cfg.art)
+    have = {r: art.precisions(r) for r in ROLES}
+    units, tuned = _units(cfg, have, endpoint is not None)
     res = Results()
     if cfg.command:
         res.commands.append(cfg.command)
     with contextlib.ExitStack() as stack:
-        work = Path(cfg.workdir) if cfg.workdir else Path(
-            stack.enter_context(tempfile.TemporaryDirectory(prefix="hemoedge-web-")))
-        work.mkdir(parents=True, exist_ok=True)
-        video = Path(cfg.video) if cfg.video else _make_video(cfg, work)
-        vinfo = _y4m_frames(video)
-        dists: dict[tuple[str, str], Path] = {}
-        for u in units:
-            if (u.det, u.est) not in dists:
-                out = work / f"dist-{u.det}-{u.est}"
-                build(BuildConfig(art=Path(cfg.art), detector=u.det, estimator=u.est, out=out,
-                                  autotune=_autotune_choices(cfg, u)))
-                dists[u.det, u.est] = out
+        prep = shared if shared is not None else _prepare(cfg, units, stack)
+        video, vinfo, dists = prep.video, prep.vinfo, prep.dists
         bcfg = BrowserConfig(executable=Path(cfg.chromium), video=video,
                              step_timeout_s=cfg.timeout_s * (slowdown or 1.0),
                              cpu_slowdown=slowdown, cpu_mode=cfg.cpu_mode, connect=endpoint)
@@ -768,7 +877,8 @@ def _run_pass(cfg: WebBenchConfig, slowdown: float | None, endpoint: str | None 
         load_before = [round(x, 2) for x in os.getloadavg()]
         with Chromium(bcfg) as chrome:
             mechanism = chrome.throttle.mechanism if chrome.throttle is not None else None
-            r = _Run(cfg, chrome, vinfo)
+            r = _Run(cfg, chrome, vinfo, app_url if endpoint is not None else cfg.app_url,
+                     prep.servers)
             for rep in range(cfg.repeats):
                 k = rep % len(units)
                 for u in units[k:] + units[:k]:  # rotate: spread drift over the pairings
@@ -889,11 +999,23 @@ def config_from_args(args: Any) -> WebBenchConfig:
         kw["autotune"] = parse_autotune(args.autotune)
     if getattr(args, "autotune_trials", None):
         kw["autotune_trials"] = int(args.autotune_trials)
-    if getattr(args, "connect", None):
-        kw["connect"] = tuple(args.connect)
-        kw["device_names"] = tuple(getattr(args, "device_name", None) or ())
-    elif getattr(args, "device_name", None):
-        raise BenchError("--device-name names a --connect endpoint's device; no --connect given")
+    connect = list(getattr(args, "connect", None) or ())
+    names = list(getattr(args, "device_name", None) or ())
+    if len(names) > len(connect):
+        raise BenchError(f"{len(names)} --device-name(s) for {len(connect)} --connect "
+                         "endpoint(s)" if connect else
+                         "--device-name names a --connect endpoint's device; no --connect given")
+    if connect or getattr(args, "devices", None):
+        names += [""] * (len(connect) - len(names))
+        urls = [""] * len(connect)
+        if getattr(args, "devices", None):
+            for d in load_devices(Path(args.devices)):
+                connect.append(d["endpoint"])
+                names.append(d["name"])
+                urls.append(d.get("app_url", ""))
+        kw["connect"], kw["device_names"] = tuple(connect), tuple(names)
+        if any(urls):
+            kw["device_app_urls"] = tuple(urls)
     if getattr(args, "host", None):
         kw["host"] = args.host
     if getattr(args, "port", None):
@@ -902,6 +1024,57 @@ def config_from_args(args: Any) -> WebBenchConfig:
         kw["app_url"] = args.app_url
     return WebBenchConfig.quick_form(**kw) if getattr(args, "quick", False) else \
         WebBenchConfig(**kw)
+
+
+DEVICE_KEYS = ("name", "endpoint", "app_url")
+
+
+def load_devices(path: Path) -> list[dict[str, str]]:
+    """A devices file (TOML): one `[[device]]` table per device with `name`, `endpoint`
+    (ws://... or http://HOST:PORT, as --connect) and optionally `app_url` (the URL that
+    device's browser opens). Any error is one BenchError line naming the file (exit 2)."""
+    import tomllib
+
+    from hemoedge.bench.browser import endpoint_kind
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise BenchError(f"--devices {path}: cannot read it ({e.strerror or e})") from e
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise BenchError(f"--devices {path}: not valid TOML: {first_line(e)}") from e
+    extra = sorted(set(data) - {"device"})
+    if extra:
+        raise BenchError(f"--devices {path}: unknown top-level key {extra[0]!r}; expected "
+                         "[[device]] tables only")
+    devs = data.get("device")
+    if not isinstance(devs, list) or not devs or not all(isinstance(d, dict) for d in devs):
+        raise BenchError(f"--devices {path}: no devices; expected one [[device]] table per "
+                         "device with name and endpoint")
+    seen: set[str] = set()
+    out = []
+    for k, d in enumerate(devs, 1):
+        where = f"--devices {path}: device {k}"
+        bad = sorted(set(d) - set(DEVICE_KEYS))
+        if bad:
+            raise BenchError(f"{where}: unknown key {bad[0]!r} (expected "
+                             f"{', '.join(DEVICE_KEYS)})")
+        for key in ("name", "endpoint"):
+            if not isinstance(d.get(key), str) or not d[key].strip():
+                raise BenchError(f"{where}: needs {key} = \"...\" (a non-empty string)")
+        if "app_url" in d and (not isinstance(d["app_url"], str)
+                               or not d["app_url"].startswith(("http://", "https://"))):
+            raise BenchError(f"{where} ({d['name']}): app_url must be an http(s):// URL, got "
+                             f"{d['app_url']!r}")
+        try:
+            endpoint_kind(d["endpoint"])
+        except BenchError as e:
+            raise BenchError(f"{where} ({d['name']}): {e}") from None
+        if d["name"] in seen:
+            raise BenchError(f"{where}: the name {d['name']!r} is used twice")
+        seen.add(d["name"])
+        out.append({k: d[k].strip() for k in DEVICE_KEYS if k in d})
+    return out
 
 
 def slowdowns_from_args(args: Any) -> tuple[float | None, ...]:
@@ -950,6 +1123,8 @@ def command_line(args: Any) -> str:
         argv += ["--connect", ep]
     for name in getattr(args, "device_name", None) or ():
         argv += ["--device-name", name]
+    if getattr(args, "devices", None):
+        argv += ["--devices", str(args.devices)]
     if getattr(args, "host", None) and args.host != "127.0.0.1":
         argv += ["--host", args.host]
     if getattr(args, "port", None):
@@ -1007,27 +1182,41 @@ def cli(args: Any) -> int:
     return 0
 
 
+EXIT_DEVICE_FAILED = 3  # some devices failed, the others' figures are written
+
+
 def _cli_remote(cfg: WebBenchConfig, new: Results, out: Path) -> int:
-    """Write the devices' figures (and their unavailable entries), one block per device;
-    exit 2 (BenchError) only when every device failed."""
-    append_stage(out, new)
+    """Write the devices' figures (and the failed devices' entries), one block per device.
+    Exit 0 when every device finished, 3 (EXIT_DEVICE_FAILED) when some failed (after writing
+    the others' figures), 2 (BenchError) when every device failed."""
+    old = Results.load_or_new(out).env.get("web_devices", {}) if out.is_file() else {}
     devices = new.env.get("web_devices", {})
-    tuned = new.env.get("web_bench", {}).get("tuned", "")
+    new.env["web_devices"] = {**old, **devices}  # devices of earlier runs stay listed
+    append_stage(out, new)
+    run_env = new.env.get("web_devices_run", {})
+    tuned = run_env.get("tuned", "")
     for name, d in devices.items():
         if d["status"] != "ok":
-            print(f"device {name} ({d['endpoint']}): unavailable: {d['error']}")
+            print(f"device {name} ({d['endpoint']}): failed: {d['reason']}")
             continue
         print(f"device {name} ({d['endpoint']}): {d['browser']}, "
               f"hardwareConcurrency {d.get('hardware_concurrency')}, onnxruntime-web "
-              f"{d.get('onnxruntime_web')}; {d.get('user_agent')}")
+              f"{d.get('onnxruntime_web')}; {d.get('user_agent')}; {d['seconds']:.0f} s")
         sub = Results(env=new.env, variants=new.variants, commands=new.commands)
         sub.metrics = [m for m in new.metrics if m.params.get("device") == name
                        and m.name != "web.device.available"]
         print("\n".join(summary_lines(sub, tuned)))
-    print(f"{len(new.metrics)} metrics appended to {out}")
-    if devices and all(d["status"] != "ok" for d in devices.values()):
+    failed = [n for n, d in devices.items() if d["status"] != "ok"]
+    print(f"{len(new.metrics)} metrics appended to {out}; {len(devices) - len(failed)} of "
+          f"{len(devices)} device(s) finished"
+          + (f" in parallel in {run_env['seconds']:.0f} s" if run_env.get("parallel") else ""))
+    if devices and len(failed) == len(devices):
         raise BenchError(f"bench web: every device failed ({len(devices)}): "
-                         + "; ".join(f"{n}: {d['error']}" for n, d in devices.items()))
+                         + "; ".join(f"{n}: {d['reason']}" for n, d in devices.items()))
+    if failed:
+        print(f"bench web: device(s) failed: {', '.join(failed)} (exit "
+              f"{EXIT_DEVICE_FAILED})", file=sys.stderr)
+        return EXIT_DEVICE_FAILED
     return 0
 
 

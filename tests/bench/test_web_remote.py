@@ -1,6 +1,8 @@
 """`hemoedge bench web --connect`: a second local Chromium started as a Chrome DevTools Protocol
-endpoint stands in for a remote device (no phone here); a dead endpoint next to it fails its
-device cleanly while the stand-in's figures still arrive."""
+endpoint stands in for a remote device (no phone here); its helpers serve
+tests/bench/test_web_devices.py, which measures several such devices in one run (figures,
+merging, a device killed mid-run, a dead endpoint). Here: endpoint kinds, device names, and a
+run whose only endpoint is dead."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from hemoedge.errors import BenchError
 WEB_TESTS = Path(__file__).resolve().parents[1] / "web"
 sys.path.insert(0, str(WEB_TESTS))
 import webtiny as tiny  # noqa: E402
-from webhelp import CHROMIUM, ort_installed  # noqa: E402
+from webhelp import CHROMIUM  # noqa: E402
 
 TUNED = "det=int8,est=fp32"
 DEVTOOLS = re.compile(r"DevTools listening on (ws://[^\s]+)")
@@ -33,8 +35,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def cdp_chromium(profile: Path):
-    """Chromium with --remote-debugging-port=0: yields its http://127.0.0.1:PORT endpoint."""
+def cdp_chromium(profile: Path, keep_process: bool = False):
+    """Chromium with --remote-debugging-port=0: yields its http://127.0.0.1:PORT endpoint
+    (and, with keep_process, the process too, to kill it mid-run)."""
     proc = subprocess.Popen(
         [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -52,7 +55,8 @@ def cdp_chromium(profile: Path):
         if ws is None:
             pytest.fail("the stand-in Chromium printed no DevTools endpoint")
         port = int(re.search(r":(\d+)/", ws).group(1))
-        yield f"http://127.0.0.1:{port}"
+        ep = f"http://127.0.0.1:{port}"
+        yield (ep, proc) if keep_process else ep
     finally:
         proc.kill()
         proc.wait(timeout=10)
@@ -73,48 +77,6 @@ def test_endpoint_kind_and_device_names(tmp_path):
         WebBenchConfig(art=tmp_path, connect=("http://a:1",), device_names=("a", "b"))
     with pytest.raises(BenchError, match="no --device-class"):
         WebBenchConfig(art=tmp_path, connect=("http://a:1",), cpu_slowdowns=(4.0,))
-
-
-@pytest.mark.browser
-def test_remote_cdp_device_figures_and_a_dead_endpoint(tmp_path, capsys):
-    if not Path(CHROMIUM).exists() or not ort_installed():
-        pytest.skip("needs Chromium and webapp/node_modules")
-    from hemoedge.cli import main
-    from hemoedge.report.results import Results
-
-    art = tiny.write_artifact(tmp_path / "art")
-    out = tmp_path / "results.json"
-    dead = f"http://127.0.0.1:{_free_port()}"
-    t0 = time.monotonic()
-    with cdp_chromium(tmp_path / "profile") as ep:
-        rc = main(["bench", "web", str(art), "--quick", "--threads", "1", "--no-seed",
-                   "--connect", ep, "--device-name", "standin", "--connect", dead,
-                   "--results", str(out)])
-    took = time.monotonic() - t0
-    printed = capsys.readouterr().out
-    print(printed, f"\nremote bench web took {took:.0f} s")
-    assert rc == 0
-    dead_name = f"cdp@{dead.split('//')[1]}"
-    lines = [ln for ln in printed.splitlines() if ln.startswith(f"device {dead_name} ")]
-    assert len(lines) == 1 and "unavailable" in lines[0]
-
-    res = Results.load(out)
-    ours = [m for m in res.metrics if m.params.get("device") == "standin"
-            and m.name != "web.device.available"]
-    names = {m.name for m in ours}
-    for name in ("web.detector.latency_ms.p50", "web.estimator.latency_ms.p50",
-                 "web.cold_start_ms", "web.warm_start_ms", "web.offline_reload_ms"):
-        assert name in names, name
-    for m in ours:
-        assert "Chrome" in m.params["user_agent"]
-        assert m.params["hardware_concurrency"] >= 1
-    assert not any(m.name.startswith(("web.capture.", "web.frame_ms", "web.seed."))
-                   for m in ours)  # no fake camera on a remote device: no capture figures
-    avail = {m.params["device"]: m.value for m in res.metrics
-             if m.name == "web.device.available"}
-    assert avail == {"standin": 1.0, dead_name: 0.0}
-    assert res.env["web_devices"][dead_name]["status"] == "unavailable"
-    assert res.env["web_devices"]["standin"]["status"] == "ok"
 
 
 @pytest.mark.browser

@@ -1,0 +1,235 @@
+"""`hemoedge bench web` on several devices at once: a `playwright run-server` endpoint and a
+second local Chromium's DevTools endpoint stand in for two remote devices, measured in parallel;
+a stand-in killed mid-run fails its device only; the devices file is validated up front."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from hemoedge.errors import BenchError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "web"))
+import webtiny as tiny
+from test_web_remote import _free_port, cdp_chromium
+from webhelp import CHROMIUM, ort_installed
+
+PLAYWRIGHT = Path(sys.executable).parent / "playwright"
+LOCAL_PARAMS = {"threads": 1, "threads_effective": 1}  # a local run's figure: no device
+
+
+def _needs_browser() -> None:
+    if not Path(CHROMIUM).exists() or not ort_installed():
+        pytest.skip("needs Chromium and webapp/node_modules")
+
+
+@contextlib.contextmanager
+def run_server():
+    """`playwright run-server` on a free loopback port: yields a ws:// endpoint whose
+    launch-options start Debian's Chromium (--unsafe lets the client name the executable)."""
+    if not PLAYWRIGHT.exists():
+        pytest.skip("no playwright command next to this Python")
+    port = _free_port()
+    proc = subprocess.Popen([str(PLAYWRIGHT), "run-server", "--port", str(port), "--host",
+                             "127.0.0.1", "--unsafe"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if proc.poll() is not None:
+                pytest.fail("playwright run-server exited at start")
+            time.sleep(0.2)
+        else:
+            pytest.fail("playwright run-server did not listen within 30 s")
+        opts = json.dumps({"executablePath": CHROMIUM, "headless": True,
+                           "args": ["--no-sandbox", "--disable-gpu"]})
+        yield f"ws://127.0.0.1:{port}/?launch-options={urllib.parse.quote(opts)}"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+# ----------------------------------------------------------------------------- devices file
+@pytest.mark.parametrize("text, message", [
+    ("[[device]]\nname = 'a'\nendpoint = ", "not valid TOML"),
+    ("", "no devices"),
+    ("[[device]]\nname = 'a'\n", "needs endpoint"),
+    ("[[device]]\nendpoint = 'http://127.0.0.1:9222'\n", "needs name"),
+    ("[[device]]\nname = 'a'\nendpoint = '127.0.0.1:9222'\n", "expected ws://"),
+    ("[[device]]\nname = 'a'\nendpoint = 'http://h:1'\nport = 3\n", "unknown key 'port'"),
+    ("[[device]]\nname = 'a'\nendpoint = 'http://h:1'\napp_url = 'h:8765'\n", "app_url"),
+    ("[[device]]\nname = 'a'\nendpoint = 'http://h:1'\n[[device]]\nname = 'a'\n"
+     "endpoint = 'http://h:2'\n", "used twice"),
+    ("devices = 1\n", "unknown top-level key"),
+])
+def test_a_bad_devices_file_is_one_line_exit_2(tmp_path, capsys, text, message):
+    from hemoedge.cli import main
+
+    f = tmp_path / "devices.toml"
+    f.write_text(text)
+    t0 = time.monotonic()
+    rc = main(["bench", "web", str(tmp_path), "--quick", "--devices", str(f),
+               "--results", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and time.monotonic() - t0 < 5
+    assert len(err.splitlines()) == 1 and message in err and str(f) in err, err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_devices_file_and_connect_make_one_device_list(tmp_path):
+    from hemoedge.bench.web import config_from_args
+    from hemoedge.cli import build_parser
+
+    f = tmp_path / "devices.toml"
+    f.write_text('[[device]]\nname = "pixel-7"\nendpoint = "http://127.0.0.1:9222"\n'
+                 'app_url = "https://bench.example.lan/"\n\n'
+                 '[[device]]\nname = "lab"\nendpoint = "ws://10.0.0.2:3000/"\n')
+    args = build_parser().parse_args(["bench", "web", str(tmp_path), "--connect",
+                                      "http://127.0.0.1:9333", "--devices", str(f)])
+    args.invocation = ""
+    cfg = config_from_args(args)
+    assert cfg.connect == ("http://127.0.0.1:9333", "http://127.0.0.1:9222",
+                           "ws://10.0.0.2:3000/")
+    assert [cfg.device_name(i) for i in range(3)] == ["cdp@127.0.0.1:9333", "pixel-7", "lab"]
+    assert [cfg.device_app_url(i) for i in range(3)] == [None, "https://bench.example.lan/",
+                                                         None]
+    with pytest.raises(BenchError, match="named 'pixel-7'"):
+        type(cfg)(art=tmp_path, connect=("http://a:1", "http://b:1"),
+                  device_names=("pixel-7", "pixel-7"))
+
+
+# ----------------------------------------------------------------------------- in the browser
+@pytest.mark.browser
+def test_two_devices_in_parallel_merge_next_to_a_local_run(tmp_path, capsys):
+    """A Playwright server and a DevTools endpoint, one run: both devices' figures arrive, each
+    with its name; an earlier local run's figures of the same names stay untouched."""
+    _needs_browser()
+    from hemoedge.cli import main
+    from hemoedge.report.results import Results, append_stage
+
+    art = tiny.write_artifact(tmp_path / "art")
+    out = tmp_path / "results.json"
+    local = Results()
+    names = ("web.detector.latency_ms.p50", "web.estimator.latency_ms.p50")
+    for name in names:
+        local.add(name, "det=int8" if "detector" in name else "est=fp32", 123.0, unit="ms",
+                  better="lower", **LOCAL_PARAMS)
+    local.add("web.cold_start_ms", "det=int8,est=fp32", 456.0, unit="ms", better="lower",
+              threads=1, threads_effective=1)
+    local.env["web_bench"] = {"tuned": "det=int8,est=fp32", "marker": "local"}
+    append_stage(out, local)
+
+    t0 = time.monotonic()
+    with run_server() as ws, cdp_chromium(tmp_path / "profile") as cdp:
+        rc = main(["bench", "web", str(art), "--quick", "--threads", "1", "--no-seed",
+                   "--connect", ws, "--device-name", "pw-server", "--connect", cdp,
+                   "--device-name", "devtools", "--results", str(out)])
+    took = time.monotonic() - t0
+    printed = capsys.readouterr().out
+    print(printed, f"\ntwo devices in parallel: {took:.0f} s")
+    assert rc == 0
+
+    res = Results.load(out)
+    for dev in ("pw-server", "devtools"):
+        ours = [m for m in res.metrics if m.params.get("device") == dev]
+        got = {m.name for m in ours}
+        for name in (*names, "web.cold_start_ms", "web.offline_reload_ms",
+                     "web.first_visit.bytes", "web.device.available"):
+            assert name in got, (dev, name)
+        assert all(m.params.get("user_agent") for m in ours
+                   if m.name != "web.device.available")
+        assert res.env["web_devices"][dev]["status"] == "ok"
+        assert res.env["web_devices"][dev]["hardware_concurrency"] >= 1
+        # one server shared by both devices: its socket count would mix them
+        assert "web.first_visit_bytes" not in got
+    for name in names:  # the local figures: still there, unchanged
+        mine = [m for m in res.metrics if m.name == name and "device" not in m.params]
+        assert [m.value for m in mine] == [123.0], name
+    assert [m.value for m in res.metrics if m.name == "web.cold_start_ms"
+            and "device" not in m.params] == [456.0]
+    assert res.env["web_bench"]["marker"] == "local"  # the remote run kept to env.web_devices
+    assert res.env["web_devices_run"]["parallel"] is True
+
+
+def _kill_when_app_opens(port: int, proc_kill, done: threading.Event) -> None:
+    """Kill a stand-in Chromium once one of its pages shows the app (a run under way)."""
+    end = time.monotonic() + 90
+    while time.monotonic() < end and not done.is_set():
+        with contextlib.suppress(OSError, ValueError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2) as r:
+                pages = json.load(r)
+            if any("bench=1" in p.get("url", "") for p in pages):
+                time.sleep(0.5)
+                proc_kill()
+                return
+        time.sleep(0.1)
+
+
+@pytest.mark.browser
+def test_a_device_killed_mid_run_fails_alone(tmp_path, capsys):
+    """Three devices: one finishes, one's browser is killed once it has the app open, one is
+    never reachable. The survivor's figures are written, the two others are failed with a
+    reason, exit 3."""
+    _needs_browser()
+    from hemoedge.cli import main
+    from hemoedge.report.results import Results
+
+    art = tiny.write_artifact(tmp_path / "art")
+    out = tmp_path / "results.json"
+    dead = f"http://127.0.0.1:{_free_port()}"
+    done = threading.Event()
+    with cdp_chromium(tmp_path / "p1") as ok_ep, \
+            cdp_chromium(tmp_path / "p2", keep_process=True) as (gone_ep, gone_proc):
+        killer = threading.Thread(target=_kill_when_app_opens, daemon=True, args=(
+            int(gone_ep.rsplit(":", 1)[1]), gone_proc.kill, done))
+        killer.start()
+        t0 = time.monotonic()
+        rc = main(["bench", "web", str(art), "--quick", "--threads", "1", "--no-seed",
+                   "--connect", ok_ep, "--device-name", "standin", "--connect", gone_ep,
+                   "--device-name", "gone", "--connect", dead, "--device-name", "never",
+                   "--results", str(out)])
+        done.set()
+        killer.join(5)
+    took = time.monotonic() - t0
+    cap = capsys.readouterr()
+    print(cap.out, cap.err, f"\nthree devices, one killed: {took:.0f} s")
+    assert gone_proc.poll() is not None, "the stand-in was never killed"
+    assert rc == 3
+    assert "device(s) failed: gone, never (exit 3)" in cap.err
+
+    res = Results.load(out)
+    devs = res.env["web_devices"]
+    assert devs["standin"]["status"] == "ok"
+    for name in ("gone", "never"):
+        assert devs[name]["status"] == "failed" and devs[name]["reason"]
+        lines = [ln for ln in cap.out.splitlines() if ln.startswith(f"device {name} ")]
+        assert len(lines) == 1 and ": failed: " in lines[0], lines
+    assert devs["never"]["reason"].startswith("connecting to ")
+    avail = {m.params["device"]: m.value for m in res.metrics
+             if m.name == "web.device.available"}
+    assert avail == {"standin": 1.0, "gone": 0.0, "never": 0.0}
+    ours = [m for m in res.metrics if m.params.get("device") == "standin"
+            and m.name != "web.device.available"]
+    names = {m.name for m in ours}
+    for name in ("web.detector.latency_ms.p50", "web.estimator.latency_ms.p50",
+                 "web.cold_start_ms", "web.warm_start_ms", "web.offline_reload_ms"):
+        assert name in names, name
+    for m in ours:
+        assert "Chrome" in m.params["user_agent"] and m.params["hardware_concurrency"] >= 1
+    assert not any(m.name.startswith(("web.capture.", "web.frame_ms", "web.seed."))
+                   for m in ours)  # no fake camera on a remote device: no capture figures
+    assert not any(m.params.get("device") in ("gone", "never") for m in res.metrics
+                   if m.name != "web.device.available")
