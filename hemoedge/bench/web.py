@@ -741,7 +741,7 @@ def run_remote(cfg: WebBenchConfig) -> Results:
 
     t_all = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        shared = _prepare(cfg, units, stack)
+        shared = _prepare(cfg, units, stack, camera=False)
         if n > 1:  # one server per build for all devices (fixed --port: one build, see above)
             shared.servers = {}
             for dist in shared.dists.values():
@@ -817,7 +817,7 @@ def _slowdown_ratios(res: Results, passes: list[tuple[float | None, Results]]) -
 @dataclass
 class _Prepared:
     """What every device of a parallel run shares: the video, the builds and their servers."""
-    video: Path
+    video: Path | None  # None: no captures (remote devices), so no fake-camera video
     vinfo: tuple[int, float]
     dists: dict[tuple[str, str], Path]
     servers: dict[Path, str] | None = None  # dist -> URL (None: each unit serves its own)
@@ -833,15 +833,17 @@ def _units(cfg: WebBenchConfig, have: dict[str, list[str]], remote: bool
     return units, tuned
 
 
-def _prepare(cfg: WebBenchConfig, units: list[Unit], stack: contextlib.ExitStack) -> _Prepared:
-    """The fake-camera video and one build per pairing, in the work folder."""
+def _prepare(cfg: WebBenchConfig, units: list[Unit], stack: contextlib.ExitStack,
+             camera: bool = True) -> _Prepared:
+    """The fake-camera video (camera: a local browser) and one build per pairing, in the work
+    folder."""
     from hemoedge.web.build import BuildConfig, build
 
     work = Path(cfg.workdir) if cfg.workdir else Path(
         stack.enter_context(tempfile.TemporaryDirectory(prefix="hemoedge-web-")))
     work.mkdir(parents=True, exist_ok=True)
-    video = Path(cfg.video) if cfg.video else _make_video(cfg, work)
-    vinfo = _y4m_frames(video)
+    video = (Path(cfg.video) if cfg.video else _make_video(cfg, work)) if camera else None
+    vinfo = _y4m_frames(video) if video is not None else (0, 25.0)
     dists: dict[tuple[str, str], Path] = {}
     for u in units:
         if (u.det, u.est) not in dists:
@@ -946,7 +948,8 @@ def _run_pass(cfg: WebBenchConfig, slowdown: float | None, endpoint: str | None 
         for m in res.metrics:
             m.params.update(dev)
         res.env["web_bench"].update(device={**ident, "name": device, "endpoint": endpoint},
-                                    headless=None, args=None, chromium=None)
+                                    headless=None, args=None, chromium=None, video=None,
+                                    video_frames=None, video_fps=None, video_hb=None)
     return res
 
 
