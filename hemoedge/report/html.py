@@ -132,6 +132,72 @@ def _device_section(results: Results) -> Section:
     return Section("Device classes (web)", "".join(html), "\n".join(md).rstrip())
 
 
+REMOTE_COLUMNS = (  # (header, metric, format) of the device x variant table
+    ("session.run p50", ("web.detector.latency_ms.p50", "web.estimator.latency_ms.p50"),
+     "{:.1f} ms"),
+    ("session create p50", ("web.detector.session_ms.p50", "web.estimator.session_ms.p50"),
+     "{:.0f} ms"),
+    ("models ready", ("web.models_ready_ms.p50",), "{:.0f} ms"),
+    ("cold start", ("web.cold_start_ms",), "{:.0f} ms"),
+    ("warm start", ("web.warm_start_ms",), "{:.0f} ms"),
+    ("offline reload", ("web.offline_reload_ms",), "{:.0f} ms"),
+    ("first visit", ("web.first_visit.bytes",), "{:.0f}"),
+)
+
+
+def remote_devices(results: Results) -> list[str]:
+    """The devices (bench web --connect) with figures in `results`, in order of appearance."""
+    return list(dict.fromkeys(str(m.params["device"]) for m in results.metrics
+                              if m.name.startswith("web.") and "device" in m.params))
+
+
+def _remote_section(results: Results) -> Section:
+    """One device x variant table of the devices measured through --connect (`device` param),
+    and each device's status (env.web_devices)."""
+    devices = remote_devices(results)
+    if not devices:
+        raise Absent("no remote device (run `hemoedge bench web ART --connect ENDPOINT`)")
+    info = results.env.get("web_devices", {})
+    head = ["device", "variant", "threads", *(c[0] for c in REMOTE_COLUMNS)]
+    html = ["<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"]
+    md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for dev in devices:
+        ms = [m for m in results.metrics if m.params.get("device") == dev]
+        rows = sorted({(m.variant, m.params.get("threads")) for m in ms
+                       if m.variant and m.params.get("threads") is not None},
+                      key=lambda r: (r[0], r[1] or 0))
+        for v, t in rows:
+            cells = [dev, v, str(t)]
+            for _, names, spec in REMOTE_COLUMNS:
+                m = next((x for x in reversed(ms) if x.name in names and x.variant == v
+                          and x.params.get("threads") == t), None)
+                if m is None:
+                    cells.append(NA)
+                elif m.name == "web.first_visit.bytes":
+                    cells.append(f"{m.value / 1e6:.2f} MB")
+                else:
+                    cells.append(spec.format(m.value))
+            if all(c == NA for c in cells[3:]):
+                continue
+            html.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+            md.append("| " + " | ".join(cells) + " |")
+    html.append("</table>")
+    notes = []
+    for dev, d in info.items():
+        if d.get("status") == "ok":
+            notes.append(f"{dev}: {d.get('browser', '')}, hardwareConcurrency "
+                         f"{d.get('hardware_concurrency')}, {d.get('user_agent', '')}")
+        else:
+            notes.append(f"{dev}: {d.get('status')}: {d.get('reason') or d.get('error')}")
+    if notes:
+        html.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
+        md += [""] + [f"- {n}" for n in notes]
+    html.append('<p class="note">Remote browsers measure the models in the app\'s worker and '
+                "the start figures; no capture, seed or memory figures (no fake camera there). "
+                "These figures are left out of every other section.</p>")
+    return Section("Devices (web)", "".join(html), "\n".join(md).rstrip())
+
+
 def _env_section(results: Results) -> Section:
     if not results.env:
         raise Absent("no environment recorded")
@@ -237,6 +303,11 @@ def render(results: Results) -> tuple[str, str]:
     sweep = (("Backbone sweep", sweep_section),) if has_backbones(results) else ()
     peers = (("Quantiser peers", _peers_section),) if peer_engines(results) else ()
     secs = list(SECTIONS)
+    full = results
+    if remote_devices(results):  # --connect devices: their own table, no other section mixes
+        results = Results(env=full.env, variants=full.variants, commands=full.commands)
+        results.metrics = [m for m in full.metrics if "device" not in m.params]
+        secs.append(("Devices (web)", lambda _r: _remote_section(full)))
     if any(m.name == "web.first_visit.bytes" for m in results.metrics):  # bench web's figures
         at = next((i + 1 for i, (t, _) in enumerate(secs) if t == "Model sizes"), len(secs))
         secs.insert(at, ("First visit (web)", _first_visit_section))
@@ -250,7 +321,7 @@ def render(results: Results) -> tuple[str, str]:
                                     f"_Omitted: {e}._"))
     title = "hemoedge report"
     n_var = len(variant_rows(results))
-    lead = (f"{len(results.metrics)} metrics, {n_var} variants. Generated from results.json "
+    lead = (f"{len(full.metrics)} metrics, {n_var} variants. Generated from results.json "
             "only; this page makes no network request.")
     html_out = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"

@@ -233,3 +233,33 @@ def test_a_device_killed_mid_run_fails_alone(tmp_path, capsys):
                    for m in ours)  # no fake camera on a remote device: no capture figures
     assert not any(m.params.get("device") in ("gone", "never") for m in res.metrics
                    if m.name != "web.device.available")
+
+
+# ----------------------------------------------------------------------------- the report
+def test_report_has_a_device_by_variant_table_and_keeps_devices_out_of_the_rest():
+    from hemoedge.report.html import render
+    from hemoedge.report.results import Results
+
+    res = Results()
+    res.add("web.detector.latency_ms.p50", "det=int8", 40.0, unit="ms", better="lower",
+            **LOCAL_PARAMS)
+    for dev, ms in (("pixel-7", 91.5), ("lab-box", 12.25)):
+        ident = {"device": dev, "user_agent": "UA " + dev, "hardware_concurrency": 8}
+        res.add("web.detector.latency_ms.p50", "det=int8", ms, unit="ms", better="lower",
+                **LOCAL_PARAMS, **ident)
+        res.add("web.cold_start_ms", "det=int8,est=fp32", 1500.0, unit="ms", better="lower",
+                **LOCAL_PARAMS, **ident)
+        res.add("web.device.available", "", 1.0, unit="", better="higher", device=dev)
+    res.add("web.device.available", "", 0.0, unit="", better="higher", device="gone")
+    res.env["web_devices"] = {
+        "pixel-7": {"status": "ok", "browser": "remote 140", "hardware_concurrency": 8,
+                    "user_agent": "UA pixel-7"},
+        "gone": {"status": "failed", "reason": "opening a page: browser has been closed"}}
+    _, md = render(res)
+    part = md.split("## Devices (web)", 1)[1].split("\n## ", 1)[0]
+    assert "| pixel-7 | det=int8 | 1 | 91.5 ms |" in part
+    assert "| lab-box | det=int8 | 1 | 12.2 ms |" in part
+    assert "| pixel-7 | det=int8,est=fp32 | 1 | - | - | - | 1500 ms |" in part
+    assert "gone: failed: opening a page" in part
+    rest = md.replace(part, "")
+    assert "91.5" not in rest and "12.2" not in rest  # other sections: the local figure only
