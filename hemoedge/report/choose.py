@@ -53,8 +53,8 @@ log = logging.getLogger(__name__)
 __all__ = ["BACKBONE", "CHECK", "CHECKS", "CLS_PREFIXES", "EPS", "HB_PREFIXES", "OVER_BEST",
            "PREFERRED_THREADS", "TARGETS", "TASKS", "Candidate", "Choice", "Constraints",
            "best_reference", "choose", "cli", "collect", "cost", "covers", "device_classes",
-           "for_device_class", "format_choice", "lookup", "parse_variant", "prefer_threads",
-           "sweep_entries", "sweep_info", "task_of"]
+           "for_device", "for_device_class", "format_choice", "lookup", "parse_variant",
+           "prefer_threads", "sweep_entries", "sweep_info", "task_of"]
 
 
 @dataclass
@@ -307,9 +307,27 @@ def for_device_class(results: Results, name: str) -> Results:
     return out
 
 
+def for_device(results: Results, name: str | None) -> Results:
+    """`results` with the web figures of one remote device (bench web --connect: `device`
+    param), or, for None, with none of them (the local browser's figures only); figures that
+    are not web.* are kept. Unknown device: a ResultsError naming the devices there are."""
+    have = sorted({str(m.params["device"]) for m in results.metrics
+                   if m.name.startswith("web.") and "device" in m.params})
+    if name is not None and name not in have:
+        raise ResultsError(f"choose: no web figures for device {name!r} in the results (there "
+                           f"are: {', '.join(have) or 'none'}); measure it with `hemoedge bench "
+                           f"web ART --connect ENDPOINT --device-name {name}`")
+    out = Results(env=results.env, variants=results.variants, commands=results.commands)
+    out.metrics = [m for m in results.metrics if not m.name.startswith("web.")
+                   or m.params.get("device") == name]
+    return out
+
+
 def cli(args) -> int:
     paths = args.results if isinstance(args.results, list) else [args.results]
     results = merge([Path(p) for p in paths])  # also unions shards' sweep entries
+    # a remote device's figures never stand in for this machine's (nor another device's)
+    results = for_device(results, getattr(args, "device", None))
     cls = getattr(args, "device_class", None)
     if cls is None and any(m.params.get("device_class") for m in results.metrics):
         cls = DESKTOP  # emulated figures never stand in for the desktop ones

@@ -263,3 +263,20 @@ def test_report_has_a_device_by_variant_table_and_keeps_devices_out_of_the_rest(
     assert "gone: failed: opening a page" in part
     rest = md.replace(part, "")
     assert "91.5" not in rest and "12.2" not in rest  # other sections: the local figure only
+
+
+def test_choose_reads_one_device_or_none():
+    from hemoedge.errors import ResultsError
+    from hemoedge.report.choose import for_device
+    from hemoedge.report.results import Results
+
+    res = Results()
+    res.add("acc.hb_mae", "det=int8,est=fp32", 0.5, unit="g/dL", better="lower")
+    res.add("web.first_visit.bytes", "det=int8,est=fp32", 2e6, unit="bytes", better="lower",
+            threads=2)
+    res.add("web.first_visit.bytes", "det=int8,est=fp32", 9e6, unit="bytes", better="lower",
+            threads=2, device="pixel-7")
+    assert [m.value for m in for_device(res, None).metrics] == [0.5, 2e6]
+    assert [m.value for m in for_device(res, "pixel-7").metrics] == [0.5, 9e6]
+    with pytest.raises(ResultsError, match="there are: pixel-7"):
+        for_device(res, "lab-box")
