@@ -288,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the seed reference (fp32, 1 thread, sequential loop)")
     s.add_argument("--shard", type=_shard)
     s.add_argument("--results", help="append metrics to this results.json (default "
-                   "ART/results.json; with device classes ART/results.devices.json)")
+                   "ART/results.json; with device classes or remote devices "
+                   "ART/results.devices.json)")
     s.add_argument("--device-class", metavar="NAMES",
                    help="emulate slower devices, one pass each: desktop (no emulation), "
                         "mid-range-phone (4x slower CPU), low-end-phone (6x) "

@@ -1140,12 +1140,14 @@ def command_line(args: Any) -> str:
 
 
 def results_path(args: Any) -> Path:
-    """--results, else ART/results.json; emulated device classes go to ART/results.devices.json
-    by default, so the desktop figures the gate reads stay on their own."""
+    """--results, else ART/results.json; emulated device classes and remote devices
+    (--connect, --devices) go to ART/results.devices.json by default, so the desktop figures the
+    gate reads stay on their own (a desktop budget would also read a remote device's figure)."""
     if getattr(args, "results", None):
         return Path(args.results)
-    emulated = slowdowns_from_args(args) != (None,)
-    return Path(args.art) / ("results.devices.json" if emulated else "results.json")
+    other = slowdowns_from_args(args) != (None,) or bool(
+        getattr(args, "connect", None) or getattr(args, "devices", None))
+    return Path(args.art) / ("results.devices.json" if other else "results.json")
 
 
 def cli(args: Any) -> int:

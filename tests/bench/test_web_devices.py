@@ -90,7 +90,7 @@ def test_a_bad_devices_file_is_one_line_exit_2(tmp_path, capsys, text, message):
 
 
 def test_devices_file_and_connect_make_one_device_list(tmp_path):
-    from hemoedge.bench.web import config_from_args
+    from hemoedge.bench.web import config_from_args, results_path
     from hemoedge.cli import build_parser
 
     f = tmp_path / "devices.toml"
@@ -106,6 +106,8 @@ def test_devices_file_and_connect_make_one_device_list(tmp_path):
     assert [cfg.device_name(i) for i in range(3)] == ["cdp@127.0.0.1:9333", "pixel-7", "lab"]
     assert [cfg.device_app_url(i) for i in range(3)] == [None, "https://bench.example.lan/",
                                                          None]
+    # a desktop budget would read a device's figure: devices write next to the desktop file
+    assert results_path(args) == tmp_path / "results.devices.json"
     with pytest.raises(BenchError, match="named 'pixel-7'"):
         type(cfg)(art=tmp_path, connect=("http://a:1", "http://b:1"),
                   device_names=("pixel-7", "pixel-7"))
