@@ -741,6 +741,10 @@ def run_remote(cfg: WebBenchConfig) -> Results:
 
     t_all = time.perf_counter()
     with contextlib.ExitStack() as stack:
+        if n > 1:  # interleaved log lines: say whose they are
+            for lg in (log, logging.getLogger("hemoedge.bench.browser")):
+                lg.addFilter(_device_tag)
+                stack.callback(lg.removeFilter, _device_tag)
         shared = _prepare(cfg, units, stack, camera=False)
         if n > 1:  # one server per build for all devices (fixed --port: one build, see above)
             shared.servers = {}
@@ -785,6 +789,15 @@ def run_remote(cfg: WebBenchConfig) -> Results:
                                   "units": [u.label for u in units],
                                   "shared_server": n > 1}
     return res
+
+
+def _device_tag(record: logging.LogRecord) -> bool:
+    """A log filter: a device thread's lines start with [NAME]."""
+    th = threading.current_thread().name
+    if th.startswith("device-") and not getattr(record, "device_tagged", False):
+        record.msg = f"[{th[len('device-'):]}] {record.msg}"
+        record.device_tagged = True
+    return True
 
 
 def _slowdown_ratios(res: Results, passes: list[tuple[float | None, Results]]) -> None:

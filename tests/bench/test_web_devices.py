@@ -80,11 +80,10 @@ def test_a_bad_devices_file_is_one_line_exit_2(tmp_path, capsys, text, message):
 
     f = tmp_path / "devices.toml"
     f.write_text(text)
-    t0 = time.monotonic()
     rc = main(["bench", "web", str(tmp_path), "--quick", "--devices", str(f),
                "--results", str(tmp_path / "r.json")])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and time.monotonic() - t0 < 5
+    assert rc == 2
     assert len(err.splitlines()) == 1 and message in err and str(f) in err, err
     assert not (tmp_path / "r.json").exists()
 
