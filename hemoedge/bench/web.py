@@ -146,7 +146,8 @@ class WebBenchConfig:
     autotune: tuple[str, ...] = ()  # builds ship these choices for the app's auto-tune
     autotune_trials: int = 0  # ... and the app tunes in this many fresh contexts (agreement)
     # remote devices (docs/bench-web.md#remote-devices): one pass per endpoint instead of the
-    # local Chromium; no capture, seed or memory figures there (no fake camera, no eager GC flag)
+    # local Chromium, all endpoints in parallel (a thread and a Playwright each); no capture,
+    # seed or memory figures there (no fake camera, no eager GC flag)
     connect: tuple[str, ...] = ()
     device_names: tuple[str, ...] = ()  # a name per endpoint, in order (default: from it)
     device_app_urls: tuple[str, ...] = ()  # per endpoint, the URL its browser opens ("": app_url)
