@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -41,8 +43,10 @@ def run_server():
     if not PLAYWRIGHT.exists():
         pytest.skip("no playwright command next to this Python")
     port = _free_port()
+    # its own process group: the `playwright` script starts a node driver, and killing the
+    # script alone would leave the server (and its Chromium) running
     proc = subprocess.Popen([str(PLAYWRIGHT), "run-server", "--port", str(port), "--host",
-                             "127.0.0.1", "--unsafe"],
+                             "127.0.0.1", "--unsafe"], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         end = time.monotonic() + 30
@@ -58,7 +62,8 @@ def run_server():
                            "args": ["--no-sandbox", "--disable-gpu"]})
         yield f"ws://127.0.0.1:{port}/?launch-options={urllib.parse.quote(opts)}"
     finally:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
 
