@@ -34,6 +34,35 @@ METHODS = ("minmax", "percentile", "entropy")
 
 
 @dataclass(frozen=True)
+class Int8Scheme:
+    """What an int8 file is, in one place: how quantize_static is called and how the manifest
+    describes the result. Static QDQ, uint8 activations, int8 weights per output channel, full
+    8-bit range (reduce_range off)."""
+    format: str = "QDQ"
+    activations: str = "uint8"
+    weights: str = "int8"
+    per_channel: bool = True
+    reduce_range: bool = False
+
+    def ort_options(self) -> dict:
+        """Keyword arguments for onnxruntime.quantization.quantize_static."""
+        from onnxruntime.quantization import QuantFormat, QuantType
+
+        types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+        return {"quant_format": QuantFormat[self.format], "per_channel": self.per_channel,
+                "reduce_range": self.reduce_range,
+                "activation_type": types[self.activations], "weight_type": types[self.weights]}
+
+    def describe(self) -> dict:
+        """The manifest's description of the scheme (quantization.format/activations/weights)."""
+        return {"format": self.format, "activations": self.activations,
+                "weights": self.weights + (" per-channel" if self.per_channel else " per-tensor")}
+
+
+SCHEME = Int8Scheme()  # the scheme every hemoedge int8 file uses
+
+
+@dataclass(frozen=True)
 class CalibSettings:
     method: str = "minmax"  # minmax | percentile | entropy
     num_bins: int = 2048  # histogram bins (percentile, entropy)
@@ -182,15 +211,14 @@ def snap_range(lo, hi):
 
 def quantize(model: str | Path, cache: str | Path, dst: str | Path, method: str,
              exclude: Iterable[str] = ()) -> None:
-    """Static QDQ U8S8 per-channel quantisation of a pre-processed model with cached ranges."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    """Static quantisation (SCHEME: QDQ U8S8 per-channel) of a pre-processed model with cached
+    ranges."""
+    from onnxruntime.quantization import quantize_static
 
     try:
         with quiet():
             quantize_static(
-                str(model), str(dst), calibration_data_reader=None,
-                quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=False,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                str(model), str(dst), calibration_data_reader=None, **SCHEME.ort_options(),
                 nodes_to_exclude=sorted(exclude), calibrate_method=_ort_method(method),
                 calibration_cache_path=str(cache))
     except Exception as e:

@@ -283,7 +283,7 @@ def make_int8(art: Artifact, role: str, inputs: Inputs, cfg: QuantizeConfig,
                    "val_samples": len(inputs.val), "sampling": cfg.sampling,
                    "range_grid": f"outward to 2^(k/{int8.GRID_STEPS_PER_OCTAVE})"}
     facts = art.add_file(role, "int8", quantization={
-        "format": "QDQ", "activations": "uint8", "weights": "int8 per-channel",
+        **int8.SCHEME.describe(),
         "calibration": calibration,
         "decided_on": "reference: QDQ graph with graph optimisations off (quantisation "
                       "arithmetic in float), figures rounded to 1e-4",
