@@ -462,7 +462,8 @@ class _Run:
         """(url, counter) of the app in `dist`: a server of this unit's own, or the shared one
         (counter None)."""
         if self.servers is not None:
-            yield self.app_url or self.servers[dist], None
+            url = self.app_url or self.servers[dist]
+            yield (url if url.endswith("/") else url + "/"), None
             return
         cfg = self.cfg
         with serve_counting(dist, cfg.host, cfg.port, self.app_url) as served:
