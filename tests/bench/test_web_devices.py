@@ -138,11 +138,15 @@ def test_two_devices_in_parallel_merge_next_to_a_local_run(tmp_path, capsys):
     local.env["web_bench"] = {"tuned": "det=int8,est=fp32", "marker": "local"}
     append_stage(out, local)
 
+    port = _free_port()  # a fixed port, and one device opening the app by another name
+    devices = tmp_path / "devices.toml"
     t0 = time.monotonic()
     with run_server() as ws, cdp_chromium(tmp_path / "profile") as cdp:
+        devices.write_text(f'[[device]]\nname = "devtools"\nendpoint = "{cdp}"\n'
+                           f'app_url = "http://localhost:{port}"\n')
         rc = main(["bench", "web", str(art), "--quick", "--threads", "1", "--no-seed",
-                   "--connect", ws, "--device-name", "pw-server", "--connect", cdp,
-                   "--device-name", "devtools", "--results", str(out)])
+                   "--connect", ws, "--device-name", "pw-server", "--devices", str(devices),
+                   "--port", str(port), "--results", str(out)])
     took = time.monotonic() - t0
     printed = capsys.readouterr().out
     print(printed, f"\ntwo devices in parallel: {took:.0f} s")
@@ -168,6 +172,8 @@ def test_two_devices_in_parallel_merge_next_to_a_local_run(tmp_path, capsys):
             and "device" not in m.params] == [456.0]
     assert res.env["web_bench"]["marker"] == "local"  # the remote run kept to env.web_devices
     assert res.env["web_devices_run"]["parallel"] is True
+    assert res.env["web_devices"]["devtools"]["app_url"] == f"http://localhost:{port}"
+    assert res.env["web_devices"]["pw-server"]["app_url"] is None
 
 
 def _kill_when_app_opens(port: int, proc_kill, done: threading.Event) -> None:
