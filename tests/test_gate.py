@@ -260,6 +260,23 @@ def test_a_budget_judges_only_figures_of_its_device_class():
     assert "device_class=mid-range-phone" in MetricRef("m", "", (), "mid-range-phone").label()
 
 
+def test_a_remote_devices_figure_is_judged_only_by_a_budget_naming_that_device():
+    r = acc_results()
+    r.add("web.capture.dropped_frames", "det=int8,est=fp32", 7, "frames", "lower",
+          device="pixel-7", user_agent="Mozilla/5.0 (Linux; Android 14)")
+    budgets = parse_budgets(DEVICE_TOML + """
+[[budget]]
+name = "pixel drops"
+metric = "web.capture.dropped_frames"
+variant = "det=int8,est=fp32"
+device = "pixel-7"
+max = 0
+""")
+    v = {c.budget.name: c for c in evaluate(r, budgets, None).checks}
+    assert v["desktop drops"].verdict == "skipped"  # this machine measured nothing
+    assert v["pixel drops"].verdict == "fail" and v["pixel drops"].value == 7
+
+
 # --- budgets file ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, match", [
@@ -276,6 +293,8 @@ def test_a_budget_judges_only_figures_of_its_device_class():
     ("title = 'budgets'\n", "unknown top-level key"),
     ("[[budget]]\nname = 'x'\nmetric = 'a'\nmax = 1\ndevice_class = ''\n", "device_class"),
     ("[[budget]]\nname = 'x'\nmetric = 'a'\nmax = 1\nparams = {device_class = 'p'}\n",
+     "not inside params"),
+    ("[[budget]]\nname = 'x'\nmetric = 'a'\nmax = 1\nparams = {device = 'p'}\n",
      "not inside params"),
 ])
 def test_bad_budgets(text, match):

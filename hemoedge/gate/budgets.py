@@ -26,8 +26,8 @@ MAX_NAMED = 4  # missing metrics named in the one-line error; the table lists al
 BOOTSTRAP_RESAMPLES = 2000  # enough for a stable 95 % percentile interval of a median ratio
 BUDGET_KEYS = {"name", "kind", "metric", "variant", "params", "max", "min", "max_worse",
                "max_worse_pct", "better", "severity", "when_present", "noise", "numerator",
-               "denominator", "description", "device_class"}
-REF_KEYS = {"metric", "variant", "params", "device_class"}
+               "denominator", "description", "device_class", "device"}
+REF_KEYS = {"metric", "variant", "params", "device_class", "device"}
 DESKTOP = "desktop"  # figures without a device_class param: measured without CPU emulation
 
 
@@ -42,16 +42,22 @@ class MetricRef:
     # params.device_class (e.g. "mid-range-phone"); figures without one are "desktop". A budget
     # judges only figures of its own class, so a desktop budget never reads a phone's figure.
     device_class: str = DESKTOP
+    # the named device a figure came from (bench web --connect/--devices records params.device);
+    # "" = this machine. A budget without one never reads a remote device's figure.
+    device: str = ""
 
     def label(self) -> str:
         p = ",".join(f"{k}={v}" for k, v in self.params)
         if self.device_class != DESKTOP:
             p = ",".join(x for x in (f"device_class={self.device_class}", p) if x)
+        if self.device:
+            p = ",".join(x for x in (f"device={self.device}", p) if x)
         return f"{self.metric} [{self.variant or '-'}]" + (f" ({p})" if p else "")
 
     def matches(self, m: Metric) -> bool:
         return (m.name == self.metric and (self.variant == ANY_VARIANT or m.variant == self.variant)
                 and device_class_of(m) == self.device_class
+                and str(m.params.get("device") or "") == self.device
                 and all(m.params.get(k) == v for k, v in self.params))
 
 
@@ -128,14 +134,19 @@ def _ref(d: Any, where: str) -> MetricRef:
     params = d.get("params", {})
     if not isinstance(params, dict) or not isinstance(d.get("variant", ""), str):
         raise ResultsError(f"{where}: variant must be a string and params a table")
-    if "device_class" in params:
-        raise ResultsError(f"{where}: give the device class as device_class = \"...\" next to "
-                           "metric, not inside params")
+    for k in ("device_class", "device"):
+        if k in params:
+            raise ResultsError(f"{where}: give {k} = \"...\" next to metric, not inside params")
+    device = d.get("device", "")
+    if not isinstance(device, str):
+        raise ResultsError(f"{where}: device must be a string (a name given to bench web "
+                           f"--connect/--devices), got {device!r}")
     cls = d.get("device_class", DESKTOP)
     if not isinstance(cls, str) or not cls:
         raise ResultsError(f"{where}: device_class must be a non-empty string (e.g. "
                            f"\"{DESKTOP}\" or \"mid-range-phone\"), got {cls!r}")
-    return MetricRef(d["metric"], d.get("variant", ""), tuple(sorted(params.items())), cls)
+    return MetricRef(d["metric"], d.get("variant", ""), tuple(sorted(params.items())), cls,
+                     device)
 
 
 def _num(d: dict, key: str, where: str) -> float | None:

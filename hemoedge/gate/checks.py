@@ -107,11 +107,13 @@ def _evaluate_one(b: Budget, results: Results, baseline: Results | None) -> Chec
         # when_present skips a budget whose metric the run did not measure at all *for that
         # device class* (a CPU-only run, or no emulated phone pass); figures of that name for
         # other variants of the same class still make it an error (a lost shard)
-        present = {(m.name, device_class_of(m)) for m in results.metrics}
-        absent = [r for r in missing if (r.metric, r.device_class) not in present]
+        present = {(m.name, device_class_of(m), str(m.params.get("device") or ""))
+                   for m in results.metrics}
+        absent = [r for r in missing if (r.metric, r.device_class, r.device) not in present]
         if b.when_present and absent:
             return Check(b, "skipped", note="no " + ", ".join(sorted(
                 {r.metric + ("" if r.device_class == DESKTOP else f" for {r.device_class}")
+                 + (f" from device {r.device}" if r.device else "")
                  for r in absent})) + " in this run (when_present)")
         return Check(b, "missing", missing_from="results", missing_ref=missing[0])
     m = _find(results, b.ref, op)[0]
