@@ -337,6 +337,9 @@ def add_results(sub: Any, handler: Handler) -> None:
     s.add_argument("--device-class", metavar="NAME",
                    help="web: answer from this device class's figures (bench web "
                         "--device-class; default desktop, i.e. no emulation)")
+    s.add_argument("--device", metavar="NAME",
+                   help="web: answer from this remote device's figures (bench web --connect/"
+                        "--devices); frame time from its model timings where it has no capture")
     s.set_defaults(func=handler("hemoedge.report.choose"))
 
     s = sub.add_parser("gate", help="CI gate: budgets + baseline -> pass/fail")

@@ -323,11 +323,45 @@ def for_device(results: Results, name: str | None) -> Results:
     return out
 
 
+MODEL_SUM = "detector + estimator session.run p50 (no camera frames on this device)"
+
+
+def frames_from_model_latencies(results: Results) -> int:
+    """Add web.frame_ms.p50 for every pairing that has none but whose two models were timed on
+    the same device at the same threads (web.{detector,estimator}.latency_ms.p50): their sum,
+    marked params.source = MODEL_SUM. A remote device without the fake camera records model
+    latencies only; this lets `choose --device` rank pairings on it. Returns how many."""
+    lat = {(m.name.split(".")[1], m.variant, m.params.get("threads")): m
+           for m in results.metrics if m.name in ("web.detector.latency_ms.p50",
+                                                  "web.estimator.latency_ms.p50")}
+    have = {(m.variant, m.params.get("threads")) for m in results.metrics
+            if m.name == "web.frame_ms.p50"}
+    added = 0
+    for (role, det_v, t), d in sorted(lat.items(), key=lambda kv: str(kv[0])):
+        if role != "detector":
+            continue
+        for (role2, est_v, t2), e in sorted(lat.items(), key=lambda kv: str(kv[0])):
+            if role2 != "estimator" or t2 != t:
+                continue
+            det, est = parse_variant(det_v).get("det"), parse_variant(est_v).get("est")
+            pairing = f"det={det},est={est}"
+            if not det or not est or (pairing, t) in have:
+                continue
+            results.add("web.frame_ms.p50", pairing, d.value + e.value, "ms", "lower",
+                        threads=t, source=MODEL_SUM,
+                        **{k: d.params[k] for k in ("device",) if k in d.params})
+            added += 1
+    return added
+
+
 def cli(args) -> int:
     paths = args.results if isinstance(args.results, list) else [args.results]
     results = merge([Path(p) for p in paths])  # also unions shards' sweep entries
     # a remote device's figures never stand in for this machine's (nor another device's)
-    results = for_device(results, getattr(args, "device", None))
+    device = getattr(args, "device", None)
+    results = for_device(results, device)
+    if device is not None and frames_from_model_latencies(results):
+        print(f"device {device}: frame time = {MODEL_SUM}")
     cls = getattr(args, "device_class", None)
     if cls is None and any(m.params.get("device_class") for m in results.metrics):
         cls = DESKTOP  # emulated figures never stand in for the desktop ones

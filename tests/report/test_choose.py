@@ -113,6 +113,27 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert "nothing satisfies the constraints; binding: --max-frame-ms" in out
 
 
+def test_choose_for_a_remote_device_ranks_by_its_model_timings(tmp_path, capsys):
+    """A phone reached through --connect has no fake camera: bench web records its two models'
+    session.run times only. `choose --device` sums them into the pairing's frame time (and says
+    so), from that device's figures alone - never this machine's."""
+    from hemoedge.cli import main
+
+    r = make_results()
+    phone = {"det=fp32": 90.0, "det=int8": 40.0, "est=fp32": 20.0, "est=int8": 35.0}
+    for v, ms in phone.items():
+        role = "detector" if v.startswith("det") else "estimator"
+        r.add(f"web.{role}.latency_ms.p50", v, ms, "ms", "lower", threads=2, device="pixel-7")
+    path = r.save(tmp_path / "results.json")
+    assert main(["choose", str(path), "--device", "pixel-7"]) == 0
+    out = capsys.readouterr().out
+    assert "device pixel-7: frame time = detector + estimator session.run p50" in out
+    # int8 estimator is slower on this phone: det=int8,est=fp32 at 40 + 20 ms
+    assert "recommended: det=int8,est=fp32" in out and "60.0 ms per frame" in out
+    assert main(["choose", str(path), "--device", "nokia"]) == 2  # no such device: exit 2
+    assert "no web figures for device 'nokia'" in capsys.readouterr().err
+
+
 def test_missing_accuracy_is_named_not_guessed(results):
     results.metrics = [m for m in results.metrics if not m.name.startswith("acc.")]
     ch = choose(results, Constraints(target="cpu"))
