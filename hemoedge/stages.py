@@ -193,27 +193,10 @@ def quantize(cfg) -> Stage:
 
 
 def _quantize(cfg) -> int:
-    """What `hemoedge quantize` does once it has its config (hemoedge.quantize.run.cli)."""
-    import logging
-
-    from rich.console import Console
-
+    """What `hemoedge quantize` does once it has its config."""
     from hemoedge.quantize import run as mod
 
-    log = logging.getLogger(mod.__name__)
-    console = Console(width=max(Console().width, 120))
-    with console.status("quantising") as status:
-        def progress(msg: str) -> None:
-            status.update(msg.strip())
-            (log.debug if msg.startswith(" ") else log.info)(msg.strip())
-
-        res = mod.run(cfg, progress=progress)
-    mod.print_table(res, console)
-    for role, s in res.searches.items():
-        if not s.met:
-            console.print(f"[yellow]warning:[/] {role} int8 misses its tolerance "
-                          f"({s.stop_reason}): " + "; ".join(s.tolerance.failures(s.figures)))
-    return 0
+    return mod.main(cfg)
 
 
 def parity(cfg, results: Path | None = None) -> Stage:
@@ -238,27 +221,11 @@ def evaluate(cfg, results: Path | None = None) -> Stage:
 
 
 def _eval(cfg, results: Path | None = None) -> int:
-    """What `hemoedge eval` does (hemoedge.bench.peers.eval_cli): the variants' accuracy, then
-    the quantiser peers' when ART/peers/ exists."""
-    from hemoedge.bench import accuracy, peers
-    from hemoedge.quantize import peers as qpeers
-    from hemoedge.report.results import Results
+    """What `hemoedge eval` does: the variants' accuracy, then the quantiser peers' when
+    ART/peers/ exists (hemoedge.bench.peers.eval_main)."""
+    from hemoedge.bench import peers
 
-    code = accuracy.main(cfg, results)
-    out = results or cfg.art / "results.json"
-    if not qpeers.engines_in(str(cfg.art)):
-        if out.is_file() and any(peers.is_peer_metric(m) for m in Results.load(out).metrics):
-            accuracy.merge_into(out, Results())  # the peers are gone: so are their figures
-        return code
-    from rich.console import Console
-
-    console = Console(width=max(Console().width, 120))
-    with console.status("evaluating the quantiser peers (ART/peers/)"):
-        new = peers.evaluate(cfg.art, cfg.data)
-    res = peers.merge_into(out, new)
-    peers.print_table(res, console)
-    console.print(f"{len(new.metrics)} peer metrics written to {out}")
-    return code
+    return peers.eval_main(cfg, results)
 
 
 # ------------------------------------------------------------------ benchmarks
@@ -307,25 +274,10 @@ def bench_web(cfg, results: Path | None = None) -> Stage:
 
 
 def _bench_web(cfg, results: Path | None = None) -> int:
-    """What `hemoedge bench web` does once it has its config (hemoedge.bench.web.cli)."""
-    from hemoedge.bench import web as mod
-    from hemoedge.errors import BenchError, HemoedgeError
-    from hemoedge.report.results import append_stage
+    """What `hemoedge bench web` does once it has its config (hemoedge.bench.webcli.main)."""
+    from hemoedge.bench import webcli
 
-    try:
-        new = mod.run(cfg)
-    except HemoedgeError:
-        raise
-    except OSError as e:  # e.g. the work folder or the video could not be written
-        raise BenchError(f"bench web: {e}") from e
-    out = results or cfg.art / "results.json"
-    append_stage(out, new)
-    tuned = new.env["web_bench"]["tuned"]
-    print(f"bench web ({new.env['browser']}, onnxruntime-web {new.env['onnxruntime_web']}, "
-          f"crossOriginIsolated): targets, value [95 % interval]")
-    print("\n".join(mod.summary_lines(mod.by_device_class(new, None), tuned)))
-    print(f"{len(new.metrics)} metrics appended to {out}")
-    return 0
+    return webcli.main(cfg, results or cfg.art / "results.json")
 
 
 def web_parity(cfg, results: Path | None = None) -> Stage:
@@ -338,36 +290,10 @@ def web_parity(cfg, results: Path | None = None) -> Stage:
 
 
 def _web_parity(cfg, results: Path | None = None) -> int:
-    """What `hemoedge parity --web` does once it has its config (hemoedge.bench.webparity.cli)."""
-    from hemoedge.bench import webparity as mod
-    from hemoedge.errors import BenchError, HemoedgeError
-    from hemoedge.report.results import append_stage
+    """What `hemoedge parity --web` does once it has its config (webparity.main)."""
+    from hemoedge.bench import webparity
 
-    if not (cfg.art / "manifest.json").is_file():
-        raise BenchError(f"{cfg.art}: not an artifact folder (no manifest.json)")
-    if cfg.data and not (cfg.data / "metadata.csv").is_file():
-        raise BenchError(f"{cfg.data}: not a Yakimov-layout folder (no metadata.csv)")
-    try:
-        new = mod.run(cfg)
-    except HemoedgeError:
-        raise
-    except OSError as e:
-        raise BenchError(f"parity --web: {e}") from e
-    out = results or cfg.art / "results.json"
-    append_stage(out, new, replaces="web.parity.")
-    wp = new.env["web_parity"]
-    print(f"parity --web ({new.env['browser']}, onnxruntime-web {new.env['onnxruntime_web']}, "
-          f"{wp['threads']} thread(s), crossOriginIsolated {wp['cross_origin_isolated']}) vs "
-          f"onnxruntime {wp['onnxruntime']}: {wp['images']} photo(s), {wp['crops']} crop(s)")
-    for m in new.metrics:
-        if m.name.endswith((".max", ".band_agreement", ".dets_lost", ".dets_gained",
-                            "nail_count_mismatch")):
-            print(f"  {m.name:<38} {m.variant:<18} {m.value:.4g} {m.unit}")
-    bad = mod.verdict(new)
-    for b in bad:
-        print(f"FAIL {b}")
-    print(f"{len(new.metrics)} metrics appended to {out}")
-    return 1 if bad else 0
+    return webparity.main(cfg, results)
 
 
 # ------------------------------------------------------------------ report, choose, app, gate

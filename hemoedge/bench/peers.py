@@ -333,11 +333,18 @@ def merge_into(path: Path, new: Results) -> Results:
 
 def eval_cli(args: Any) -> int:
     """`hemoedge eval ART`: accuracy.py's evaluation, then the peers' when ART/peers/ exists."""
-    code = accuracy.cli(args)
+    return eval_main(accuracy.config_from_args(args), accuracy.results_path(args))
+
+
+def eval_main(cfg: Any, results: Path | None = None) -> int:
+    """`hemoedge eval` once its config (accuracy.EvalConfig) is known (also what `hemoedge run`
+    calls): the variants' accuracy into `results` (default ART/results.json), then the
+    quantiser peers' when ART/peers/ exists."""
+    code = accuracy.main(cfg, results)
     from hemoedge.quantize import peers
 
-    out = accuracy.results_path(args)
-    if not peers.engines_in(args.art):
+    out = results or Path(cfg.art) / "results.json"
+    if not peers.engines_in(str(cfg.art)):
         if out.is_file() and any(is_peer_metric(m) for m in Results.load(out).metrics):
             merge_into(out, Results())  # the peers are gone: so are their figures
         return code
@@ -345,7 +352,7 @@ def eval_cli(args: Any) -> int:
 
     console = Console(width=max(Console().width, 120))
     with console.status("evaluating the quantiser peers (ART/peers/)"):
-        new = evaluate(Path(args.art), Path(args.data) if args.data else None)
+        new = evaluate(Path(cfg.art), Path(cfg.data) if cfg.data else None)
     res = merge_into(out, new)
     print_table(res, console)
     console.print(f"{len(new.metrics)} peer metrics written to {out}")

@@ -139,17 +139,21 @@ def results_path(args: Any) -> Path:
 
 
 def cli(args: Any) -> int:
+    return main(config_from_args(args), results_path(args))
+
+
+def main(cfg: Any, out: Path) -> int:
+    """`hemoedge bench web` once its config (web.WebBenchConfig) and results file are known
+    (also what `hemoedge run` calls): run, merge into `out`, print the targets."""
     from hemoedge.bench import web
     from hemoedge.bench.browser import device_class_of
 
-    cfg = config_from_args(args)
     try:
         new = web.run(cfg)
     except HemoedgeError:
         raise
     except OSError as e:  # e.g. the work folder or the video could not be written
         raise BenchError(f"bench web: {e}") from e
-    out = results_path(args)
     if cfg.connect:
         return _cli_remote(cfg, new, out)
     append_stage(out, new)

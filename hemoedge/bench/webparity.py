@@ -424,19 +424,24 @@ def command_line(args: Any) -> str:
 
 
 def cli(args: Any) -> int:
-    art = Path(args.art)
+    return main(config_from_args(args), Path(args.results) if args.results else None)
+
+
+def main(cfg: Any, results: Path | None = None) -> int:
+    """`hemoedge parity --web` once its config (WebParityConfig) is known (also what `hemoedge
+    run` calls): run, merge into `results` (default ART/results.json), print, judge."""
+    art = Path(cfg.art)
     if not (art / "manifest.json").is_file():
         raise BenchError(f"{art}: not an artifact folder (no manifest.json)")
-    if args.data and not (Path(args.data) / "metadata.csv").is_file():
-        raise BenchError(f"{args.data}: not a Yakimov-layout folder (no metadata.csv)")
-    cfg = config_from_args(args)
+    if cfg.data and not (Path(cfg.data) / "metadata.csv").is_file():
+        raise BenchError(f"{cfg.data}: not a Yakimov-layout folder (no metadata.csv)")
     try:
         new = run(cfg)
     except HemoedgeError:
         raise
     except OSError as e:
         raise BenchError(f"parity --web: {e}") from e
-    out = Path(args.results) if args.results else art / "results.json"
+    out = results or art / "results.json"
     append_stage(out, new, replaces="web.parity.")
     wp = new.env["web_parity"]
     print(f"parity --web ({new.env['browser']}, onnxruntime-web {new.env['onnxruntime_web']}, "

@@ -408,7 +408,12 @@ def config_from_args(args) -> QuantizeConfig:
 
 
 def cli(args) -> int:
-    cfg = config_from_args(args)
+    return main(config_from_args(args))
+
+
+def main(cfg: QuantizeConfig) -> int:
+    """`hemoedge quantize` once its config is known (also what `hemoedge run` calls): the
+    variants with a live status line, their table, and a warning per missed tolerance."""
     from rich.console import Console
 
     console = Console(width=max(Console().width, 120))
