@@ -23,20 +23,22 @@ from PIL import Image
 
 from hemoedge.data import render
 from hemoedge.errors import DataError
+from hemoedge.names import ANAEMIA_THRESHOLD_GDL
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("PATIENT_ID", "MEASUREMENT_DATE", "HB_LEVEL_GperL", "NAIL_BOUNDING_BOXES",
            "SKIN_BOUNDING_BOXES")
 HB_MIN, HB_MAX = 4.4, 16.9  # g/dL, the real set's range
-ANAEMIC_FRACTION = 0.28  # share below 12 g/dL in the real set
+ANAEMIC_FRACTION = 0.28  # share below the anaemia threshold (12 g/dL) in the real set
 
 
 def draw_hb(rng: np.random.Generator, n: int) -> np.ndarray:
     """Hb in g/dL shaped like the real set: 4.4-16.9, about 28 % below 12, long low tail."""
     low = rng.random(n) < ANAEMIC_FRACTION
-    hb = np.where(low, 12.0 - rng.gamma(1.6, 1.25, n), rng.normal(13.7, 1.15, n))
-    hb = np.where(low, np.clip(hb, HB_MIN, 11.95), np.clip(hb, 12.0, HB_MAX))
+    t = ANAEMIA_THRESHOLD_GDL
+    hb = np.where(low, t - rng.gamma(1.6, 1.25, n), rng.normal(13.7, 1.15, n))
+    hb = np.where(low, np.clip(hb, HB_MIN, 11.95), np.clip(hb, t, HB_MAX))  # 11.95: just below t
     return np.round(hb, 1)
 
 
@@ -125,8 +127,9 @@ def cli(args) -> int:
     ds = load(out)
     hb = np.array([r.hb_gdl for r in ds.records])
     print(f"wrote {out}: {len(ds.records)} patients, {len({r.session for r in ds.records})} "
-          f"sessions, Hb {hb.min():.1f}-{hb.max():.1f} g/dL, {np.mean(hb < 12) * 100:.0f} % "
-          f"below 12, {ds.orphans} photos without a metadata row")
+          f"sessions, Hb {hb.min():.1f}-{hb.max():.1f} g/dL, "
+          f"{np.mean(hb < ANAEMIA_THRESHOLD_GDL) * 100:.0f} % below {ANAEMIA_THRESHOLD_GDL:g}, "
+          f"{ds.orphans} photos without a metadata row")
     return 0
 
 
