@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hemoedge.errors import one_line
-from hemoedge.names import PRECISIONS
+from hemoedge.names import ANAEMIA_THRESHOLD_GDL, PRECISIONS
 
 Handler = Callable[..., Callable[[argparse.Namespace], int]]
 
@@ -148,7 +148,8 @@ def add_train(sub: Any, handler: Handler) -> None:
                    help="estimator head: Hb regression (Ridge) or anaemia classification "
                         "(logistic) on the same frozen features")
     s.add_argument("--anaemia-threshold", type=_positive_float,
-                   help="classification: anaemic = Hb below this, g/dL (default 12, WHO)")
+                   help="classification: anaemic = Hb below this, g/dL (default "
+                        f"{ANAEMIA_THRESHOLD_GDL:g}, WHO)")
     s.add_argument("--est-init", help="start from this estimator checkpoint's backbone "
                    "(with --est-epochs 0: fit only the head on its features)")
     s.add_argument("--est-lr", type=_positive_float,
@@ -402,7 +403,7 @@ def add_sweep(sub: Any, handler: Handler) -> None:
                    help="merge sweep results.json files of shards run elsewhere into --out")
     s.add_argument("--epochs", type=_count, help="backbone fine-tuning epochs (default 5; quick 1)")
     s.add_argument("--anaemia-threshold", type=_positive_float, help="classification: anaemic = Hb "
-                   "below this, g/dL (default 12, WHO)")
+                   f"below this, g/dL (default {ANAEMIA_THRESHOLD_GDL:g}, WHO)")
     s.add_argument("--max-train-min", type=_positive_float,
                    help="skip entries whose projected fine-tuning exceeds this (default 15)")
     s.add_argument("--max-model-mb", type=_positive_float,
