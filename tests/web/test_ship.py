@@ -182,17 +182,20 @@ def test_headers_file_rules(site):
     assert "gzip_static on;" in conf and 'Cache-Control "public, max-age=31536000, immutable"' in conf
 
 
-def test_isolating_service_worker_on_a_host_without_headers(browser, tiny_art, tmp_path):
+@pytest.mark.parametrize("base", ["/", BASE])
+def test_isolating_service_worker_on_a_host_without_headers(browser, tiny_art, tmp_path, base):
     """--coi-serviceworker: the first load is not isolated; the app reloads once and then runs
-    cross-origin isolated on 2 threads, served by a host that sends no headers at all."""
-    out = tmp_path / "dist"
+    cross-origin isolated on 2 threads, served by a host that sends no headers at all — at the
+    site root and under a sub-path (the service worker's scope is the app's folder)."""
+    root = tmp_path / "site"
+    out = root / base.strip("/") if base != "/" else root
     build(BuildConfig(art=tiny_art, detector="int8", estimator="fp32", out=out,
-                      coi_serviceworker=True))
+                      coi_serviceworker=True, base=base))
     assert not (out / "_headers").exists()
-    with serving(static_host(out)) as origin:
-        ctx, page, guard = _context(browser, origin + "/")
+    with serving(static_host(root)) as origin:
+        ctx, page, guard = _context(browser, origin + base)
         try:
-            info = open_app(page, origin + "/")
+            info = open_app(page, origin + base)
             assert info["coi"] is True and info["session"]["numThreads"] == 2
             assert page.evaluate("sessionStorage.getItem('hemoedge-isolation-reload')") == "1"
             assert_clean(guard)
