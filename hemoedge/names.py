@@ -16,6 +16,15 @@ ROLES = (DETECTOR, ESTIMATOR)
 ROLE_KEY = {DETECTOR: "det", ESTIMATOR: "est"}  # role -> its key in a variant string
 KEY_ROLE = {v: k for k, v in ROLE_KEY.items()}
 PRECISIONS = ("fp32", "fp16", "int8")
+
+# --- device classes -----------------------------------------------------------------------
+DESKTOP = "desktop"  # the device class of a figure without params.device_class (no emulation)
+
+
+def figure_device_class(params: dict) -> str:
+    """The device class a figure was measured for: bench web's emulated figures carry
+    params.device_class, every other figure is DESKTOP."""
+    return str(params.get("device_class") or DESKTOP)
 REFERENCE_PRECISION = "fp32"  # what every other precision is compared against
 
 # --- thresholds ---------------------------------------------------------------------------

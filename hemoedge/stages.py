@@ -189,14 +189,7 @@ def quantize(cfg) -> Stage:
             "quantize_decode": not cfg.float_decode,
             "quantize_stem": not cfg.float_stem,
             "engine": list(cfg.engines) or None}
-    return _stage("quantize", ("quantize",), cfg, opts, _quantize, "hemoedge.quantize.run")
-
-
-def _quantize(cfg) -> int:
-    """What `hemoedge quantize` does once it has its config."""
-    from hemoedge.quantize import run as mod
-
-    return mod.main(cfg)
+    return _stage("quantize", ("quantize",), cfg, opts, mod.main, "hemoedge.quantize.run")
 
 
 def parity(cfg, results: Path | None = None) -> Stage:

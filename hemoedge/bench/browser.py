@@ -37,6 +37,7 @@ from typing import Any
 
 from hemoedge.bench.browser_page import OriginGuard, Page, first_line, require_sync_playwright
 from hemoedge.errors import BenchError
+from hemoedge.names import DESKTOP
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ MEMORY_ARGS = ("--enable-blink-features=ForceEagerMeasureMemory",)
 # ---------------------------------------------------------------------------- device classes
 # Named CPU slowdowns (`bench web --device-class`): how many times slower than this machine's
 # core every thread of the browser runs. desktop = no emulation.
-DEVICE_CLASSES: dict[str, float | None] = {"desktop": None, "mid-range-phone": 4.0,
+DEVICE_CLASSES: dict[str, float | None] = {DESKTOP: None, "mid-range-phone": 4.0,
                                            "low-end-phone": 6.0}
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")  # cgroup v1 cpu controller (CFS bandwidth)
 CFS_MIN_QUOTA_US = 1000  # the kernel refuses a smaller quota

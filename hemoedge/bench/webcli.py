@@ -183,8 +183,9 @@ def main(cfg: Any, out: Path) -> int:
 def by_device_class(res: Results, slowdown: float | None) -> Results:
     """The metrics of one device class (no device_class param = desktop, no emulation)."""
     from hemoedge.bench.browser import device_class_of
+    from hemoedge.names import figure_device_class
 
     name = device_class_of(slowdown)
     out = Results(env=res.env, variants=res.variants, commands=res.commands)
-    out.metrics = [m for m in res.metrics if m.params.get("device_class", "desktop") == name]
+    out.metrics = [m for m in res.metrics if figure_device_class(m.params) == name]
     return out

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hemoedge.errors import ResultsError
+from hemoedge.names import DESKTOP, figure_device_class
 from hemoedge.report.results import Metric
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,6 @@ BUDGET_KEYS = {"name", "kind", "metric", "variant", "params", "max", "min", "max
                "max_worse_pct", "better", "severity", "when_present", "noise", "numerator",
                "denominator", "description", "device_class", "device"}
 REF_KEYS = {"metric", "variant", "params", "device_class", "device"}
-DESKTOP = "desktop"  # figures without a device_class param: measured without CPU emulation
 
 
 # --- budgets ---------------------------------------------------------------------------------
@@ -63,7 +63,7 @@ class MetricRef:
 
 def device_class_of(m: Metric) -> str:
     """The device class a figure was measured for (no device_class param: desktop)."""
-    return str(m.params.get("device_class") or DESKTOP)
+    return figure_device_class(m.params)
 
 
 @dataclass(frozen=True)

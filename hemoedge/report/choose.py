@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hemoedge.errors import ResultsError
-from hemoedge.names import parse_variant
+from hemoedge.names import DESKTOP, figure_device_class, parse_variant, variant_name
 from hemoedge.report.candidates import (
     CHECK,
     CHECKS,
@@ -283,12 +283,11 @@ def _why_nothing(rejected: list[Candidate], c: Constraints) -> list[str]:
 
 # --- command line --------------------------------------------------------------------------
 
-DESKTOP = "desktop"  # bench web's figures without emulation carry no device_class param
 
 
 def device_classes(results: Results) -> list[str]:
     """The device classes of the web figures in `results` (desktop = no device_class param)."""
-    return sorted({str(m.params.get("device_class", DESKTOP)) for m in results.metrics
+    return sorted({figure_device_class(m.params) for m in results.metrics
                    if m.name.startswith("web.")})
 
 
@@ -303,7 +302,7 @@ def for_device_class(results: Results, name: str) -> Results:
                            f"`hemoedge bench web ART --device-class {name}`")
     out = Results(env=results.env, variants=results.variants, commands=results.commands)
     out.metrics = [m for m in results.metrics if not m.name.startswith("web.")
-                   or m.params.get("device_class", DESKTOP) == name]
+                   or figure_device_class(m.params) == name]
     return out
 
 
@@ -331,21 +330,17 @@ def frames_from_model_latencies(results: Results) -> int:
     the same device at the same threads (web.{detector,estimator}.latency_ms.p50): their sum,
     marked params.source = MODEL_SUM. A remote device without the fake camera records model
     latencies only; this lets `choose --device` rank pairings on it. Returns how many."""
-    lat = {(m.name.split(".")[1], m.variant, m.params.get("threads")): m
-           for m in results.metrics if m.name in ("web.detector.latency_ms.p50",
-                                                  "web.estimator.latency_ms.p50")}
+    det = [m for m in results.metrics if m.name == "web.detector.latency_ms.p50"]
+    est = [m for m in results.metrics if m.name == "web.estimator.latency_ms.p50"]
     have = {(m.variant, m.params.get("threads")) for m in results.metrics
             if m.name == "web.frame_ms.p50"}
     added = 0
-    for (role, det_v, t), d in sorted(lat.items(), key=lambda kv: str(kv[0])):
-        if role != "detector":
-            continue
-        for (role2, est_v, t2), e in sorted(lat.items(), key=lambda kv: str(kv[0])):
-            if role2 != "estimator" or t2 != t:
-                continue
-            det, est = parse_variant(det_v).get("det"), parse_variant(est_v).get("est")
-            pairing = f"det={det},est={est}"
-            if not det or not est or (pairing, t) in have:
+    for d in det:
+        for e in est:
+            t = d.params.get("threads")
+            pairing = variant_name(parse_variant(d.variant).get("det"),
+                                   parse_variant(e.variant).get("est"))
+            if e.params.get("threads") != t or (pairing, t) in have:
                 continue
             results.add("web.frame_ms.p50", pairing, d.value + e.value, "ms", "lower",
                         threads=t, source=MODEL_SUM,
