@@ -52,7 +52,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "ci"))  # inject.py, the injected regressions
 
 from hemoedge.errors import HemoedgeError  # noqa: E402
-from hemoedge.names import cpu_latency  # noqa: E402
+from hemoedge.names import SHIPPED_VARIANT, cpu_latency  # noqa: E402
 
 log = logging.getLogger("prove_gate")
 PLACEHOLDER = Path("/__prove_gate__")  # stand-in run folder whose paths are substituted
@@ -342,7 +342,7 @@ def detect_capture(art: Path, data: Path, out: Path, budgets, baseline, base_res
             "exit_code": m.exit_code, "failures": m.failures, "web_s": m.total_s,
             "web_checks": [c for c in m.checks if c["budget"] in web_budgets],
             "dropped_frames_worst": metric(res, "web.capture.dropped_frames",
-                                           "det=int8,est=fp32")}
+                                           SHIPPED_VARIANT)}
     ctrl, inj = runs["control"], runs["injected"]
     d.to_verdict_s, d.exit_code = inj.total_s, inj.exit_code
     d.caught_by = inj.failures

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hemoedge.errors import one_line
-from hemoedge.names import ANAEMIA_THRESHOLD_GDL, PRECISIONS
+from hemoedge.names import ANAEMIA_THRESHOLD_GDL, PRECISIONS, SHIPPED_VARIANT
 
 Handler = Callable[..., Callable[[argparse.Namespace], int]]
 
@@ -360,7 +360,8 @@ def add_webapp(sub: Any, handler: Handler) -> None:
     wsub = web.add_subparsers(dest="webapp_command", required=True, parser_class=_Parser)
     s = wsub.add_parser("build", help="build the PWA for one variant pairing")
     s.add_argument("--art", default=None, help="artifact folder (default: export the embedded default)")
-    s.add_argument("--variant", default="det=int8,est=fp32", help="e.g. det=int8,est=fp32")
+    s.add_argument("--variant", default=SHIPPED_VARIANT,
+                   help=f"the pairing to ship (default {SHIPPED_VARIANT}), e.g. det=int8,est=fp32")
     s.add_argument("--out", required=True)
     s.add_argument("--base", default="/", help="URL path the app is served under, e.g. "
                    "/team/hemo/ (used in the emitted _headers and nginx.conf)")

@@ -26,6 +26,10 @@ def figure_device_class(params: dict) -> str:
     params.device_class, every other figure is DESKTOP."""
     return str(params.get("device_class") or DESKTOP)
 REFERENCE_PRECISION = "fp32"  # what every other precision is compared against
+# the pairing the app ships (`webapp build`'s default) and bench web times against the seed:
+# the int8 detector (2.5x faster than fp32 in WASM) and the fp16 estimator (the fp32 answer
+# within 0.011 g/dL, the same speed in WASM, half the download); docs/webapp.md
+SHIPPED = ("int8", "fp16")  # (detector, estimator) precisions
 
 # --- thresholds ---------------------------------------------------------------------------
 ANAEMIA_THRESHOLD_GDL = 12.0  # g/dL; anaemic = Hb below it (WHO, non-pregnant women)
@@ -80,6 +84,9 @@ class Variant:
 def variant_name(det: str | None = None, est: str | None = None) -> str:
     """'det=int8,est=fp32' for a pairing, 'det=int8' or 'est=fp16' for one model."""
     return str(Variant.of(det, est))
+
+
+SHIPPED_VARIANT = variant_name(*SHIPPED)  # "det=int8,est=fp16"
 
 
 def role_variant(role: str, precision: str) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hemoedge.errors import HemoedgeError
+from hemoedge.names import SHIPPED
 from hemoedge.profile import Profile, profile
 from hemoedge.report.results import Results
 
@@ -90,7 +91,7 @@ def stages(cfg: RunConfig) -> list[Stage]:
     def webapp() -> Stage:
         from hemoedge.web.build import BuildConfig
 
-        return st.webapp(BuildConfig(art=art, detector="int8", estimator="fp32",
+        return st.webapp(BuildConfig(art=art, detector=SHIPPED[0], estimator=SHIPPED[1],
                                      out=out / "webapp"))
 
     if cfg.data is None and not (data / "metadata.csv").is_file():

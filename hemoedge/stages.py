@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hemoedge.names import SHIPPED_VARIANT
 from hemoedge.report.results import command_line
 
 
@@ -328,7 +329,7 @@ def webapp(cfg) -> Stage:
 
     _defaults(cfg, {"art", "detector", "estimator", "out", "compress", "base",
                     "coi_serviceworker", "autotune"}, "webapp build")
-    opts = {"art": str(cfg.art), "variant": _unless(cfg.variant, "det=int8,est=fp32"),
+    opts = {"art": str(cfg.art), "variant": _unless(cfg.variant, SHIPPED_VARIANT),
             "out": str(cfg.out), "base": _unless(cfg.base, "/"), "no_compress": not cfg.compress,
             "coi_serviceworker": cfg.coi_serviceworker,
             "autotune_variants": ",".join(cfg.autotune) or None}

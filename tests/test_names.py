@@ -36,3 +36,36 @@ def test_one_definition_everywhere():
     assert spec.estimator_spec(task="classification").extra["anaemia_threshold_gdl"] == 12.0
     assert artifact.ROLES is names.ROLES and artifact.PRECISIONS is names.PRECISIONS
     assert results.variant_name is names.variant_name
+
+
+def test_the_shipped_pairing_is_defined_once():
+    from pathlib import Path
+
+    from hemoedge.bench import web, webparity
+    from hemoedge.cli import build_parser
+    from hemoedge.gate.budgets import load_budgets
+
+    assert variant_name(*names.SHIPPED) == names.SHIPPED_VARIANT
+    assert web.TUNED == names.SHIPPED and names.SHIPPED in webparity.E2E_PAIRINGS
+    args = build_parser().parse_args(["webapp", "build", "--out", "x"])
+    assert args.variant == names.SHIPPED_VARIANT
+    # the gate's pairing budgets are about the three end-to-end pairings only: the fp32
+    # reference, the shipped one and the all-int8 one
+    budgets = load_budgets(Path(__file__).resolve().parents[1] / "ci" / "budgets.toml")
+    refs = [r for b in budgets for r in (b.ref, b.denominator) if r is not None]
+    pairings = {r.variant for r in refs if "," in r.variant}
+    assert pairings == {variant_name(*p) for p in webparity.E2E_PAIRINGS}
+    assert sum(r.variant == names.SHIPPED_VARIANT for r in refs) >= 10
+
+
+def test_bench_web_measures_the_shipped_pairing_by_default():
+    from hemoedge.bench.web import default_pairings
+
+    have = {"detector": ["fp32", "fp16", "int8"], "estimator": ["fp32", "fp16", "int8"]}
+    assert default_pairings(have, quick=True) == [names.SHIPPED]
+    full = default_pairings(have, quick=False)
+    assert names.SHIPPED in full and ("fp32", "fp32") in full and len(full) == 5
+    # without fp16 files: the nearest pairing, and no pairing the artifact does not hold
+    have = {"detector": ["fp32", "int8"], "estimator": ["fp32", "int8"]}
+    assert default_pairings(have, quick=True) == [("int8", "fp32")]
+    assert len(default_pairings(have, quick=False)) == 4

@@ -79,14 +79,14 @@ from hemoedge.bench.webparity_compare import (
 )
 from hemoedge.bench.webparity_page import Photo, load_photos, run_once, upload
 from hemoedge.errors import BenchError, HemoedgeError
-from hemoedge.names import PRECISIONS, ROLES
+from hemoedge.names import PRECISIONS, ROLES, SHIPPED
 from hemoedge.report.results import Results, append_stage, variant_name
 
 log = logging.getLogger(__name__)
 
 SHORT = {"detector": "det", "estimator": "est"}
-# end-to-end pairings: the seed, the one `choose --target web` ships, the all-int8 one
-E2E_PAIRINGS = (("fp32", "fp32"), ("int8", "fp32"), ("int8", "int8"))
+# end-to-end pairings: the seed, the shipped one (hemoedge.names.SHIPPED), the all-int8 one
+E2E_PAIRINGS = (("fp32", "fp32"), SHIPPED, ("int8", "int8"))
 DEFAULT_THREADS = 2  # the app's default WASM threads
 PROGRESS_EVERY_S = 10.0  # a progress line at least this often during long loops
 ALTER_REL = 0.05  # the injected fault (WebParityConfig.alter): one weight x (1 + ALTER_REL)

@@ -74,14 +74,15 @@ def _content_type(name: str) -> str | None:
 def headers_file(files: list[str], base: str, version: str) -> str:
     """Netlify / Cloudflare Pages `_headers`: isolation + CSP everywhere, cache rules and the
     MIME types static hosts may not know, per file (no rule sets a header twice)."""
+    from hemoedge.web.assets import ENTRY_POINTS
     from hemoedge.web.serve import IMMUTABLE, REVALIDATE, SECURITY_HEADERS
 
     lines = [f"# hemoedge webapp {version}: headers for Netlify / Cloudflare Pages, app at {base}",
              f"{base}*"]
     lines += [f"  {k}: {v}" for k, v in SECURITY_HEADERS.items()]
-    for name in dict.fromkeys(["", "index.html", "sw.js", *sorted(files)]):
+    for name in dict.fromkeys(["", *ENTRY_POINTS, *sorted(files)]):
         lines.append(f"{base}{name}")
-        hashed = name not in ("", "index.html", "sw.js")
+        hashed = name not in ("", *ENTRY_POINTS)
         lines.append(f"  Cache-Control: {IMMUTABLE if hashed else REVALIDATE}")
         ct = _content_type(name) if name.endswith((".wasm", ".mjs", ".webmanifest")) else None
         if ct:

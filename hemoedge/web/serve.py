@@ -32,7 +32,7 @@ CSP = (
     "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
     "connect-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
     "style-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'none'; frame-ancestors 'none'"
+    "form-action 'none'; frame-ancestors 'self'"  # self: lab.html frames the app
 )
 SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
@@ -218,7 +218,19 @@ def serve_in_thread(
 
 
 def cli(args) -> int:
-    server = make_server(args.dist, args.host, args.port, getattr(args, "base", None) or "/")
+    handler: type[Handler] = Handler
+    collect = getattr(args, "collect", None)
+    if getattr(args, "quick", False) and not collect:
+        raise HemoedgeError("--quick sets what the bench page runs: it needs --collect RESULTS")
+    if collect:  # checked before listening: a bad DIST or results file writes nothing
+        from hemoedge.report.results import command_line, invocation
+        from hemoedge.web.collect import Collector, handler_for
+
+        fallback = command_line(["webapp", "serve", str(args.dist), "--collect", str(collect)])
+        handler = handler_for(Collector(args.dist, collect, quick=bool(args.quick),
+                                        command=invocation(args, fallback)))
+    server = make_server(args.dist, args.host, args.port, getattr(args, "base", None) or "/",
+                         handler)
     url = url_of(server)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning(
@@ -227,6 +239,9 @@ def cli(args) -> int:
             args.host,
         )
     print(f"serving {args.dist} at {url} (Ctrl-C to stop)", flush=True)
+    if collect:
+        print(f"bench page: {url}lab.html?name=DEVICE; its figures are appended to {collect}",
+              flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ sys.path.insert(0, str(WEB_TESTS))  # webtiny, webhelp: the web app tests' tiny 
 import webtiny as tiny  # noqa: E402
 from webhelp import CHROMIUM, ort_installed, tiny_video  # noqa: E402
 
-TUNED = "det=int8,est=fp32"
+TUNED = "det=int8,est=fp32"  # the shipped pairing (int8, fp16) nearest the tiny models (no fp16)
 FRAMES = 30  # one capture
 TINY_HB = 12.7  # g/dL the tiny estimator reads on the tiny video's nail (webtiny: ~12.6-12.8)
 HB_TOL = 0.5  # g/dL, |Hb shown - TINY_HB|

@@ -23,7 +23,7 @@ sys.path.insert(0, str(WEB_TESTS))
 import webtiny as tiny  # noqa: E402
 from webhelp import CHROMIUM  # noqa: E402
 
-TUNED = "det=int8,est=fp32"
+TUNED = "det=int8,est=fp32"  # the shipped pairing (int8, fp16) nearest the tiny models (no fp16)
 DEVTOOLS = re.compile(r"DevTools listening on (ws://[^\s]+)")
 
 

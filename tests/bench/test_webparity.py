@@ -43,8 +43,8 @@ def test_plan_runs_every_file_once_with_the_fewest_builds():
     have = {"detector": ["fp32", "fp16", "int8"], "estimator": ["fp32", "fp16", "int8"]}
     pages = plan(have, None)
     assert [(p.det, p.est, p.e2e) for p in pages] == [
-        ("fp32", "fp32", True), ("int8", "fp32", True), ("int8", "int8", True),
-        ("fp16", "fp16", False)]
+        ("fp32", "fp32", True), ("int8", "fp16", True), ("int8", "int8", True),
+        ("fp16", "fp32", False)]
     measured = [(r, p.det if r == "detector" else p.est) for p in pages for r in p.files]
     assert sorted(measured) == sorted((r, q) for r in have for q in have[r])  # each file once
     # an artifact without int8: only the seed pairing end to end, fp16 files still measured

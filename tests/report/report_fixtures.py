@@ -3,6 +3,7 @@ code."""
 
 from __future__ import annotations
 
+from hemoedge.names import SHIPPED, SHIPPED_VARIANT
 from hemoedge.report.results import Results, variant_name
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -74,9 +75,9 @@ def make_results(web: bool = True, capture: bool = True) -> Results:
     if web:
         r.add("web.seed.frame_ms.p50", "", 160.0, "ms", "lower", n=60, ci95=[150.0, 171.0],
               threads=1)
-        r.add("web.cold_start_ms", "det=int8,est=fp32", 620.0, "ms", "lower")
+        r.add("web.cold_start_ms", SHIPPED_VARIANT, 620.0, "ms", "lower")
     if web and capture:
-        v = "det=int8,est=fp32"
+        v = SHIPPED_VARIANT
         r.add("web.capture.interval_ms.mean", v, 80.1, "ms", "lower", n=29)
         r.add("web.capture.interval_ms.p95", v, 81.4, "ms", "lower", n=29)
         r.add("web.capture.dropped_frames", v, 0, "frames", "lower", threads=2)
@@ -97,7 +98,7 @@ def add_web_parity(r: Results) -> None:
               0.058 if p == "int8" else 6e-6, "g/dL", "lower", n=132)
         r.add("web.parity.detector.box_px.max", variant_name(det=p),
               {"fp32": 6e-5, "fp16": 0.28, "int8": 1.9}[p], "px", "lower", n=264)
-    for dp, ep, hb, band in (("fp32", "fp32", 5e-6, 1.0), ("int8", "fp32", 0.1, 1.0),
+    for dp, ep, hb, band in (("fp32", "fp32", 5e-6, 1.0), (*SHIPPED, 0.1, 1.0),
                              ("int8", "int8", 0.12, 1.0)):
         r.add("web.parity.e2e.hb_abs.max", variant_name(dp, ep), hb, "g/dL", "lower", n=44)
         r.add("web.parity.e2e.band_agreement", variant_name(dp, ep), band, "ratio", "higher",

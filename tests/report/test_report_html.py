@@ -5,6 +5,7 @@ from argparse import Namespace
 
 from report_fixtures import make_results
 
+from hemoedge.names import SHIPPED_VARIANT
 from hemoedge.report.html import (
     capture_frames,
     cli,
@@ -85,7 +86,7 @@ def test_capture_without_per_frame_data():
     html, _ = render(r)
     assert "timeline omitted" in html
     assert capture_frames(r) == {}
-    assert len(capture_frames(make_results())["det=int8,est=fp32"]) == 30
+    assert len(capture_frames(make_results())[SHIPPED_VARIANT]) == 30
 
 
 def test_cpu_only_run_and_raw_samples():

@@ -167,7 +167,7 @@ def test_headers_file_rules(site):
         assert h["Cross-Origin-Opener-Policy"] == "same-origin", name
         assert h["Cross-Origin-Embedder-Policy"] == "require-corp", name
         assert "connect-src 'self'" in h["Content-Security-Policy"]
-        want = "no-cache" if name in ("", "index.html", "sw.js") else (
+        want = "no-cache" if name in ("", "index.html", "lab.html", "sw.js") else (
             "public, max-age=31536000, immutable")
         assert h["Cache-Control"] == want, (name, h["Cache-Control"])  # one rule per file
         if name.endswith(".wasm"):
