@@ -2,8 +2,8 @@
 
 ultralytics resolves DNS at import, sends analytics, checks PyPI in train() and downloads
 Arial.ttf unless told not to (docs/development.md). Its settings, and onnxruntime's and matplotlib's
-files, live in a project-owned folder (.hemoedge-home in the working tree by default, or
-$HEMOEDGE_HOME).
+files, live in a project-owned folder ($HEMOEDGE_HOME, else .hemoedge-home in the working tree,
+or ~/.cache/hemoedge for an installed package).
 """
 
 from __future__ import annotations
@@ -19,7 +19,14 @@ FONT_CANDIDATES = (
 
 
 def home() -> Path:
-    return Path(os.environ.get("HEMOEDGE_HOME", Path(__file__).resolve().parent.parent / ".hemoedge-home"))
+    """$HEMOEDGE_HOME, else .hemoedge-home in the source tree (an editable install), else the
+    user's cache folder (an installed package: site-packages is no place for a cache)."""
+    if os.environ.get("HEMOEDGE_HOME"):
+        return Path(os.environ["HEMOEDGE_HOME"])
+    tree = Path(__file__).resolve().parent.parent
+    if (tree / "pyproject.toml").is_file():
+        return tree / ".hemoedge-home"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hemoedge"
 
 
 def configure() -> Path:

@@ -56,6 +56,7 @@ from hemoedge.web.hosting import (
     headers_file,
     nginx_conf,
 )
+from hemoedge.web.sources import ort_dist, webapp_dir
 
 # names callers and tests import from here; they live in hemoedge.web.assets / .hosting
 __all__ = ["BROTLI_MODEL_QUALITY", "BROTLI_TEXT_QUALITY", "COMPRESS_MIN_BYTES", "ENTRY_POINTS",
@@ -66,7 +67,7 @@ __all__ = ["BROTLI_MODEL_QUALITY", "BROTLI_TEXT_QUALITY", "COMPRESS_MIN_BYTES", 
 
 log = logging.getLogger(__name__)
 
-WEBAPP_DIR = Path(__file__).resolve().parents[2] / "webapp"  # the source tree (editable install)
+WEBAPP_DIR = webapp_dir()  # the wheel's copy, else the source tree (hemoedge.web.sources)
 SCHEMA = "hemoedge.webapp/1"
 # auto-tune (webapp/src/autotune.js): detector every N frames; the app's default is 2, so
 # 1 and 2 trade nothing, more frames between detections trade how fresh the nail box is
@@ -89,7 +90,7 @@ class BuildConfig:
     out: Path  # DIST; replaced only if it is empty or a previous build
     # sources
     webapp: Path = WEBAPP_DIR  # index.html, src/*.js, sw.js, ...
-    ort_dist: Path = WEBAPP_DIR / "node_modules" / "onnxruntime-web" / "dist"
+    ort_dist: Path | None = None  # onnxruntime-web's dist; None: hemoedge.web.sources.ort_dist
     # shipping
     compress: bool = True  # write precompressed <file>.br / <file>.gz siblings
     base: str = "/"  # URL path the app is served under (host configs only; the app is relative)
@@ -254,7 +255,7 @@ def build(cfg: BuildConfig) -> BuildResult:
         if prec != models[role][0]:
             path = art.path(role, prec)
             extra[role].append((prec, path, read_spec(path, role)))
-    assets = {**source_assets(cfg.webapp), **ort_assets(cfg.ort_dist, cfg.webapp)}
+    assets = {**source_assets(cfg.webapp), **ort_assets(ort_dist(cfg.ort_dist), cfg.webapp)}
     for role, (prec, path, _) in models.items():
         key = f"models/{role}.{prec}.onnx"
         assets[key] = Asset(key, path.read_bytes())
@@ -410,6 +411,7 @@ def _check_regression(art: Path) -> None:
 
 def cli(args) -> int:
     det, est = parse_variant(args.variant)
+    ort = ort_dist(getattr(args, "ort_dist", None))  # before exporting a default artifact
     art = args.art
     if art is None:
         try:
@@ -417,7 +419,7 @@ def cli(args) -> int:
         except ImportError as e:
             raise HemoedgeError("no --art given and no default artifact available") from e
         art = default_artifact()
-        art = getattr(art, "root", art)  # an Artifact or a folder
+        art = art if isinstance(art, str | os.PathLike) else art.root  # a folder or an Artifact
     _check_regression(Path(art))
     within = getattr(args, "fp16_estimator_within", None)
     if within is not None:
@@ -436,7 +438,7 @@ def cli(args) -> int:
     cfg = BuildConfig(art=Path(art), detector=det, estimator=est, out=Path(args.out),
                       compress=not getattr(args, "no_compress", False), base=base,
                       coi_serviceworker=bool(getattr(args, "coi_serviceworker", False)),
-                      autotune=autotune)
+                      autotune=autotune, ort_dist=ort)
     return main(cfg)
 
 
