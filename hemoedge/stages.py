@@ -328,11 +328,11 @@ def webapp(cfg) -> Stage:
     from hemoedge.web import build as mod
 
     _defaults(cfg, {"art", "detector", "estimator", "out", "compress", "base",
-                    "coi_serviceworker", "autotune"}, "webapp build")
+                    "coi_serviceworker", "autotune", "ort_dist"}, "webapp build")
     opts = {"art": str(cfg.art), "variant": _unless(cfg.variant, SHIPPED_VARIANT),
             "out": str(cfg.out), "base": _unless(cfg.base, "/"), "no_compress": not cfg.compress,
             "coi_serviceworker": cfg.coi_serviceworker,
-            "autotune_variants": ",".join(cfg.autotune) or None}
+            "autotune_variants": ",".join(cfg.autotune) or None, "ort_dist": _opt(cfg.ort_dist)}
     return _stage("webapp", ("webapp", "build"), cfg, opts, mod.main, "hemoedge.web.build")
 
 
