@@ -196,6 +196,22 @@ def test_cli_ort_dist_error_is_one_line_exit_2(ort_places, tmp_path, monkeypatch
     assert not (tmp_path / "d").exists()
 
 
+def test_default_models_without_the_variant_say_how(ort_places, tmp_path, monkeypatch, capsys):
+    from hemoedge.cli import main
+    from hemoedge.export import onnx_export
+
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "web"))
+    import webtiny
+
+    art = webtiny.write_artifact(tmp_path / "art", precisions=("fp32",))  # as exported
+    monkeypatch.setattr(onnx_export, "default_artifact", lambda: art)
+    assert main(["webapp", "build", "--variant", "det=int8,est=fp16", "--out",
+                 str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"hemoedge quantize {art} --variants fp16,int8" in err
+    assert "--variant det=fp32,est=fp32" in err
+
+
 def test_ort_dist_at_another_version_is_refused(ort_places, tmp_path, monkeypatch):
     from hemoedge.web import sources
 

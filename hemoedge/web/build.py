@@ -409,6 +409,21 @@ def _check_regression(art: Path) -> None:
                             "the app reports Hb in g/dL and needs a regression estimator")
 
 
+def _default_holds(art: Path, det: str, est: str) -> None:
+    """The embedded default artifact is exported in fp32 only: name every missing precision of
+    the variant at once, and the ways out."""
+    from hemoedge.artifact import Artifact, file_name
+
+    files = Artifact.load(art).files
+    need = sorted({p for role, p in (("detector", det), ("estimator", est))
+                   if file_name(role, p) not in files})
+    if need:
+        raise HemoedgeError(f"{art}: the embedded default models have no det={det},est={est} "
+                            f"files yet; make them once with `hemoedge quantize {art} --variants "
+                            f"{','.join(need)}` (int8: minutes), or pass --variant "
+                            "det=fp32,est=fp32, or --art ART")
+
+
 def cli(args) -> int:
     det, est = parse_variant(args.variant)
     ort = ort_dist(getattr(args, "ort_dist", None))  # before exporting a default artifact
@@ -420,6 +435,7 @@ def cli(args) -> int:
             raise HemoedgeError("no --art given and no default artifact available") from e
         art = default_artifact()
         art = art if isinstance(art, str | os.PathLike) else art.root  # a folder or an Artifact
+        _default_holds(Path(art), det, est)
     _check_regression(Path(art))
     within = getattr(args, "fp16_estimator_within", None)
     if within is not None:
