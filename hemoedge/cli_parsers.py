@@ -197,7 +197,10 @@ def add_stages(sub: Any, handler: Handler) -> None:
     s.add_argument("--tolerance-det-box-px", type=_positive_float, default=1.0,
                    help="max int8 detector mean |box change| on the top anchors, network px")
     s.add_argument("--val-samples", type=_positive, default=32, help="validation photos for the search")
-    s.add_argument("--max-steps", type=_count, help="at most this many node-exclusion rounds")
+    s.add_argument("--max-steps", type=_count, help="at most this many nodes kept in float by "
+                   "the exclusion search (default 8)")
+    s.add_argument("--max-trials", type=_count, help="at most this many candidate models "
+                   "measured by the exclusion search, helpful or not (default 128)")
     s.add_argument("--roles", type=_csv, help="models to make variants of (default: "
                    "detector,estimator)")
     s.add_argument("--calib-sampling", choices=("stratified", "spread"),
@@ -379,12 +382,19 @@ def add_webapp(sub: Any, handler: Handler) -> None:
                    help="models the app's on-device auto-tune may choose from besides "
                         "--variant, e.g. det=int8,det=fp32,est=int8 (each ships another file; "
                         "the byte cost is printed)")
+    s.add_argument("--ort-dist", metavar="DIR", help="onnxruntime-web's dist folder (default: "
+                   "$HEMOEDGE_ORT_DIST, else the copy in the package, else "
+                   "webapp/node_modules/onnxruntime-web/dist after `npm ci`)")
     s.set_defaults(func=handler("hemoedge.web.build"))
     s = wsub.add_parser("serve", help="serve a built PWA with COOP/COEP (loopback)")
     s.add_argument("dist")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=_port, default=8765)
     s.add_argument("--base", default="/", help="serve under this URL path, e.g. /team/hemo/")
+    s.add_argument("--collect", metavar="RESULTS", help="also accept the bench page's reports "
+                   "(DIST/lab.html on any device) and append its figures to this results.json")
+    s.add_argument("--quick", action="store_true", help="with --collect: the bench page runs "
+                   "bench web's quick form (few runs, one repeat)")
     s.set_defaults(func=handler("hemoedge.web.serve"))
 
 

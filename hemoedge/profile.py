@@ -24,6 +24,7 @@ class Profile:
     est_calib_samples: int | None  # quantize --est-samples (None: quantize's default)
     val_samples: int | None  # quantize --val-samples (None: quantize's default)
     max_steps: int | None  # quantize --max-steps (None: quantize's default)
+    max_trials: int | None  # quantize --max-trials (None: quantize's default)
     parity_images: int  # parity --images
     web_parity_images: int  # parity --web --images
     epochs: int  # sweep: backbone fine-tuning epochs
@@ -40,8 +41,10 @@ class Profile:
             kw["val_samples"] = self.val_samples
         if self.est_calib_samples is not None:
             kw["est_samples"] = self.est_calib_samples
-        if self.max_steps is not None:
-            kw["search"] = SearchConfig(max_steps=self.max_steps)
+        search = {k: v for k, v in (("max_steps", self.max_steps),
+                                    ("max_trials", self.max_trials)) if v is not None}
+        if search:
+            kw["search"] = SearchConfig(**search)
         return QuantizeConfig(art=art, data=data, samples=self.calib_samples, **kw)
 
     def cpu_bench_config(self, art: Path | None, data: Path | None, **kw: Any):
@@ -64,11 +67,12 @@ class Profile:
 
 
 QUICK = Profile("quick", patients=60, sessions=12, sweep_patients=60, sweep_sessions=12,
-                calib_samples=48, est_calib_samples=96, val_samples=8, max_steps=2, parity_images=6,
-                web_parity_images=4, epochs=1, bench_warmup=3, bench_runs=20, cold_starts=2)
+                calib_samples=48, est_calib_samples=96, val_samples=8, max_steps=2, max_trials=16,
+                parity_images=6, web_parity_images=4, epochs=1, bench_warmup=3, bench_runs=20, cold_starts=2)
 FULL = Profile("full", patients=250, sessions=20, sweep_patients=800, sweep_sessions=40,
-               calib_samples=64, est_calib_samples=None, val_samples=None, max_steps=None, parity_images=16,
-               web_parity_images=16, epochs=5, bench_warmup=None, bench_runs=None, cold_starts=5)
+               calib_samples=64, est_calib_samples=None, val_samples=None, max_steps=None,
+               max_trials=None, parity_images=16, web_parity_images=16, epochs=5,
+               bench_warmup=None, bench_runs=None, cold_starts=5)
 
 
 def profile(quick: bool) -> Profile:

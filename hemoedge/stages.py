@@ -167,8 +167,10 @@ def quantize(cfg) -> Stage:
     from hemoedge.quantize.sensitivity import SearchConfig
 
     default = mod.QuantizeConfig(art=cfg.art)
-    if dataclasses.replace(cfg.search, max_steps=SearchConfig().max_steps) != SearchConfig():
-        raise ValueError("quantize: only the search's max_steps has a command-line option")
+    if dataclasses.replace(cfg.search, max_steps=SearchConfig().max_steps,
+                           max_trials=SearchConfig().max_trials) != SearchConfig():
+        raise ValueError("quantize: only the search's max_steps and max_trials have "
+                         "command-line options")
     _defaults(cfg, {"art", "roles", "data", "variants", "method", "samples", "est_samples",
                     "val_samples",
                     "search", "tolerance_hb", "tolerance_det_score", "tolerance_det_box_px",
@@ -181,6 +183,7 @@ def quantize(cfg) -> Stage:
             "est_samples": _unless(cfg.est_samples, default.est_samples),
             "val_samples": _unless(cfg.val_samples, default.val_samples),
             "max_steps": _unless(cfg.search.max_steps, SearchConfig().max_steps),
+            "max_trials": _unless(cfg.search.max_trials, SearchConfig().max_trials),
             "tolerance_hb": _unless(cfg.tolerance_hb, default.tolerance_hb),
             "tolerance_det_score": _unless(cfg.tolerance_det_score, default.tolerance_det_score),
             "tolerance_det_box_px": _unless(cfg.tolerance_det_box_px,

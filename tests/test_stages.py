@@ -147,7 +147,7 @@ def test_quantize_stage_calls_the_library(monkeypatch, tmp_path):
     assert s.argv == ["quantize", str(tmp_path / "art"), "--roles", "estimator", "--calib",
                       str(tmp_path / "data"), "--samples", "48", "--est-samples", "96",
                       "--val-samples", "8",
-                      "--max-steps", "2"]
+                      "--max-steps", "2", "--max-trials", "16"]
 
 
 def test_eval_records_its_own_command_not_sys_argv(monkeypatch, tmp_path, tiny_art, tiny_data):

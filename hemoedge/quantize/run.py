@@ -393,8 +393,10 @@ def config_from_args(args) -> QuantizeConfig:
         opt["output_correction"] = False
     if getattr(args, "calib_sampling", None):
         opt["sampling"] = args.calib_sampling
-    if getattr(args, "max_steps", None) is not None:
-        opt["search"] = sensitivity.SearchConfig(max_steps=args.max_steps)
+    search = {k: getattr(args, k) for k in ("max_steps", "max_trials")
+              if getattr(args, k, None) is not None}
+    if search:
+        opt["search"] = sensitivity.SearchConfig(**search)
     if getattr(args, "roles", None):
         opt["roles"] = tuple(args.roles)
     if getattr(args, "engine", None):

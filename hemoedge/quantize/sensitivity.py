@@ -13,8 +13,10 @@ Each round:
    node also kept in float, measure each, and keep the candidate that reduces the error most
    (none if none helps; a candidate over the file-size budget is not taken).
 
-The loop stops when the limits hold, when no candidate is left, or after `max_steps` rounds;
-the result reports every step, so a tolerance that cannot be met is visible, not hidden.
+The loop stops when the limits hold, when no candidate is left, after `max_steps` nodes kept
+in float, or when `max_trials` candidates have been measured (a round whose candidates all fail
+to help keeps nothing and moves on to the next candidates: it spends trials, not steps); the
+result reports every step, so a tolerance that cannot be met is visible, not hidden.
 """
 
 from __future__ import annotations
@@ -64,12 +66,14 @@ class Tolerance:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    max_steps: int = 8  # rounds before giving up (each adds the best node, or none if none helps)
+    max_steps: int = 8  # nodes the greedy rounds may keep in float (rounds that helped)
     shortlist: int = 8  # candidates measured per round: half by tensor SQNR, half by worst channel
     rank_samples: int = 4  # validation inputs for the per-tensor SQNR ranking (memory: all tensors)
+    max_trials: int = 128  # candidate models measured in all rounds, helpful or not
 
     def __post_init__(self) -> None:
-        if self.max_steps < 0 or self.shortlist < 1 or self.rank_samples < 1:
+        if (self.max_steps < 0 or self.shortlist < 1 or self.rank_samples < 1
+                or self.max_trials < 0):
             raise QuantizeError(f"bad search config {self}")
 
 
@@ -404,18 +408,21 @@ def search(quantize: Callable[[Sequence[str], Path], None],
             say(f"tail of {k} node(s) in float -> {fmt(cur)}")
     skip = 0  # candidates already tried without any gain in earlier rounds
     ranked: tuple[Path | None, list[TensorError]] = (None, [])
-    rounds = 0
+    kept = tried = 0
     while tolerance.failures(cur):
-        if rounds >= cfg.max_steps:
-            stop = f"tolerance not met after {cfg.max_steps} exclusion rounds"
+        if kept >= cfg.max_steps:
+            stop = f"tolerance not met after keeping {cfg.max_steps} node(s) in float"
             break
-        rounds += 1
+        if tried >= cfg.max_trials:
+            stop = f"tolerance not met after {tried} candidate models"
+            break
         if ranked[0] != cur_path:  # re-rank only when the model changed
             ranked = (cur_path, rank(cur_path))
-        cands = shortlist(ranked[1], names, cfg.shortlist, skip)
+        cands = shortlist(ranked[1], names, min(cfg.shortlist, cfg.max_trials - tried), skip)
         if not cands:
             stop = "no quantised node left to exclude"
             break
+        tried += len(cands)
         trials = []
         for t in cands:
             path, figs = build([*names, t.node])
@@ -439,6 +446,7 @@ def search(quantize: Callable[[Sequence[str], Path], None],
             say(f"no gain from {len(cands)} candidates; trying the next {cfg.shortlist}")
             continue
         skip = 0
+        kept += 1
         before = cur
         names.append(t.node)
         excluded.append(Exclusion(t.node, t.op_type,

@@ -109,11 +109,11 @@ def test_search_stops_when_the_tolerance_cannot_be_met(tmp_path):
         return measure(path)
 
     tol = Tolerance((("score_abs_max", 0.0), ("box_abs_mean_px", 0.0)))  # int8 never gets 0
-    cfg = SearchConfig(max_steps=2, shortlist=2)
+    cfg = SearchConfig(max_steps=2, shortlist=2, max_trials=4)
     res = sensitivity.search(quantize, counting_measure, rank, tol, tmp_path, cfg)
     assert not res.met
-    assert len(res.steps) <= cfg.max_steps + 1
-    assert len(calls) <= 1 + cfg.max_steps * cfg.shortlist
+    assert len(res.excluded) <= cfg.max_steps
+    assert len(calls) <= 1 + cfg.max_trials
     assert "not met" in res.stop_reason or "no quantised node" in res.stop_reason
     assert res.model.is_file()
     assert res.to_dict()["met"] is False
@@ -191,3 +191,31 @@ def test_tail_bisection_keeps_the_seeded_exclusions(tmp_path):
     assert res.met
     assert all("n15" in b for b in built)
     assert [e.name for e in res.excluded] == ["n15", "n13", "n14"]
+
+
+def test_rounds_without_gain_spend_trials_not_steps(tmp_path):
+    """Only the 5th-ranked node helps: with one candidate per round the first four rounds
+    find nothing, yet max_steps=1 still reaches it; max_trials bounds the measuring."""
+    from hemoedge.quantize.sensitivity import TensorError
+
+    nodes = [f"n{i}" for i in range(8)]
+
+    def quantize(exclude, dst):
+        Path(dst).write_text(",".join(exclude))
+
+    def measure(path):
+        return {"err": 0.0 if "n4" in Path(path).read_text().split(",") else 1.0}
+
+    def rank(_path):  # n0 first, then n1, ...: the helpful n4 is fifth
+        return [TensorError(f"t{i}", n, "Conv", float(i), float(i), 0.0, 10.0 - i)
+                for i, n in enumerate(nodes)]
+
+    tol = Tolerance((("err", 0.5),))
+    res = sensitivity.search(quantize, measure, rank, tol, tmp_path,
+                             SearchConfig(max_steps=1, shortlist=1))
+    assert res.met and [e.name for e in res.excluded] == ["n4"]
+    assert sum(1 for s in res.steps if s.candidates_tried) == 5  # 4 rounds without gain, 1 with
+    (tmp_path / "capped").mkdir()
+    res = sensitivity.search(quantize, measure, rank, tol, tmp_path / "capped",
+                             SearchConfig(max_steps=1, shortlist=1, max_trials=3))
+    assert not res.met and "3 candidate models" in res.stop_reason
