@@ -196,20 +196,38 @@ def test_cli_ort_dist_error_is_one_line_exit_2(ort_places, tmp_path, monkeypatch
     assert not (tmp_path / "d").exists()
 
 
-def test_default_models_without_the_variant_say_how(ort_places, tmp_path, monkeypatch, capsys):
+def test_default_models_get_the_variant_they_lack_once(ort_places, tmp_path, monkeypatch,
+                                                       capsys):
+    """A bare `webapp build` on the embedded default (exported in fp32 only) makes the shipped
+    pairing's fp16 / int8 files once, into the cached artifact, then builds."""
+    from hemoedge.artifact import Artifact
     from hemoedge.cli import main
     from hemoedge.export import onnx_export
+    from hemoedge.quantize import run as qrun
+    from hemoedge.web import build
 
     monkeypatch.syspath_prepend(str(ROOT / "tests" / "web"))
     import webtiny
 
     art = webtiny.write_artifact(tmp_path / "art", precisions=("fp32",))  # as exported
     monkeypatch.setattr(onnx_export, "default_artifact", lambda: art)
-    assert main(["webapp", "build", "--variant", "det=int8,est=fp16", "--out",
-                 str(tmp_path / "d")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"hemoedge quantize {art} --variants fp16,int8" in err
-    assert "--variant det=fp32,est=fp32" in err
+    made, real = [], qrun.main
+
+    def quantize(cfg):  # for real: fp16 takes seconds (int8 would take minutes)
+        made.append((cfg.roles, cfg.variants, cfg.art))
+        return real(cfg)
+
+    monkeypatch.setattr(qrun, "main", quantize)
+    monkeypatch.setattr(build, "main", lambda cfg: made.append(cfg.variant) or 0)
+    assert main(["webapp", "build", "--variant", "det=fp32,est=fp16", "--out",
+                 str(tmp_path / "d")]) == 0
+    assert made[0] == (("estimator",), ("fp16",), art) and made[1] == "det=fp32,est=fp16"
+    assert "estimator.fp16.onnx" in Artifact.load(art).files
+    assert "making it once" in capsys.readouterr().out
+    made.clear()  # the second build finds the file
+    assert main(["webapp", "build", "--variant", "det=fp32,est=fp16", "--out",
+                 str(tmp_path / "d")]) == 0
+    assert made == ["det=fp32,est=fp16"]
 
 
 def test_ort_dist_at_another_version_is_refused(ort_places, tmp_path, monkeypatch):

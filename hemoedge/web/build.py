@@ -409,19 +409,21 @@ def _check_regression(art: Path) -> None:
                             "the app reports Hb in g/dL and needs a regression estimator")
 
 
-def _default_holds(art: Path, det: str, est: str) -> None:
-    """The embedded default artifact is exported in fp32 only: name every missing precision of
-    the variant at once, and the ways out."""
+def complete_default(art: Path, det: str, est: str) -> None:
+    """The embedded default artifact is exported in fp32 only: make the variant's missing
+    fp16/int8 files once, into the same cached folder, with quantize's defaults (int8 takes
+    minutes: it calibrates and runs the accuracy-aware search; later builds reuse the files)."""
     from hemoedge.artifact import Artifact, file_name
+    from hemoedge.quantize import run as qrun
 
     files = Artifact.load(art).files
-    need = sorted({p for role, p in (("detector", det), ("estimator", est))
-                   if file_name(role, p) not in files})
-    if need:
-        raise HemoedgeError(f"{art}: the embedded default models have no det={det},est={est} "
-                            f"files yet; make them once with `hemoedge quantize {art} --variants "
-                            f"{','.join(need)}` (int8: minutes), or pass --variant "
-                            "det=fp32,est=fp32, or --art ART")
+    for role, p in (("detector", det), ("estimator", est)):
+        if file_name(role, p) in files:
+            continue
+        print(f"the embedded default models have no {file_name(role, p)} yet: making it once "
+              f"into {art}" + (" (int8: calibration and the accuracy-aware search, minutes)"
+                               if p == "int8" else ""), flush=True)
+        qrun.main(qrun.QuantizeConfig(art=art, variants=(p,), roles=(role,)))
 
 
 def cli(args) -> int:
@@ -435,7 +437,7 @@ def cli(args) -> int:
             raise HemoedgeError("no --art given and no default artifact available") from e
         art = default_artifact()
         art = art if isinstance(art, str | os.PathLike) else art.root  # a folder or an Artifact
-        _default_holds(Path(art), det, est)
+        complete_default(Path(art), det, est)
     _check_regression(Path(art))
     within = getattr(args, "fp16_estimator_within", None)
     if within is not None:
