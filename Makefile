@@ -4,7 +4,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := chromium fonts-dejavu-core
+# chromium: the browser tests and bench web; nginx: the emitted nginx.conf, tested for real
+APT_PACKAGES := chromium fonts-dejavu-core nginx
 PY_STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 NPM_STAMP := webapp/node_modules/.stamp-$(shell cat webapp/package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
 PYTEST_ARGS ?=
