@@ -14,6 +14,15 @@ from hemoedge.names import ANAEMIA_THRESHOLD_GDL
 SEVERITY_BANDS = (("<8", 0.0, 8.0), ("8-11", 8.0, 11.0), ("11-13", 11.0, 13.0), (">=13", 13.0, 99.0))
 # g/dL; women's threshold (the default) is the suite's one anaemia threshold
 ANAEMIA_THRESHOLD = {"female": ANAEMIA_THRESHOLD_GDL, "male": 13.0, None: ANAEMIA_THRESHOLD_GDL}
+SEVERE_BELOW_GDL = 8.0
+MODERATE_BELOW_GDL = 11.0
+
+
+def who_thresholds() -> dict:
+    """The WHO category's thresholds as the app reads them from its build manifest (`who` in
+    models.json; webapp/src/aggregate.js has no numbers of its own). Sex '' = not given."""
+    return {"severeBelow": SEVERE_BELOW_GDL, "moderateBelow": MODERATE_BELOW_GDL,
+            "anaemiaBelow": {("" if k is None else k): v for k, v in ANAEMIA_THRESHOLD.items()}}
 
 
 def severity_band(hb_gdl: float) -> str:
@@ -26,9 +35,9 @@ def severity_band(hb_gdl: float) -> str:
 def who_category(hb_gdl: float, sex: str | None = None) -> str:
     if sex not in ANAEMIA_THRESHOLD:
         raise ValueError(f"sex must be 'female', 'male' or None, got {sex!r}")
-    if hb_gdl < 8.0:
+    if hb_gdl < SEVERE_BELOW_GDL:
         return "severe"
-    if hb_gdl < 11.0:
+    if hb_gdl < MODERATE_BELOW_GDL:
         return "moderate"
     if hb_gdl < ANAEMIA_THRESHOLD[sex]:
         return "mild"

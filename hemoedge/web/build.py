@@ -34,6 +34,7 @@ from pathlib import Path
 from hemoedge import names
 from hemoedge.errors import HemoedgeError
 from hemoedge.names import PRECISIONS
+from hemoedge.severity import who_thresholds
 from hemoedge.web.assets import (
     ENTRY_POINTS,
     HASH_LEN,
@@ -269,6 +270,7 @@ def build(cfg: BuildConfig) -> BuildResult:
         "schema": SCHEMA,
         "variant": cfg.variant,
         "postprocess": postprocess_defaults(),
+        "who": who_thresholds(),  # the app's WHO category (hemoedge.severity)
         "ort": {
             "version": ORT_VERSION,
             "module": f"./{leaf['src/ort.wasm.min.mjs']}",

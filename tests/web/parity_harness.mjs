@@ -21,7 +21,7 @@ const rect = pre.cropRect(job.box, job.width, job.height);
 writeFileSync(join(dir, 'crop.f32'), f32(pre.resizeCrop(img, rect, job.estimator)));
 const raw = new Float32Array(new Uint8Array(readFileSync(join(dir, 'raw.f32'))).buffer);
 const dets = post.decodeDetections(raw, job.anchors, job.classes, job.geo, job.post);
-const who = job.hb_grid.map((hb) => job.sexes.map((s) => agg.whoCategory(hb, s)));
-const summary = agg.summarise(job.values, { minValid: 1 });
+const who = job.hb_grid.map((hb) => job.sexes.map((s) => agg.whoCategory(hb, s, job.who)));
+const summary = agg.summarise(job.values, { minValid: 1, who: job.who });
 writeFileSync(join(dir, 'out.json'), JSON.stringify({ geo: lb.geo, rect, dets, who, summary,
   round: job.round_cases.map(pre.roundHalfEven) }));

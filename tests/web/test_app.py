@@ -76,6 +76,10 @@ def test_capture_30_frames_at_80ms(app):
     assert page.text_content("#result-category") == "Mild anaemia (WHO)"
     page.select_option("#sex", "female")
     assert page.text_content("#result-category") == "No anaemia (WHO)"
+    # the thresholds in the labels come from the build's models.json (hemoedge.severity)
+    labels = page.eval_on_selector_all("#sex option", "os => os.map((o) => o.textContent)")
+    assert labels == ["not given (women's threshold, 12 g/dL)", "women (12 g/dL)", "men (13 g/dL)"]
+    assert "moderate below 11, severe below 8 g/dL" in page.text_content("#sex-help")
     assert_clean(guard)
 
 

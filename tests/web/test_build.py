@@ -99,6 +99,9 @@ def test_model_manifest_comes_from_onnx_metadata(dist, tiny_art):
     m = json.loads((dist / name).read_text())
     assert m["variant"] == "det=int8,est=fp32"
     assert m["postprocess"] == {"conf": 0.25, "iou": 0.45, "maxDet": 50}
+    from hemoedge.severity import who_thresholds
+
+    assert m["who"] == who_thresholds()  # the app's WHO category reads its thresholds here
     for role, prec, spec in (
         ("detector", "int8", detector_spec()),
         ("estimator", "fp32", estimator_spec()),

@@ -18,7 +18,7 @@ import pytest
 from webhelp import REPO, node, open_app
 
 from hemoedge.preprocess import Letterbox, crop, decode_detections, letterbox, resize_crop
-from hemoedge.severity import who_category
+from hemoedge.severity import who_category, who_thresholds
 from hemoedge.spec import detector_spec, estimator_spec
 
 PARITY_ATOL = 1e-6  # max abs difference allowed between the JS and Python input tensors
@@ -56,6 +56,7 @@ def make_job(tmp: Path, seed: int = 0, h: int = 353, w: int = 479) -> dict:
         "estimator": dataclasses.asdict(estimator_spec().preprocess),
         "hb_grid": [round(x, 2) for x in np.arange(6.0, 14.5, 0.05)],
         "sexes": ["", "female", "male"],
+        "who": who_thresholds(),  # what the build writes into models.json
         "values": values,
         "round_cases": [0.5, 1.5, 2.5, 3.5, 239.5, 240.5, 2.4999, -0.5, 7.0],
     }

@@ -1,17 +1,14 @@
 // From per-frame Hb values to one reading: IQR outlier rejection, median, spread, WHO category.
-// whoCategory mirrors hemoedge/severity.who_category.
+// whoCategory mirrors hemoedge/severity.who_category; its thresholds come from the build
+// manifest (models.json `who`, written from hemoedge.severity.who_thresholds):
+// { severeBelow, moderateBelow, anaemiaBelow: { female, male, '' } } in g/dL.
 
-// g/dL: the one anaemia threshold (hemoedge.names.ANAEMIA_THRESHOLD_GDL), women's and the default
-export const ANAEMIA_THRESHOLD_GDL = 12.0;
-export const ANAEMIA_THRESHOLD = { // '' = not given
-  female: ANAEMIA_THRESHOLD_GDL, male: 13.0, '': ANAEMIA_THRESHOLD_GDL,
-};
-
-export function whoCategory(hb, sex = '') {
-  if (!(sex in ANAEMIA_THRESHOLD)) throw new Error(`sex must be female, male or empty, got ${sex}`);
-  if (hb < 8.0) return 'severe';
-  if (hb < 11.0) return 'moderate';
-  if (hb < ANAEMIA_THRESHOLD[sex]) return 'mild';
+export function whoCategory(hb, sex, who) {
+  if (!who || !who.anaemiaBelow) throw new Error('whoCategory needs the build manifest\'s `who` thresholds');
+  if (!(sex in who.anaemiaBelow)) throw new Error(`sex must be female, male or empty, got ${sex}`);
+  if (hb < who.severeBelow) return 'severe';
+  if (hb < who.moderateBelow) return 'moderate';
+  if (hb < who.anaemiaBelow[sex]) return 'mild';
   return 'none';
 }
 
@@ -32,7 +29,7 @@ export function median(values) {
  * Tukey fences (k * IQR outside the quartiles) reject outliers; the median of the rest is the
  * reading. ok is false (no number shown) when fewer than minValid frames remain.
  */
-export function summarise(values, { minValid = 10, k = 1.5, sex = '' } = {}) {
+export function summarise(values, { minValid = 10, k = 1.5, sex = '', who } = {}) {
   const n = values.length;
   if (n === 0) return { ok: false, used: 0, outliers: 0, valid: 0 };
   const s = [...values].sort((a, b) => a - b);
@@ -49,6 +46,6 @@ export function summarise(values, { minValid = 10, k = 1.5, sex = '' } = {}) {
     spread: quantileSorted(kept, 0.75) - quantileSorted(kept, 0.25), // IQR of the kept frames, g/dL
     min: kept[0],
     max: kept[kept.length - 1],
-    category: whoCategory(hb, sex),
+    category: who ? whoCategory(hb, sex, who) : null,
   };
 }

@@ -115,6 +115,7 @@ async function start() {
   }
   const readyT = performance.now();
   modelsInfo = info;
+  showThresholds(info.who);
   if (info.autotune && AUTOTUNE) await autotune(false);
   setStatus('Ready. Nothing leaves this device.', 'ok');
   if (bench) Object.assign(bench, { ready: true, session: info, numThreads: info.numThreads, readyT, detectEvery });
@@ -321,7 +322,7 @@ function startCapture() {
   function finish() {
     recs.sort((a, b) => a.k - b.k);
     const values = recs.filter((r) => r.hb !== null).map((r) => r.hb);
-    const s = summarise(values, { minValid: MIN_VALID, sex: refs.sex.value });
+    const s = summarise(values, { minValid: MIN_VALID, sex: refs.sex.value, who: modelsInfo.who });
     renderSummary(s, recs, n);
     lastResult = { values, recs, n };
     end(`Captured ${n} frames.`);
@@ -331,12 +332,22 @@ function startCapture() {
   }
 }
 
+// the WHO thresholds in the sex option labels and their help text, from the build manifest
+function showThresholds(who) {
+  const t = who.anaemiaBelow;
+  const label = { '': `not given (women's threshold, ${t['']} g/dL)`, female: `women (${t.female} g/dL)`,
+    male: `men (${t.male} g/dL)` };
+  for (const opt of refs.sex.options) if (opt.value in label) opt.textContent = label[opt.value];
+  setText(refs.sexHelp, 'Non-pregnant adults; anaemia below the threshold, moderate below ' +
+    `${who.moderateBelow}, severe below ${who.severeBelow} g/dL.`);
+}
+
 let lastResult = null; // re-rendered when the WHO threshold option changes
 function rerender() {
   if (lastUpload) lastUpload();
   if (!lastResult) return;
   const { values, recs, n } = lastResult;
-  renderSummary(summarise(values, { minValid: MIN_VALID, sex: refs.sex.value }), recs, n);
+  renderSummary(summarise(values, { minValid: MIN_VALID, sex: refs.sex.value, who: modelsInfo.who }), recs, n);
 }
 
 function clearResult() { // the live region stays in the page, empty, so it is announced when filled
@@ -407,7 +418,7 @@ async function onUpload() {
     { labels: r.nails.map((nl, i) => `${i + 1}: ${fmt(nl.hb)}`), clear: false });
   fillList(refs.nails, r.nails.map((nl, i) => `Nail ${i + 1}: ${fmt(nl.hb)} g/dL (detector score ${fmt(nl.score, 2)})`));
   lastUpload = () => setText(refs.uploadMsg, `${r.nails.length} nail(s) found. Median ${fmt(med)} g/dL — ` +
-    `${CATEGORY_TEXT[whoCategory(med, refs.sex.value)]}.`);
+    `${CATEGORY_TEXT[whoCategory(med, refs.sex.value, modelsInfo.who)]}.`);
   lastUpload();
   refs.uploadMsg.dataset.kind = 'ok';
 }

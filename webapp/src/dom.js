@@ -23,6 +23,7 @@ export const refs = {
   progress: $('progress'),
   progressText: $('progress-text'),
   sex: $('sex'),
+  sexHelp: $('sex-help'),
   result: $('result'),
   resultHb: $('result-hb'),
   resultCategory: $('result-category'),

@@ -58,6 +58,7 @@ async function init({ manifestUrl, threads, retry }) {
     crossOriginIsolated: self.crossOriginIsolated,
     ortVersion: ort.env.versions ? ort.env.versions.web : M.ort.version,
     variant: M.variant,
+    who: M.who, // WHO category thresholds (hemoedge.severity.who_thresholds)
     autotune: M.autotune ? {
       cadences: M.autotune.cadences, defaultCadence: M.autotune.defaultCadence,
       headroom: M.autotune.headroom, intervalMs: M.autotune.intervalMs, budgetMs: M.autotune.budgetMs,
