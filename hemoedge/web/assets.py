@@ -19,7 +19,8 @@ ORT_VERSION = "1.30.0"  # must equal the exact pin in webapp/package.json
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 HASH_LEN = 10  # hex chars of sha256 in asset names
 TEXT_SUFFIXES = (".html", ".js", ".css", ".json", ".webmanifest")
-ENTRY_POINTS = ("index.html", "sw.js")  # keep their names: the browser finds them by URL
+# keep their names: the browser finds them by URL (lab.html: the bench page, hemoedge.web.collect)
+ENTRY_POINTS = ("index.html", "lab.html", "sw.js")
 ICONS = (
     ("icons/icon-192.png", 192, False),
     ("icons/icon-512.png", 512, False),
@@ -139,6 +140,7 @@ def source_assets(webapp: Path) -> dict[str, Asset]:
     assets: dict[str, Asset] = {}
     for rel in [
         "index.html",
+        "lab.html",
         "styles.css",
         "manifest.webmanifest",
         *sorted(f"src/{p.name}" for p in (src / "src").glob("*.js")),
