@@ -73,7 +73,7 @@ class Collector:
 
         self.dist = _check_dist(dist)
         self.results = Path(results)
-        self.variant, self.sources, self.ort = _build_pairing(self.dist)
+        self.variant, self.sources = _build_pairing(self.dist)
         check_output_file(self.results, "--collect results file")
         if self.results.is_file():
             try:
@@ -148,7 +148,6 @@ class Collector:
         pair = parse_variant(self.variant)
         det, est = pair["det"], pair["est"]
         v, pool = self.variant, Pool()
-        pool.env["onnxruntime_web"] = rep.ort_version
         for p in rep.pages:
             t = p.threads
             pool.effective[v, t].add(p.threads_effective)
@@ -177,7 +176,7 @@ class Collector:
         res.variants[v] = dict(self.sources)
         for role, prec in zip(ROLES, (det, est), strict=True):
             res.variants[variant_name(**{ROLE_KEY[role]: prec})] = {role: self.sources[role]}
-        res.env["onnxruntime_web"] = rep.ort_version
+        # per device only: a top-level env key would replace the local run's
         res.env["web_devices"] = {rep.name: {
             "status": "ok", "via": VIA, "browser": f"{VIA}, onnxruntime-web {rep.ort_version}",
             "user_agent": rep.user_agent, "hardware_concurrency": rep.hardware_concurrency,
@@ -199,8 +198,8 @@ def webgpu_text(info: dict[str, str] | str) -> str:
     return (main + (f" ({desc})" if desc else "")).strip() or "adapter without info"
 
 
-def _build_pairing(dist: Path) -> tuple[str, dict[str, str], str]:
-    """(variant, {role: model source file}, onnxruntime-web version) of a build."""
+def _build_pairing(dist: Path) -> tuple[str, dict[str, str]]:
+    """(variant, {role: model source file}) of a build."""
     try:
         bm = json.loads((dist / "build-manifest.json").read_text())
         models = json.loads((dist / bm["files"]["src/models.json"]["file"]).read_text())
@@ -212,7 +211,7 @@ def _build_pairing(dist: Path) -> tuple[str, dict[str, str], str]:
                             "`hemoedge webapp build`") from None
     if not re.fullmatch(r"det=\w+,est=\w+", str(variant)):
         raise HemoedgeError(f"{dist}/build-manifest.json: variant {variant!r} is not a pairing")
-    return variant, sources, str(bm.get("onnxruntime_web", ""))
+    return variant, sources
 
 
 # ---------------------------------------------------------------------------- HTTP

@@ -1,6 +1,6 @@
 // The bench page (lab.html): `hemoedge bench web`'s per-page benchmark, run on this device by
-// the page itself. The app runs in a same-origin iframe at index.html?bench=1&threads=T and is
-// driven through window.__hemoedgeBench exactly as bench web drives it (one fresh page per
+// the page itself. The app runs in a same-origin iframe at index.html?bench=1&threads=T
+// (&autotune=0) and is driven through window.__hemoedgeBench as bench web drives it (one fresh page per
 // repeat and thread count: wait until ready and cached, runModel per model, then captures from
 // a fake camera playing bench web's test video). The raw timings are POSTed to the server that
 // served this page (`hemoedge webapp serve DIST --collect RESULTS.json`), which computes the
@@ -125,7 +125,8 @@ async function openApp(threads, what) {
   frame.title = 'hemoedge (under test)';
   frame.width = '360';
   frame.height = '640';
-  frame.src = `./index.html?bench=1&threads=${threads}`;
+  // autotune=0: a build with auto-tune choices keeps its own pairing, the one the figures name
+  frame.src = `./index.html?bench=1&threads=${threads}&autotune=0`;
   $('lab-app').replaceChildren(frame);
   const b = await waitFor(() => {
     const h = frame.contentWindow.__hemoedgeBench;
