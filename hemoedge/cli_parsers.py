@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hemoedge.errors import one_line
-from hemoedge.names import ANAEMIA_THRESHOLD_GDL, PRECISIONS, SHIPPED_VARIANT
+from hemoedge.names import ANAEMIA_THRESHOLD_GDL, EPS, PRECISIONS, SHIPPED_VARIANT
 
 Handler = Callable[..., Callable[[argparse.Namespace], int]]
 
@@ -385,6 +385,10 @@ def add_webapp(sub: Any, handler: Handler) -> None:
     s.add_argument("--ort-dist", metavar="DIR", help="onnxruntime-web's dist folder (default: "
                    "$HEMOEDGE_ORT_DIST, else the copy in the package, else "
                    "webapp/node_modules/onnxruntime-web/dist after `npm ci`)")
+    s.add_argument("--ep", choices=EPS, default=None,
+                   help="onnxruntime-web execution provider (default wasm: the app as always); "
+                        "webgpu / webnn ship a larger runtime and fall back to WASM where the "
+                        "provider is unavailable (docs/bench-web.md)")
     s.set_defaults(func=handler("hemoedge.web.build"))
     s = wsub.add_parser("serve", help="serve a built PWA with COOP/COEP (loopback)")
     s.add_argument("dist")

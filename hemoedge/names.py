@@ -3,7 +3,8 @@ metric names more than one module builds, and the anaemia threshold.
 
 A variant names what a figure was measured on: `det=P` or `est=P` for one model,
 `det=P,est=Q` for a pairing, `""` for run-wide figures; a sweep adds `backbone=NAME`, a peer
-quantiser `engine=NAME`. Read it as opaque `key=value` pairs (docs/results.md).
+quantiser `engine=NAME`, a browser execution provider other than WASM `ep=NAME`. Read it as
+opaque `key=value` pairs (docs/results.md).
 """
 
 from __future__ import annotations
@@ -81,9 +82,29 @@ class Variant:
         return set(self.pairs) <= set(other.pairs)
 
 
-def variant_name(det: str | None = None, est: str | None = None) -> str:
-    """'det=int8,est=fp32' for a pairing, 'det=int8' or 'est=fp16' for one model."""
-    return str(Variant.of(det, est))
+def variant_name(det: str | None = None, est: str | None = None, ep: str | None = None) -> str:
+    """'det=int8,est=fp32' for a pairing, 'det=int8' or 'est=fp16' for one model; with a
+    browser execution provider other than WASM, 'det=int8,est=fp32,ep=webgpu' (with_ep)."""
+    return with_ep(str(Variant.of(det, est)), ep)
+
+
+# --- browser execution providers (onnxruntime-web) ----------------------------------------
+WASM = "wasm"  # the app's runtime; its figures carry no ep= key (their names never changed)
+EPS = (WASM, "webgpu", "webnn")
+EP_KEY = "ep"  # the variant key of a figure measured with another execution provider
+
+
+def with_ep(variant: str, ep: str | None) -> str:
+    """The variant of a figure measured with execution provider `ep`: unchanged for WASM (or
+    None), else with ep=NAME appended ('det=int8' -> 'det=int8,ep=webgpu')."""
+    if not ep or ep == WASM:
+        return variant
+    return f"{variant},{EP_KEY}={ep}" if variant else f"{EP_KEY}={ep}"
+
+
+def ep_of(variant: str) -> str:
+    """The execution provider a variant names: its ep= value, else 'wasm'."""
+    return Variant.parse(variant).get(EP_KEY) or WASM
 
 
 SHIPPED_VARIANT = variant_name(*SHIPPED)  # "det=int8,est=fp16"

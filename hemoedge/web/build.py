@@ -33,7 +33,7 @@ from pathlib import Path
 
 from hemoedge import names
 from hemoedge.errors import HemoedgeError
-from hemoedge.names import PRECISIONS
+from hemoedge.names import PRECISIONS, WASM
 from hemoedge.severity import who_thresholds
 from hemoedge.web.assets import (
     ENTRY_POINTS,
@@ -45,10 +45,10 @@ from hemoedge.web.assets import (
     Asset,
     hashed_name,
     icon_png,
-    ort_assets,
     resolve,
     source_assets,
 )
+from hemoedge.web.ep import check_ep, ep_assets, ep_cost_line, ort_manifest, patch_worker
 from hemoedge.web.hosting import (
     BROTLI_MODEL_QUALITY,
     BROTLI_TEXT_QUALITY,
@@ -100,11 +100,13 @@ class BuildConfig:
     # "det=P" / "est=P" items (each another model file shipped); empty: no auto-tune
     autotune: tuple[str, ...] = ()
     autotune_cadences: tuple[int, ...] = AUTOTUNE_CADENCES  # detector every N frames
+    ep: str = WASM  # onnxruntime-web execution provider (hemoedge.web.ep; wasm: the default app)
 
     def __post_init__(self) -> None:
         from hemoedge.web.serve import check_base
 
         check_base(self.base)
+        check_ep(self.ep)
         parse_autotune(",".join(self.autotune))
         if not self.autotune_cadences or any(not 1 <= n <= 30 for n in self.autotune_cadences):
             raise HemoedgeError("auto-tune cadences must be 1..30 frames, got "
@@ -256,7 +258,8 @@ def build(cfg: BuildConfig) -> BuildResult:
         if prec != models[role][0]:
             path = art.path(role, prec)
             extra[role].append((prec, path, read_spec(path, role)))
-    assets = {**source_assets(cfg.webapp), **ort_assets(ort_dist(cfg.ort_dist), cfg.webapp)}
+    assets = {**source_assets(cfg.webapp), **ep_assets(cfg.ep, ort_dist(cfg.ort_dist), cfg.webapp)}
+    patch_worker(assets, cfg.ep)
     for role, (prec, path, _) in models.items():
         key = f"models/{role}.{prec}.onnx"
         assets[key] = Asset(key, path.read_bytes())
@@ -271,12 +274,7 @@ def build(cfg: BuildConfig) -> BuildResult:
         "variant": cfg.variant,
         "postprocess": postprocess_defaults(),
         "who": who_thresholds(),  # the app's WHO category (hemoedge.severity)
-        "ort": {
-            "version": ORT_VERSION,
-            "module": f"./{leaf['src/ort.wasm.min.mjs']}",
-            "mjs": f"./{leaf['ort-wasm-simd-threaded.mjs']}",
-            "wasm": f"./{leaf['ort-wasm-simd-threaded.wasm']}",
-        },
+        "ort": ort_manifest(cfg.ep, leaf, ORT_VERSION),
     }
     for role, (prec, path, spec) in models.items():
         a = assets[f"models/{role}.{prec}.onnx"]
@@ -357,6 +355,7 @@ def build(cfg: BuildConfig) -> BuildResult:
         "files": files,
         "precache": precache,
         "compressed": compressed,
+        **({"ep": cfg.ep} if cfg.ep != WASM else {}),
     }
     out_files["build-manifest.json"] = (json.dumps(build_manifest, indent=1) + "\n").encode()
     cost = {}
@@ -458,7 +457,7 @@ def cli(args) -> int:
     cfg = BuildConfig(art=Path(art), detector=det, estimator=est, out=Path(args.out),
                       compress=not getattr(args, "no_compress", False), base=base,
                       coi_serviceworker=bool(getattr(args, "coi_serviceworker", False)),
-                      autotune=autotune, ort_dist=ort)
+                      autotune=autotune, ort_dist=ort, ep=getattr(args, "ep", None) or WASM)
     return main(cfg)
 
 
@@ -477,6 +476,8 @@ def main(cfg: BuildConfig) -> int:
                  or "no extra model files")
               + f": {total / 1e6:.2f} MB more in the build, {total_br / 1e6:.2f} MB more on a "
               "first visit (every choice is downloaded to be timed)")
+    if cfg.ep != WASM:
+        print(ep_cost_line(cfg.ep, res))
     print(
         f"built {res.out} ({det=}, {est=}; version {res.version}); serve it with "
         f"`hemoedge webapp serve {res.out}" + ("" if base == "/" else f" --base {base}") + "`"
