@@ -309,6 +309,10 @@ def add_bench(sub: Any, handler: Handler) -> None:
     s.add_argument("--app-url", metavar="URL",
                    help="the URL the browser opens (default: the server's address), e.g. an "
                         "HTTPS proxy in front of the server")
+    s.add_argument("--ep", metavar="EPS",
+                   help="onnxruntime-web execution providers, each a variant of its own, e.g. "
+                        "wasm,webgpu,webnn (default wasm); figures of webgpu / webnn carry ep=NAME "
+                        "and web.ep.available says whether the provider ran (docs/bench-web.md)")
     s.set_defaults(func=handler("hemoedge.bench.web"))
 
 

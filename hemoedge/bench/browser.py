@@ -268,6 +268,7 @@ class BrowserConfig:
     # Chrome with --remote-debugging-port). Nothing is launched, nothing is killed; the
     # executable, video and slowdown settings do not apply.
     connect: str | None = None
+    extra_args: tuple[str, ...] = ()  # more launch flags (e.g. an execution provider's)
 
     def __post_init__(self) -> None:
         if self.connect is not None:
@@ -278,7 +279,7 @@ class BrowserConfig:
 
     @property
     def args(self) -> list[str]:
-        a = [*CHROMIUM_ARGS, *FAKE_CAMERA_ARGS, *MEMORY_ARGS]
+        a = [*CHROMIUM_ARGS, *FAKE_CAMERA_ARGS, *MEMORY_ARGS, *self.extra_args]
         if self.video is not None:
             a.append(f"--use-file-for-fake-video-capture={self.video}")
         return a

@@ -51,9 +51,13 @@ is larger than the within-run interval); params.repeats holds the per-repeat med
 params.spread_pct their range over the median. Params carry the threads requested and in effect;
 results.env the browser, onnxruntime-web version and crossOriginIsolated.
 
-This module holds the config, the plan and the passes; the server and the wire log are in
-webserve, one unit's pages in webrun, remote devices in webdevices, the command line in webcli
-(all importable from here).
+With `eps` (--ep wasm,webgpu,webnn) every unit is measured once per onnxruntime-web execution
+provider: the non-WASM ones build the app with `webapp build --ep`, their figures carry ep=NAME
+in the variant, and web.ep.available says whether the provider really ran (webep).
+
+This module holds the config and the passes; the units and the plan are in webplan, the server
+and the wire log in webserve, one unit's pages in webrun, remote devices in webdevices,
+execution providers in webep, the command line in webcli (all importable from here).
 """
 
 from __future__ import annotations
@@ -77,7 +81,17 @@ from hemoedge.bench.webcli import (
     slowdowns_from_args,
 )
 from hemoedge.bench.webdevices import DEVICE_KEYS, EXIT_DEVICE_FAILED, load_devices, run_remote
+from hemoedge.bench.webep import emit_ep, launch_args
 from hemoedge.bench.webmetrics import emit, summary_lines
+from hemoedge.bench.webplan import (
+    DEFAULT_DET,
+    DEFAULT_EST,
+    SEED,
+    TUNED,
+    Unit,
+    default_pairings,
+    plan,
+)
 from hemoedge.bench.webrun import (
     INFO,
     LONGTASKS,
@@ -92,19 +106,11 @@ from hemoedge.bench.webrun import (
 )
 from hemoedge.bench.webserve import WireLog, serve_counting
 from hemoedge.errors import BenchError
-from hemoedge.names import ROLE_KEY, ROLES, SHIPPED
+from hemoedge.names import EPS, ROLES, WASM
 from hemoedge.report.results import VOLATILE_PARAMS, Results, variant_name
 
 log = logging.getLogger(__name__)
 
-# Default pairings: det x est over fp32/int8, plus the shipped pairing (its estimator is fp16:
-# onnxruntime-web runs fp16 weights at fp32 speed, measured, for half the download); every
-# precision's model-level latency is still measured every run, so that claim is re-checked.
-DEFAULT_DET, DEFAULT_EST = ("fp32", "int8"), ("fp32", "int8")
-# the shipped pairing (hemoedge.names.SHIPPED): --quick measures it alone, the full sweep adds
-# it to det x est, the seed is compared with it and the gate's seed-ratio budget reads it
-TUNED = SHIPPED
-SEED = ("fp32", "fp32")
 
 @dataclass(frozen=True)
 class WebBenchConfig:
@@ -135,6 +141,10 @@ class WebBenchConfig:
     cpu_mode: str = "thread"  # "thread": each thread its own quota; "group": one, on 1 core
     autotune: tuple[str, ...] = ()  # builds ship these choices for the app's auto-tune
     autotune_trials: int = 0  # ... and the app tunes in this many fresh contexts (agreement)
+    # onnxruntime-web execution providers, each unit once per provider (hemoedge.web.ep): wasm is
+    # the app as shipped; webgpu / webnn figures carry ep=NAME in their variant, and where the
+    # provider is unavailable web.ep.available = 0 with the reason instead of any timing
+    eps: tuple[str, ...] = (WASM,)
     # remote devices (docs/bench-web.md#remote-devices): one pass per endpoint instead of the
     # local Chromium, all endpoints in parallel (a thread and a Playwright each); no capture,
     # seed or memory figures there (no fake camera, no eager GC flag)
@@ -179,6 +189,8 @@ class WebBenchConfig:
                              "or --cpu-slowdown with it")
         if not 0 <= self.port < 65536:
             raise BenchError(f"--port must be 0..65535, got {self.port}")
+        if not self.eps or any(ep not in EPS for ep in self.eps):
+            raise BenchError(f"--ep needs some of {', '.join(EPS)}, got {list(self.eps)}")
         if not self.cpu_slowdowns or any(f is not None and not f >= 1
                                          for f in self.cpu_slowdowns):
             raise BenchError("--cpu-slowdown needs factors >= 1 (how many times slower), got "
@@ -212,68 +224,6 @@ class WebBenchConfig:
     def default_threads(self) -> int:
         """The thread count of the first-visit figures: the app's default (2) when swept."""
         return 2 if 2 in self.threads else max(self.threads)
-
-
-@dataclass(frozen=True)
-class Unit:
-    kind: str  # "pairing" (frames, captures, start figures) | "models" (latency only) | "seed"
-    det: str
-    est: str
-    roles: tuple[str, ...] = ROLES  # roles whose bare latency this unit may measure
-
-    @property
-    def variant(self) -> str:
-        return "" if self.kind == "seed" else variant_name(self.det, self.est)
-
-    @property
-    def label(self) -> str:
-        return "seed (det=fp32,est=fp32, 1 thread, sequential)" if self.kind == "seed" else (
-            f"{variant_name(self.det, self.est)}" + (" (models)" if self.kind == "models" else ""))
-
-
-def default_pairings(have: dict[str, list[str]], quick: bool) -> list[tuple[str, str]]:
-    """quick: the tuned pairing (or the nearest available); else det x est over fp32/int8,
-    and the tuned pairing when that grid does not hold it."""
-    if not have["detector"] or not have["estimator"]:
-        raise BenchError(f"the artifact needs a detector and an estimator; has {have}")
-    if quick:
-        det = TUNED[0] if TUNED[0] in have["detector"] else have["detector"][-1]
-        est = TUNED[1] if TUNED[1] in have["estimator"] else have["estimator"][0]
-        return [(det, est)]
-    dets = [p for p in DEFAULT_DET if p in have["detector"]] or have["detector"][:1]
-    ests = [p for p in DEFAULT_EST if p in have["estimator"]] or have["estimator"][:1]
-    pairs = [(d, e) for d in dets for e in ests]
-    if TUNED not in pairs and TUNED[0] in have["detector"] and TUNED[1] in have["estimator"]:
-        pairs.append(TUNED)
-    return pairs
-
-
-def plan(cfg: WebBenchConfig, have: dict[str, list[str]]) -> tuple[list[Unit], tuple[str, str]]:
-    """The units of this shard, and the tuned pairing (the one the seed is compared with)."""
-    pairs = list(cfg.pairings) if cfg.pairings else default_pairings(have, cfg.quick)
-    for d, e in pairs:
-        if d not in have["detector"] or e not in have["estimator"]:
-            raise BenchError(f"pairing {variant_name(d, e)} is not in {cfg.art} "
-                             f"(detector: {have['detector']}, estimator: {have['estimator']})")
-    units = [Unit("pairing", d, e) for d, e in pairs]
-    if not cfg.quick and not cfg.pairings:  # model-level latency for precisions not paired
-        covered = {("detector", d) for d, _ in pairs} | {("estimator", e) for _, e in pairs}
-        for p in ("fp16", "fp32", "int8"):
-            roles = tuple(r for r in ROLES if p in have[r] and (r, p) not in covered)
-            if roles:
-                units.append(Unit("models", p if p in have["detector"] else pairs[0][0],
-                                  p if p in have["estimator"] else pairs[0][1], roles))
-    tuned = TUNED if TUNED in pairs else pairs[0]
-    if cfg.shard is not None:
-        i, n = cfg.shard
-        units = units[i - 1::n]
-    if cfg.seed and all(p in have[r] for r, p in zip(ROLES, SEED, strict=True)):
-        # the seed goes with the tuned pairing, so the speedup is measured within one job
-        if any(u.kind == "pairing" and (u.det, u.est) == tuned for u in units):
-            units.append(Unit("seed", *SEED))
-    elif cfg.seed:
-        log.warning("no fp32 detector + estimator in %s: the seed reference is skipped", cfg.art)
-    return units, tuned
 
 
 # ---------------------------------------------------------------------------- the passes
@@ -339,7 +289,7 @@ class _Prepared:
     """What every device of a parallel run shares: the video, the builds and their servers."""
     video: Path | None  # None: no captures (remote devices), so no fake-camera video
     vinfo: tuple[int, float]
-    dists: dict[tuple[str, str], Path]
+    dists: dict[tuple[str, str, str], Path]  # (det, est, ep) -> the build
     servers: dict[Path, str] | None = None  # dist -> URL (None: each unit serves its own)
 
 
@@ -364,13 +314,13 @@ def _prepare(cfg: WebBenchConfig, units: list[Unit], stack: contextlib.ExitStack
     work.mkdir(parents=True, exist_ok=True)
     video = (Path(cfg.video) if cfg.video else _make_video(cfg, work)) if camera else None
     vinfo = _y4m_frames(video) if video is not None else (0, 25.0)
-    dists: dict[tuple[str, str], Path] = {}
+    dists: dict[tuple[str, str, str], Path] = {}
     for u in units:
-        if (u.det, u.est) not in dists:
-            out = work / f"dist-{u.det}-{u.est}"
+        if (u.det, u.est, u.ep) not in dists:
+            out = work / (f"dist-{u.det}-{u.est}" + ("" if u.ep == WASM else f"-{u.ep}"))
             build(BuildConfig(art=Path(cfg.art), detector=u.det, estimator=u.est, out=out,
-                              autotune=_autotune_choices(cfg, u)))
-            dists[u.det, u.est] = out
+                              autotune=_autotune_choices(cfg, u), ep=u.ep))
+            dists[u.det, u.est, u.ep] = out
     return _Prepared(video, vinfo, dists)
 
 
@@ -394,7 +344,8 @@ def _run_pass(cfg: WebBenchConfig, slowdown: float | None, endpoint: str | None 
         video, vinfo, dists = prep.video, prep.vinfo, prep.dists
         bcfg = BrowserConfig(executable=Path(cfg.chromium), video=video,
                              step_timeout_s=cfg.timeout_s * (slowdown or 1.0),
-                             cpu_slowdown=slowdown, cpu_mode=cfg.cpu_mode, connect=endpoint)
+                             cpu_slowdown=slowdown, cpu_mode=cfg.cpu_mode, connect=endpoint,
+                             extra_args=launch_args(cfg.eps))
         t0 = time.perf_counter()
         load_before = [round(x, 2) for x in os.getloadavg()]
         with Chromium(bcfg) as chrome:
@@ -405,7 +356,7 @@ def _run_pass(cfg: WebBenchConfig, slowdown: float | None, endpoint: str | None 
                 k = rep % len(units)
                 for u in units[k:] + units[:k]:  # rotate: spread drift over the pairings
                     log.info("bench web: repeat %d/%d, %s", rep + 1, cfg.repeats, u.label)
-                    r.unit(u, dists[u.det, u.est], rep)
+                    r.unit(u, dists[u.det, u.est, u.ep], rep)
             version = chrome.version
         log.info("bench web: %d unit(s) x %d repeat(s) in %.0f s", len(units), cfg.repeats,
                  time.perf_counter() - t0)
@@ -433,9 +384,12 @@ def _run_pass(cfg: WebBenchConfig, slowdown: float | None, endpoint: str | None 
         if u.kind != "seed":
             for role, p in zip(ROLES, (u.det, u.est), strict=True):
                 if role in u.roles:
-                    res.variants.setdefault(variant_name(**{ROLE_KEY[role]: p}), {})[role] = \
+                    res.variants.setdefault(u.model_variant(role), {})[role] = \
                         art.path(role, p).name
     emit(cfg, pool, res, tuned, vinfo)
+    emit_ep(pool, res)
+    if cfg.eps != (WASM,):
+        res.env["web_bench"]["eps"] = list(cfg.eps)
     cls = {"device_class": device_class_of(slowdown), "cpu_slowdown": slowdown or 1.0}
     if mechanism:
         cls["slowdown_mechanism"] = mechanism
@@ -479,8 +433,8 @@ def _autotune_choices(cfg: WebBenchConfig, u: Unit) -> tuple[str, ...]:
 
 
 
-__all__ = ["DEVICE_KEYS", "EXIT_DEVICE_FAILED", "INFO", "LONGTASKS", "MEMORY", "READY",
-           "WebBenchConfig", "WireLog", "by_device_class", "cli", "command_line",
-           "config_from_args", "load_devices", "open_app", "plan", "results_path", "run",
-           "run_capture", "run_remote", "serve_counting", "slowdowns_from_args",
-           "start_camera", "summary_lines"]
+__all__ = ["DEFAULT_DET", "DEFAULT_EST", "DEVICE_KEYS", "EXIT_DEVICE_FAILED", "INFO", "LONGTASKS",
+           "MEMORY", "READY", "SEED", "TUNED", "Unit", "WebBenchConfig", "WireLog",
+           "by_device_class", "cli", "command_line", "config_from_args", "default_pairings",
+           "load_devices", "open_app", "plan", "results_path", "run", "run_capture", "run_remote",
+           "serve_counting", "slowdowns_from_args", "start_camera", "summary_lines"]

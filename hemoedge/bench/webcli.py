@@ -64,6 +64,10 @@ def config_from_args(args: Any) -> WebBenchConfig:
         kw["port"] = int(args.port)
     if getattr(args, "app_url", None):
         kw["app_url"] = args.app_url
+    if getattr(args, "ep", None):
+        from hemoedge.web.ep import parse_eps
+
+        kw["eps"] = parse_eps(args.ep)
     return web.WebBenchConfig.quick_form(**kw) if getattr(args, "quick", False) else \
         web.WebBenchConfig(**kw)
 
@@ -122,6 +126,8 @@ def command_line(args: Any) -> str:
         argv += ["--port", str(args.port)]
     if getattr(args, "app_url", None):
         argv += ["--app-url", args.app_url]
+    if getattr(args, "ep", None):
+        argv += ["--ep", args.ep]
     if getattr(args, "results", None):
         argv += ["--results", str(args.results)]
     return "hemoedge " + shlex.join(argv)

@@ -40,7 +40,7 @@ def run_remote(cfg: WebBenchConfig) -> Results:
     art = Artifact.load(cfg.art)
     units, tuned = _units(cfg, {r: art.precisions(r) for r in ROLES}, True)
     n = len(cfg.connect)
-    if n > 1 and len({(u.det, u.est) for u in units}) > 1 and (
+    if n > 1 and len({(u.det, u.est, u.ep) for u in units}) > 1 and (
             cfg.port or any(cfg.device_app_url(i) for i in range(n))):
         raise BenchError("several devices measured at once share one server per build, so a "
                          "fixed --port or an app URL can serve one build only: add --quick or "

@@ -39,7 +39,7 @@ class Pool:
     frames: dict[tuple, wc.FrameSamples] = field(default_factory=dict)
     captures: dict[tuple, list[dict]] = field(default_factory=lambda: defaultdict(list))
     effective: dict[tuple, set[int]] = field(default_factory=lambda: defaultdict(set))
-    done: set[tuple] = field(default_factory=set)  # (role, precision, threads, repeat) timed
+    done: set[tuple] = field(default_factory=set)  # (role, precision, threads, repeat, ep) timed
     env: dict[str, Any] = field(default_factory=dict)
 
     def frame(self, key: tuple) -> wc.FrameSamples:

@@ -14,11 +14,11 @@ import numpy as np
 
 from hemoedge.bench import webcapture as wc
 from hemoedge.bench.browser import Chromium, Page
+from hemoedge.bench.webep import note_page, page_status
 from hemoedge.bench.webmetrics import Pool
 from hemoedge.bench.webserve import WireLog, _Counter, _first_visit, serve_counting
 from hemoedge.errors import BenchError
-from hemoedge.names import ROLE_KEY, ROLES
-from hemoedge.report.results import variant_name
+from hemoedge.names import ROLES, WASM
 
 if TYPE_CHECKING:
     from hemoedge.bench.web import Unit, WebBenchConfig
@@ -86,6 +86,16 @@ def run_capture(page: Page, what: str, timeout_s: float) -> dict:
         "#result-hb")  # what the user sees: "9.6 g/dL" or "Try again"
     cap["longtasks"] = page.evaluate("window.__benchLT", f"{what}: long tasks")
     return cap
+
+
+def _create_ms(session: dict, role: str, ep: str) -> float:
+    """InferenceSession.create of a role as the worker timed it; with a provider other than
+    WASM, the create alone (the worker's createMs there also holds the first run, ep.js)."""
+    if ep != WASM:
+        got = ((session.get("ep") or {}).get("sessions") or {}).get(role) or {}
+        if got.get("createMs") is not None:
+            return float(got["createMs"])
+    return float(session["timings"][role]["createMs"])
 
 
 # ---------------------------------------------------------------------------- the run
@@ -174,7 +184,11 @@ class _Run:
             page = self.chrome.page(ctx, guard)
             info = open_app(page, url, f"?bench=1&threads={t}", what, self.t)
             self.note_autotune(info, v, t)
-            pool.values["web.cold_start_ms", v, t].append(info["readyT"])
+            # a provider that fell back to WASM: no start times under its variant (the bytes
+            # of the first visit are the build's, whichever provider runs)
+            on_ep = all(page_status(info, unit.ep)["ok"].values())
+            if on_ep:
+                pool.values["web.cold_start_ms", v, t].append(info["readyT"])
             _sw_ready(page, what, self.t)
             time.sleep(0.3)  # let the last precache responses finish writing
             sent, paths = counter.snapshot() if counter is not None else (None, [])
@@ -188,6 +202,10 @@ class _Run:
             pool.env.setdefault("first_visit", {})[v] = {
                 **(_first_visit(dist, paths) if sent is not None else {}), "wire": fv}
             page.close()
+            if not on_ep:
+                log.info("%s: first visit %d bytes on the wire; %s unavailable, no start times",
+                         unit.label, fv["bytes"], unit.ep)
+                return
             page = self.chrome.page(ctx, guard)
             info = open_app(page, url, f"?bench=1&threads={t}", f"{unit.label} warm start",
                             self.t)
@@ -233,25 +251,33 @@ class _Run:
             sess = info["session"]
             pool.env["onnxruntime_web"] = sess.get("ortVersion")
             key_t = threads
+            st = note_page(pool, unit, threads, info) if not seed else page_status(info, WASM)
+            ok = st["ok"]  # the models that really ran on the unit's provider
+            if not all(ok.values()):
+                log.warning("%s: %s unavailable for %s: %s", what, unit.ep,
+                            ", ".join(r for r in ROLES if not ok[r]), st["reason"])
             pool.effective[unit.variant, key_t].add(eff)
-            if unit.kind == "pairing":
+            if unit.kind == "pairing" and all(ok.values()):
                 pool.timings["web.models_ready_ms", unit.variant, key_t][repeat].append(
                     sess["totalMs"])
             if not seed:
                 for role, prec in zip(ROLES, (unit.det, unit.est), strict=True):
-                    mv = variant_name(**{ROLE_KEY[role]: prec})
+                    if not ok[role]:
+                        continue
+                    mv = unit.model_variant(role)
                     pool.effective[mv, key_t].add(eff)
                     pool.timings[f"web.{role}.session_ms", mv, key_t][repeat].append(
-                        sess["timings"][role]["createMs"])
-                    if role in unit.roles and (role, prec, threads, repeat) not in pool.done:
+                        _create_ms(sess, role, unit.ep))
+                    if role in unit.roles and (role, prec, threads, repeat, unit.ep) \
+                            not in pool.done:
                         times = page.evaluate(
                             f"window.__hemoedgeBench.runModel('{role}', {cfg.runs}, "
                             f"{cfg.warmup})", f"{what}: {role} {prec} session.run x{cfg.runs}")
                         pool.timings[f"web.{role}.latency_ms", mv, key_t][repeat] += times
-                        pool.done.add((role, prec, threads, repeat))
+                        pool.done.add((role, prec, threads, repeat, unit.ep))
                         log.info("%s: %s %s p50 %.1f ms", what, role, prec,
                                  float(np.median(times)))
-            if unit.kind in ("pairing", "seed") and not self.remote:
+            if unit.kind in ("pairing", "seed") and not self.remote and all(ok.values()):
                 start_camera(page, what, self.t)
                 fs = pool.frame(("web.seed" if seed else "web", unit.variant, key_t))
                 for c in range(cfg.captures):
@@ -265,7 +291,8 @@ class _Run:
                              "result %.0f ms, shown %r", what, c + 1,
                              float(np.mean(st.intervals)) if st.intervals else float("nan"),
                              st.max_dev_ms, st.dropped, st.result_ms, cap["shown"])
-            if threads == 1 and not seed and unit.kind == "pairing" and not self.remote:
+            if threads == 1 and not seed and unit.kind == "pairing" and not self.remote and \
+                    all(ok.values()):
                 mem = page.evaluate(MEMORY % 15000, f"{what}: measureUserAgentSpecificMemory",
                                     self.t)
                 if mem is None:
