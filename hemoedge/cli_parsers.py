@@ -228,6 +228,9 @@ def add_stages(sub: Any, handler: Handler) -> None:
     s.add_argument("--web", action="store_true", help="run every file and the e2e pairings "
                    "inside the built PWA in Chromium against Python onnxruntime on the same "
                    "inputs (docs/web-parity.md)")
+    s.add_argument("--ep", choices=EPS, help="with --web: the app's onnxruntime-web execution "
+                   "provider (default wasm); webgpu / webnn figures carry ep=NAME, and where the "
+                   "provider is unavailable web.parity.ep.available = 0 says why (exit 0)")
     s.set_defaults(func=lambda a: handler(
         "hemoedge.bench.webparity" if a.web else "hemoedge.export.parity")(a))
 
@@ -348,6 +351,9 @@ def add_results(sub: Any, handler: Handler) -> None:
     s.add_argument("--device", metavar="NAME",
                    help="web: answer from this remote device's figures (bench web --connect/"
                         "--devices); frame time from its model timings where it has no capture")
+    s.add_argument("--ep", choices=EPS, help="web: choose among this onnxruntime-web execution "
+                   "provider's figures only (default wasm; other providers' ep= variants are "
+                   "left out)")
     s.set_defaults(func=handler("hemoedge.report.choose"))
 
     s = sub.add_parser("gate", help="CI gate: budgets + baseline -> pass/fail")

@@ -92,3 +92,41 @@ def available(res: Any, variant: str) -> bool | None:
     """Did every page of `variant` run on its provider? None when not measured (or WASM)."""
     ms = [m for m in res.metrics if m.name == "web.ep.available" and m.variant == variant]
     return None if not ms else all(m.value == 1 for m in ms)
+
+
+# ---------------------------------------------------------------------------- parity --web --ep
+def parity_page(c: Any, page: Any, info: dict, ep: str) -> dict[str, bool]:
+    """Note which of a parity page's sessions ran on `ep` (in its entry of c.pages); returns
+    {role: ok}. The page's files and its end-to-end pairing are compared only where ok."""
+    st = page_status(info, ep)
+    if ep != WASM and c.pages:
+        c.pages[-1]["ep"] = {"ep": ep, "ok": st["ok"], "reason": st["reason"],
+                             "adapter": st.get("adapter"), "sessions": st.get("sessions")}
+    return st["ok"]
+
+
+def parity_ep_metrics(c: Any, res: Any, ep: str) -> None:
+    """With a provider other than WASM: every web.parity.* figure's variant gains ep=NAME, the
+    variants' files likewise, and web.parity.ep.available (1/0, reason) is written per file and
+    end-to-end pairing the pages held."""
+    if ep == WASM:
+        return
+    from hemoedge.names import ROLE_KEY, variant_name, with_ep
+
+    for m in res.metrics:
+        m.variant = with_ep(m.variant, ep)
+    res.variants = {with_ep(k, ep): v for k, v in res.variants.items()}
+    for pg in c.pages:
+        st = pg.get("ep")
+        if st is None:
+            continue
+        det, est = (dict(kv.split("=", 1) for kv in pg["variant"].split(","))[k]
+                    for k in ("det", "est"))
+        prec = {"detector": det, "estimator": est}
+        rows = [(variant_name(**{ROLE_KEY[r]: prec[r]}), st["ok"][r]) for r in pg["files"]]
+        if pg["e2e"]:
+            rows.append((pg["variant"], all(st["ok"].values())))
+        for v, ok in rows:
+            res.add("web.parity.ep.available", with_ep(v, ep), 1.0 if ok else 0.0, unit="",
+                    better="higher", ep=ep, threads=pg["threads"],
+                    reason="" if ok else (st["reason"] or ""), adapter=st.get("adapter"))

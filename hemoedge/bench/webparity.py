@@ -42,6 +42,10 @@ records the command, browser, onnxruntime-web and onnxruntime versions, crossOri
 the pages and the photos. The verdict (exit 1) uses TOLERANCES per precision; CI gates the
 same figures with ci/budgets.toml.
 
+With `ep` (--ep webgpu|webnn) the builds use that onnxruntime-web execution provider
+(webapp build --ep): every figure's variant gains ep=NAME, and a file or pairing whose sessions
+fell back to WASM is not compared but written as web.parity.ep.available = 0 with the reason.
+
 This module holds the config, the plan of app builds and the run; the tolerances, comparisons,
 metrics and verdict are in hemoedge.bench.webparity_compare, the photos and the page-side
 helpers (run_once, upload) in hemoedge.bench.webparity_page.
@@ -63,6 +67,7 @@ from typing import Any
 import numpy as np
 
 from hemoedge.bench.browser import CHROMIUM, BrowserConfig, Chromium, Page, check_executable
+from hemoedge.bench.webep import launch_args, parity_ep_metrics, parity_page
 from hemoedge.bench.webparity_compare import (
     MATCH_IOU,
     ORDER,
@@ -79,7 +84,7 @@ from hemoedge.bench.webparity_compare import (
 )
 from hemoedge.bench.webparity_page import Photo, load_photos, run_once, upload
 from hemoedge.errors import BenchError, HemoedgeError
-from hemoedge.names import PRECISIONS, ROLES, SHIPPED
+from hemoedge.names import EPS, PRECISIONS, ROLES, SHIPPED, WASM, ep_of
 from hemoedge.report.results import Results, append_stage, variant_name
 
 log = logging.getLogger(__name__)
@@ -107,8 +112,11 @@ class WebParityConfig:
     # an injected fault, to prove the check catches it (tests): (role, precision) whose copy
     # served to the browser gets its largest float weight scaled by (1 + ALTER_REL)
     alter: tuple[str, str] | None = None
+    ep: str = WASM  # onnxruntime-web execution provider (webapp build --ep); variants get ep=NAME
 
     def __post_init__(self) -> None:
+        if self.ep not in EPS:
+            raise BenchError(f"--ep must be one of {', '.join(EPS)}, got {self.ep!r}")
         if self.images < 1:
             raise BenchError(f"--images needs a positive number of photos, got {self.images}")
         if self.threads < 1:
@@ -325,9 +333,14 @@ class _Run:
                 self.c.pages.append({"variant": pg.variant, "files": list(pg.files),
                                      "e2e": pg.e2e, "threads": eff,
                                      "ort_web": info["session"].get("ortVersion")})
+                ok = parity_page(self.c, page, info, cfg.ep)  # all True for WASM
                 for role in pg.files:
-                    self.file_parity(page, role, pg.det if role == "detector" else pg.est)
-                if pg.e2e:
+                    if ok[role]:
+                        self.file_parity(page, role, pg.det if role == "detector" else pg.est)
+                    else:
+                        log.warning("parity --web: %s %s: %s unavailable: %s", role, pg.variant,
+                                    cfg.ep, self.c.pages[-1]["ep"]["reason"])
+                if pg.e2e and all(ok.values()):
                     self.e2e(page, pg.det, pg.est)
                 if page.errors:
                     raise BenchError(f"{pg.variant}: the page reported errors: {page.errors[:3]}")
@@ -368,13 +381,15 @@ def run(cfg: WebParityConfig) -> Results:
         work.mkdir(parents=True, exist_ok=True)
         dists = {}
         for pg in pages:
-            out = work / f"dist-{pg.det}-{pg.est}"
-            b = build(BuildConfig(art=Path(cfg.art), detector=pg.det, estimator=pg.est, out=out))
+            out = work / (f"dist-{pg.det}-{pg.est}" + ("" if cfg.ep == WASM else f"-{cfg.ep}"))
+            b = build(BuildConfig(art=Path(cfg.art), detector=pg.det, estimator=pg.est, out=out,
+                                  ep=cfg.ep))
             if cfg.alter is not None and (pg.det, pg.est)[ROLES.index(cfg.alter[0])] \
                     == cfg.alter[1]:
                 altered.append(_alter_served(out, b.files, *cfg.alter))
             dists[pg.det, pg.est] = out
-        bcfg = BrowserConfig(executable=Path(cfg.chromium), step_timeout_s=cfg.timeout_s)
+        bcfg = BrowserConfig(executable=Path(cfg.chromium), step_timeout_s=cfg.timeout_s,
+                             extra_args=launch_args((cfg.ep,)))
         with Chromium(bcfg) as chrome:
             r = _Run(cfg, art, photos, chrome)
             for pg in pages:
@@ -401,16 +416,19 @@ def run(cfg: WebParityConfig) -> Results:
             "files": {f"{role}.{p}": hashlib.sha256(art.path(role, p).read_bytes())
                       .hexdigest()[:12] for role in ROLES for p in have[role]},
             **({"injected_alter": [*cfg.alter, altered]} if cfg.alter else {}),
+            **({"ep": cfg.ep} if cfg.ep != WASM else {}),
         },
     })
     emit(c, art, res)
+    parity_ep_metrics(c, res, cfg.ep)
     return res
 
 
 # ---------------------------------------------------------------------------- CLI
 def config_from_args(args: Any) -> WebParityConfig:
     return WebParityConfig(art=Path(args.art), data=Path(args.data) if args.data else None,
-                           images=args.images, command=command_line(args))
+                           images=args.images, command=command_line(args),
+                           ep=getattr(args, "ep", None) or WASM)
 
 
 def command_line(args: Any) -> str:
@@ -418,6 +436,8 @@ def command_line(args: Any) -> str:
     if args.data:
         argv += ["--data", str(args.data)]
     argv += ["--images", str(args.images)]
+    if getattr(args, "ep", None):
+        argv += ["--ep", args.ep]
     if getattr(args, "results", None):
         argv += ["--results", str(args.results)]
     return "hemoedge " + shlex.join(argv)
@@ -442,14 +462,18 @@ def main(cfg: Any, results: Path | None = None) -> int:
     except OSError as e:
         raise BenchError(f"parity --web: {e}") from e
     out = results or art / "results.json"
-    append_stage(out, new, replaces="web.parity.")
+    # a re-run replaces its own provider's parity figures only (wasm's have no ep= key)
+    append_stage(out, new, replaces="web.parity.", where=lambda m: ep_of(m.variant) == cfg.ep)
     wp = new.env["web_parity"]
     print(f"parity --web ({new.env['browser']}, onnxruntime-web {new.env['onnxruntime_web']}, "
           f"{wp['threads']} thread(s), crossOriginIsolated {wp['cross_origin_isolated']}) vs "
           f"onnxruntime {wp['onnxruntime']}: {wp['images']} photo(s), {wp['crops']} crop(s)")
     for m in new.metrics:
-        if m.name.endswith((".max", ".band_agreement", ".dets_lost", ".dets_gained",
-                            "nail_count_mismatch")):
+        if m.name == "web.parity.ep.available":
+            print(f"  {m.name:<38} {m.variant:<18} {m.value:.0f}" + (
+                f" ({m.params['reason']})" if m.params.get("reason") else ""))
+        elif m.name.endswith((".max", ".band_agreement", ".dets_lost", ".dets_gained",
+                              "nail_count_mismatch")):
             print(f"  {m.name:<38} {m.variant:<18} {m.value:.4g} {m.unit}")
     bad = verdict(new)
     for b in bad:

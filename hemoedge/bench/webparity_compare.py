@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from hemoedge.names import PRECISIONS
+from hemoedge.names import EP_KEY, PRECISIONS
 from hemoedge.report.results import Results, variant_name
 
 MATCH_IOU = 0.5  # a WASM detection and a Python detection of one class are the same object
@@ -224,7 +224,8 @@ def verdict(res: Results) -> list[str]:
         return None if m is None else m.value
 
     for m in res.find("web.parity."):
-        precs = [kv.split("=", 1)[1] for kv in m.variant.split(",") if "=" in kv]
+        precs = [kv.split("=", 1)[1] for kv in m.variant.split(",")  # not ep=: a provider
+                 if "=" in kv and not kv.startswith(f"{EP_KEY}=")]
         tol = tolerance_for(*precs)
         limit: float | None = None
         value = m.value

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hemoedge.errors import ResultsError
-from hemoedge.names import DESKTOP, figure_device_class, parse_variant, variant_name
+from hemoedge.names import DESKTOP, WASM, ep_of, figure_device_class, parse_variant, variant_name
 from hemoedge.report.candidates import (
     CHECK,
     CHECKS,
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 __all__ = ["BACKBONE", "CHECK", "CHECKS", "CLS_PREFIXES", "EPS", "HB_PREFIXES", "OVER_BEST",
            "PREFERRED_THREADS", "TARGETS", "TASKS", "Candidate", "Choice", "Constraints",
            "best_reference", "choose", "cli", "collect", "cost", "covers", "device_classes",
-           "for_device", "for_device_class", "format_choice", "lookup", "parse_variant",
+           "for_device", "for_device_class", "for_ep", "format_choice", "lookup", "parse_variant",
            "prefer_threads", "sweep_entries", "sweep_info", "task_of"]
 
 
@@ -306,6 +306,26 @@ def for_device_class(results: Results, name: str) -> Results:
     return out
 
 
+def for_ep(results: Results, ep: str) -> Results:
+    """`results` with only one onnxruntime-web execution provider's web figures (wasm: the
+    variants without an ep= key, bench web's default), so a choice never mixes providers;
+    figures that are not web.* are kept. A provider without any web figure: a ResultsError."""
+    keep = [m for m in results.metrics if not m.name.startswith("web.") or ep_of(m.variant) == ep]
+    if ep != WASM and not any(m.name.startswith("web.") and m.name != "web.ep.available"
+                              for m in keep):
+        have = sorted({ep_of(m.variant) for m in results.metrics if m.name.startswith("web.")})
+        raise ResultsError(f"choose: no web figures for execution provider {ep!r} in the results "
+                           f"(there are: {', '.join(have) or 'none'}); measure it with `hemoedge "
+                           f"bench web ART --ep {ep}` (web.ep.available says whether it ran)")
+    avail = [m for m in keep if m.name == "web.ep.available"]
+    if avail and not any(m.value == 1 for m in avail):
+        raise ResultsError(f"choose: {ep} was unavailable wherever it was measured "
+                           f"({avail[0].params.get('reason') or 'no reason recorded'}); "
+                           "nothing to choose from")
+    return Results(metrics=keep, env=results.env, variants=results.variants,
+                   commands=results.commands)
+
+
 def for_device(results: Results, name: str | None) -> Results:
     """`results` with the web figures of one remote device (bench web --connect: `device`
     param), or, for None, with none of them (the local browser's figures only); figures that
@@ -355,6 +375,8 @@ def cli(args) -> int:
     # a remote device's figures never stand in for this machine's (nor another device's)
     device = getattr(args, "device", None)
     results = for_device(results, device)
+    # one execution provider's web figures (default wasm: ep= variants never compete with it)
+    results = for_ep(results, getattr(args, "ep", None) or WASM)
     if device is not None and frames_from_model_latencies(results):
         print(f"device {device}: frame time = {MODEL_SUM}")
     cls = getattr(args, "device_class", None)
@@ -369,6 +391,8 @@ def cli(args) -> int:
     if cls is not None:
         print(f"device class {cls}" + (f" (cpu slowdown {_slowdown(results):g}x)"
                                        if cls != DESKTOP else ""))
+    if (getattr(args, "ep", None) or WASM) != WASM:
+        print(f"execution provider {args.ep} (onnxruntime-web; its ep= figures only)")
     print(format_choice(choice))
     return 0 if choice.ok else 1
 

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from hemoedge.report.epview import ep_section, has_eps
 from hemoedge.report.figures import (
     capture_section,
     latency_section,
@@ -313,6 +314,8 @@ def render(results: Results) -> tuple[str, str]:
         secs.insert(at, ("First visit (web)", _first_visit_section))
     if any("device_class" in m.params for m in results.metrics):  # emulated slower devices
         secs.append(("Device classes (web)", _device_section))
+    if has_eps(results):  # bench web --ep / parity --web --ep: providers besides WASM
+        secs.append(("Execution providers (web)", ep_section))
     for title, fn in (*sweep, ("Variants", _variant_table), *peers, *secs):
         try:
             sections.append(fn(results))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,13 +187,15 @@ def identity(m: Metric) -> tuple:
     return m.name, m.variant, json.dumps(params, sort_keys=True, default=str)
 
 
-def merge_stage(path: str | Path, new: Results, replaces: str | None = None) -> Results:
+def merge_stage(path: str | Path, new: Results, replaces: str | None = None,
+                where: Callable[[Metric], bool] | None = None) -> Results:
     """The one way a stage writes its results into a results file (created if missing).
 
     - A re-run replaces: every metric in the file with the identity (name, variant, params
       without VOLATILE_PARAMS) of a new metric is dropped, so re-running a stage never duplicates
       its figures. With `replaces` (a metric-name prefix, e.g. "acc."), every metric with that
-      prefix is dropped first, so figures a re-run no longer produces go too.
+      prefix is dropped first, so figures a re-run no longer produces go too; `where` limits
+      that to the metrics it accepts (e.g. one execution provider's variants).
     - Other figures stay: stages and shards with disjoint metrics merge.
     - The environment of the new run wins key by key (the machine that measured last);
       variants are merged; commands are listed once each.
@@ -200,7 +203,8 @@ def merge_stage(path: str | Path, new: Results, replaces: str | None = None) -> 
     duplicates instead."""
     res = Results.load_or_new(path)
     if replaces:
-        res.metrics = [m for m in res.metrics if not m.name.startswith(replaces)]
+        res.metrics = [m for m in res.metrics if not m.name.startswith(replaces) or
+                       (where is not None and not where(m))]
     fresh = {identity(m) for m in new.metrics}
     res.metrics = [m for m in res.metrics if identity(m) not in fresh]
     res.env.update(new.env)
