@@ -311,17 +311,17 @@ def for_ep(results: Results, ep: str) -> Results:
     variants without an ep= key, bench web's default), so a choice never mixes providers;
     figures that are not web.* are kept. A provider without any web figure: a ResultsError."""
     keep = [m for m in results.metrics if not m.name.startswith("web.") or ep_of(m.variant) == ep]
+    avail = [m for m in keep if m.name == "web.ep.available"]
+    if avail and not any(m.value == 1 for m in avail):
+        raise ResultsError(f"choose: {ep} was unavailable wherever it was measured "
+                           f"({avail[0].params.get('reason') or 'no reason recorded'}); "
+                           "nothing to choose from")
     if ep != WASM and not any(m.name.startswith("web.") and m.name != "web.ep.available"
                               for m in keep):
         have = sorted({ep_of(m.variant) for m in results.metrics if m.name.startswith("web.")})
         raise ResultsError(f"choose: no web figures for execution provider {ep!r} in the results "
                            f"(there are: {', '.join(have) or 'none'}); measure it with `hemoedge "
                            f"bench web ART --ep {ep}` (web.ep.available says whether it ran)")
-    avail = [m for m in keep if m.name == "web.ep.available"]
-    if avail and not any(m.value == 1 for m in avail):
-        raise ResultsError(f"choose: {ep} was unavailable wherever it was measured "
-                           f"({avail[0].params.get('reason') or 'no reason recorded'}); "
-                           "nothing to choose from")
     return Results(metrics=keep, env=results.env, variants=results.variants,
                    commands=results.commands)
 
