@@ -211,6 +211,10 @@ def _build_pairing(dist: Path) -> tuple[str, dict[str, str]]:
                             "`hemoedge webapp build`") from None
     if not re.fullmatch(r"det=\w+,est=\w+", str(variant)):
         raise HemoedgeError(f"{dist}/build-manifest.json: variant {variant!r} is not a pairing")
+    if bm.get("ep", "wasm") != "wasm":  # its figures would pass for WASM's (no ep= key here)
+        raise HemoedgeError(f"{dist}: built with --ep {bm['ep']}; the bench page collects WASM "
+                            "builds only (measure a provider with `hemoedge bench web ART --ep "
+                            f"{bm['ep']} --connect ENDPOINT`)")
     return variant, sources
 
 

@@ -234,6 +234,14 @@ def test_provider_build(builds, ep, module, wasm):
     assert res.files[wasm]["bytes"] > default.files["ort-wasm-simd-threaded.wasm"]["bytes"]
 
 
+def test_bench_page_collects_wasm_builds_only(builds):
+    from hemoedge.web.collect import _build_pairing
+
+    assert _build_pairing(builds["wasm"].out)[0] == "det=int8,est=fp32"
+    with pytest.raises(HemoedgeError, match="built with --ep webgpu"):
+        _build_pairing(builds["webgpu"].out)
+
+
 def test_worker_patch_fails_clearly_when_the_worker_changed(tmp_path):
     from hemoedge.web.assets import Asset
     from hemoedge.web.ep import WORKER_PATCHES, patch_worker
