@@ -234,6 +234,22 @@ def test_provider_build(builds, ep, module, wasm):
     assert res.files[wasm]["bytes"] > default.files["ort-wasm-simd-threaded.wasm"]["bytes"]
 
 
+def test_webapp_build_cli_prints_the_byte_cost(builds, tmp_path, capsys):
+    from hemoedge.cli import main
+
+    art = tiny.write_artifact(tmp_path / "art")
+    base = ["webapp", "build", "--art", str(art), "--variant", "det=int8,est=fp32",
+            "--no-compress"]
+    assert main([*base, "--ep", "webgpu", "--out", str(tmp_path / "gpu")]) == 0
+    out = capsys.readouterr().out
+    assert "--ep webgpu: onnxruntime-web's ort.webgpu.min.mjs" in out and "MB in the build" in out
+    assert main([*base, "--out", str(tmp_path / "wasm")]) == 0
+    assert "--ep" not in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:  # argparse: one line, exit 2
+        main([*base, "--ep", "webgl", "--out", str(tmp_path / "x")])
+    assert e.value.code == 2
+
+
 def test_bench_page_collects_wasm_builds_only(builds):
     from hemoedge.web.collect import _build_pairing
 
