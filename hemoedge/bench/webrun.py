@@ -251,11 +251,12 @@ class _Run:
             sess = info["session"]
             pool.env["onnxruntime_web"] = sess.get("ortVersion")
             key_t = threads
-            st = note_page(pool, unit, threads, info) if not seed else page_status(info, WASM)
-            ok = st["ok"]  # the models that really ran on the unit's provider
+            ep_st = note_page(pool, unit, threads, info) if not seed else \
+                page_status(info, WASM)
+            ok = ep_st["ok"]  # the models that really ran on the unit's provider
             if not all(ok.values()):
                 log.warning("%s: %s unavailable for %s: %s", what, unit.ep,
-                            ", ".join(r for r in ROLES if not ok[r]), st["reason"])
+                            ", ".join(r for r in ROLES if not ok[r]), ep_st["reason"])
             pool.effective[unit.variant, key_t].add(eff)
             if unit.kind == "pairing" and all(ok.values()):
                 pool.timings["web.models_ready_ms", unit.variant, key_t][repeat].append(
