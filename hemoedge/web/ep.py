@@ -77,8 +77,8 @@ def module_key(ep: str) -> str:
 
 
 def ep_assets(ep: str, ort_dist: Path, webapp: Path) -> dict[str, Asset]:
-    """onnxruntime-web's files for this provider (the default's are ort_assets' own), plus the
-    patched worker and src/ep.js for any other provider."""
+    """onnxruntime-web's files for this provider (the default's are ort_assets' own), plus
+    src/ep.js for any other provider (patch_worker then points the worker at them)."""
     default = ort_assets(ort_dist, webapp)  # checks the pinned version
     if check_ep(ep) == WASM:
         return default
