@@ -86,24 +86,38 @@ function identity(gpu) {
 // video are drawn on a canvas at the video's rate, and the app's getUserMedia gets its stream.
 class FakeCamera {
   constructor(bitmaps, fps) {
+    this.bitmaps = bitmaps;
+    this.fps = fps;
     this.canvas = document.createElement('canvas');
     this.canvas.width = bitmaps[0].width;
     this.canvas.height = bitmaps[0].height;
-    const ctx = this.canvas.getContext('2d');
-    let i = 0;
-    const draw = () => { ctx.drawImage(bitmaps[i % bitmaps.length], 0, 0); i += 1; };
-    draw();
-    this.fps = fps;
-    this.timer = setInterval(draw, 1000 / fps);
+    this.stream = null;
+    this.timer = null;
   }
 
   install(win) { // the app asks for the camera only when its Start camera button is pressed
-    const getUserMedia = async () => this.canvas.captureStream(this.fps);
+    const getUserMedia = async () => this.start();
     if (win.navigator.mediaDevices) win.navigator.mediaDevices.getUserMedia = getUserMedia;
     else Object.defineProperty(win.navigator, 'mediaDevices', { value: { getUserMedia }, configurable: true });
   }
 
-  stop() { clearInterval(this.timer); }
+  start() { // one live stream at a time: a page gone must not keep a track (and its copies) alive
+    this.stop();
+    const ctx = this.canvas.getContext('2d');
+    let i = 0;
+    const draw = () => { ctx.drawImage(this.bitmaps[i % this.bitmaps.length], 0, 0); i += 1; };
+    draw();
+    this.timer = setInterval(draw, 1000 / this.fps);
+    this.stream = this.canvas.captureStream(this.fps);
+    return this.stream;
+  }
+
+  stop() {
+    clearInterval(this.timer);
+    this.timer = null;
+    if (this.stream) for (const t of this.stream.getTracks()) t.stop();
+    this.stream = null;
+  }
 }
 
 async function loadCamera(video) {
@@ -163,6 +177,7 @@ async function capture(win, b, what) { // webrun.run_capture
 
 async function measurePage(S, repeat, threads, camera) { // webrun._Run.page_figures
   const what = `repeat ${repeat + 1}/${S.repeats}, ${threads} thread(s)`;
+  if (camera) camera.stop(); // the previous page's camera
   step(`${what}: loading the app`);
   const { win, b } = await openApp(threads, what);
   const s = b.session;
