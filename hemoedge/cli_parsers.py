@@ -315,7 +315,7 @@ def add_bench(sub: Any, handler: Handler) -> None:
     s.add_argument("--ep", metavar="EPS",
                    help="onnxruntime-web execution providers, each a variant of its own, e.g. "
                         "wasm,webgpu,webnn (default wasm); figures of webgpu / webnn carry ep=NAME "
-                        "and web.ep.available says whether the provider ran (docs/bench-web.md)")
+                        "and web.ep.available says whether the provider ran (docs/bench-web-ep.md)")
     s.set_defaults(func=handler("hemoedge.bench.web"))
 
 
@@ -398,7 +398,7 @@ def add_webapp(sub: Any, handler: Handler) -> None:
     s.add_argument("--ep", choices=EPS, default=None,
                    help="onnxruntime-web execution provider (default wasm: the app as always); "
                         "webgpu / webnn ship a larger runtime and fall back to WASM where the "
-                        "provider is unavailable (docs/bench-web.md)")
+                        "provider is unavailable (docs/bench-web-ep.md)")
     s.set_defaults(func=handler("hemoedge.web.build"))
     s = wsub.add_parser("serve", help="serve a built PWA with COOP/COEP (loopback)")
     s.add_argument("dist")

@@ -1,5 +1,5 @@
 """`hemoedge webapp build --ep NAME`: the app with an onnxruntime-web execution provider other
-than WASM (docs/bench-web.md#execution-providers-webgpu-webnn).
+than WASM (docs/bench-web-ep.md).
 
 The default build (ep "wasm") is exactly what it always was: `ep_assets` returns
 hemoedge.web.assets.ort_assets unchanged and nothing else is touched. Any other provider:
