@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from hemoedge import names
 from hemoedge.bench import webcapture as wc
 from hemoedge.errors import BenchError
 
@@ -87,7 +88,7 @@ def test_config_rejects_bad_input(tmp_path):
     seeds = [any(u.kind == "seed" for u in s) for s in shards]
     assert sum(seeds) == 1
     with_seed = shards[seeds.index(True)]
-    assert any((u.kind, u.det, u.est) == ("pairing", "int8", "fp32") for u in with_seed)
+    assert any((u.kind, u.det, u.est) == ("pairing", *names.SHIPPED) for u in with_seed)
     assert sorted((u.kind, u.det, u.est) for s in shards for u in s if u.kind != "seed") == \
         sorted((u.kind, u.det, u.est) for u in plan(WebBenchConfig(art=tmp_path), full)[0]
                if u.kind != "seed")
