@@ -28,8 +28,9 @@ def figure_device_class(params: dict) -> str:
     return str(params.get("device_class") or DESKTOP)
 REFERENCE_PRECISION = "fp32"  # what every other precision is compared against
 # the pairing the app ships (`webapp build`'s default) and bench web times against the seed:
-# the int8 detector (2.5x faster than fp32 in WASM) and the fp16 estimator (the fp32 answer
-# within 0.011 g/dL, the same speed in WASM, half the download); docs/webapp.md
+# the int8 detector (1.6x faster than fp32 in WASM, `hemoedge bench web`) and the fp16
+# estimator (the fp32 answer within 0.011 g/dL, the same in-frame WASM speed, half the
+# download); docs/webapp.md
 SHIPPED = ("int8", "fp16")  # (detector, estimator) precisions
 
 # --- thresholds ---------------------------------------------------------------------------
