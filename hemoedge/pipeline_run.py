@@ -94,6 +94,12 @@ def stages(cfg: RunConfig) -> list[Stage]:
         return st.webapp(BuildConfig(art=art, detector=SHIPPED[0], estimator=SHIPPED[1],
                                      out=out / "webapp"))
 
+    def choose() -> Stage:
+        from hemoedge.report.choose import ChooseConfig, Constraints
+
+        target = "web" if _available("hemoedge.bench.web") else "cpu"
+        return st.choose(ChooseConfig(results=[res], constraints=Constraints(target=target)))
+
     if cfg.data is None and not (data / "metadata.csv").is_file():
         add("data", "hemoedge.data.synth", lambda: st.synth(st.SynthConfig(
             out=data, patients=cfg.patients, sessions=pr.sessions)))
@@ -108,9 +114,7 @@ def stages(cfg: RunConfig) -> list[Stage]:
     add("web parity", "hemoedge.bench.webparity", web_parity)
     add("report", "hemoedge.report.html", lambda: st.report(st.ReportConfig(
         results=[res], html=out / "report.html", md=out / "report.md")))
-    target = "web" if _available("hemoedge.bench.web") else "cpu"
-    add("choose", "hemoedge.report.choose",
-        lambda: st.choose(st.ChooseConfig(results=[res], target=target)))
+    add("choose", "hemoedge.report.choose", choose)
     add("webapp", "hemoedge.web.build", webapp)
     if cfg.gate and cfg.baseline.is_file():
         add("gate", "hemoedge.gate", lambda: st.gate(st.GateConfig(

@@ -7,22 +7,42 @@ the command recorded in results.json can be pasted back. A config field the comm
 cannot express, set away from its default, is refused (ValueError): a recorded command never
 claims less than what ran.
 
-Where a stage's module offers no config type of its own (data synth, train, report, choose,
-gate), the config here carries exactly the fields its `cli(args)` reads, and that function is
-called with it.
+Every stage's module defines its frozen config and the function taking it (`main(cfg)`, the
+one its `cli(args)` calls once it has mapped the parsed arguments to a config). The configs of
+data synth, train, report, choose and gate are re-exported here (SynthConfig, TrainConfig,
+ReportConfig, ChooseConfig, GateConfig).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hemoedge.names import SHIPPED_VARIANT
 from hemoedge.report.results import command_line
+
+if TYPE_CHECKING:
+    from hemoedge.data.synth import SynthConfig
+    from hemoedge.gate import GateConfig
+    from hemoedge.models.train import TrainConfig
+    from hemoedge.report.choose import ChooseConfig
+    from hemoedge.report.html import ReportConfig
+
+# configs re-exported from their stage's module, imported on first use (a build may lack one)
+_CONFIGS = {"SynthConfig": "hemoedge.data.synth", "TrainConfig": "hemoedge.models.train",
+            "ReportConfig": "hemoedge.report.html", "ChooseConfig": "hemoedge.report.choose",
+            "GateConfig": "hemoedge.gate"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CONFIGS:
+        return getattr(importlib.import_module(_CONFIGS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -96,42 +116,12 @@ def _opt(p: Path | None) -> str | None:
 
 # ------------------------------------------------------------------ data synth, train
 
-@dataclass(frozen=True)
-class SynthConfig:
-    """`hemoedge data synth` (hemoedge.data.synth.cli reads these fields)."""
-    out: Path
-    patients: int = 250
-    sessions: int = 20
-    seed: int = 0
-
-
 def synth(cfg: SynthConfig) -> Stage:
     from hemoedge.data import synth as mod
 
     opts = {"out": str(cfg.out), "patients": cfg.patients, "sessions": cfg.sessions,
             "seed": _unless(cfg.seed, 0)}
-    return _stage("data", ("data", "synth"), cfg, opts, mod.cli, "hemoedge.data.synth")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """`hemoedge train` (hemoedge.models.train.cli reads these fields)."""
-    out: Path
-    data: Path | None = None
-    recipe: str = "default"
-    backbone: str | None = None
-    only: str | None = None
-    det_epochs: int | None = None
-    est_epochs: int | None = None
-    est_size: int | None = None
-    task: str | None = None
-    anaemia_threshold: float | None = None
-    est_init: str | None = None  # a checkpoint path (kept as text: train records its recipe)
-    est_lr: float | None = None
-    consistency: float | None = None
-    feature_consistency: float | None = None
-    det_hours: float | None = None
-    seed: int = 0
+    return _stage("data", ("data", "synth"), cfg, opts, mod.main, "hemoedge.data.synth")
 
 
 def train(cfg: TrainConfig) -> Stage:
@@ -145,7 +135,7 @@ def train(cfg: TrainConfig) -> Stage:
             "est_init": cfg.est_init, "est_lr": cfg.est_lr,
             "consistency": cfg.consistency, "feature_consistency": cfg.feature_consistency,
             "det_hours": cfg.det_hours}
-    return _stage("train", ("train",), cfg, opts, mod.cli, "hemoedge.models.train")
+    return _stage("train", ("train",), cfg, opts, mod.main, "hemoedge.models.train")
 
 
 # ------------------------------------------------------------------ export, quantize, parity
@@ -295,35 +285,23 @@ def _web_parity(cfg, results: Path | None = None) -> int:
 
 # ------------------------------------------------------------------ report, choose, app, gate
 
-@dataclass(frozen=True)
-class ReportConfig:
-    """`hemoedge report` (hemoedge.report.html.cli reads these fields)."""
-    results: list[Path]
-    html: Path | None = None
-    md: Path | None = None
-
-
 def report(cfg: ReportConfig) -> Stage:
     from hemoedge.report import html as mod
 
     opts = {"results": [str(p) for p in cfg.results], "html": _opt(cfg.html),
             "md": _opt(cfg.md)}
-    return _stage("report", ("report",), cfg, opts, mod.cli, "hemoedge.report.html")
-
-
-@dataclass(frozen=True)
-class ChooseConfig:
-    """`hemoedge choose` (hemoedge.report.choose.cli reads these fields; the limits keep the
-    defaults of its Constraints)."""
-    results: list[Path]
-    target: str = "web"
+    return _stage("report", ("report",), cfg, opts, mod.main, "hemoedge.report.html")
 
 
 def choose(cfg: ChooseConfig) -> Stage:
     from hemoedge.report import choose as mod
 
-    opts = {"results": [str(p) for p in cfg.results], "target": cfg.target}
-    return _stage("choose", ("choose",), cfg, opts, mod.cli, "hemoedge.report.choose")
+    c, default = cfg.constraints, mod.Constraints()
+    opts = {"results": [str(p) for p in cfg.results], "target": c.target,
+            "task": _unless(c.task, default.task),
+            **{fld: _unless(getattr(c, fld), getattr(default, fld)) for _, fld, *_ in mod.CHECKS},
+            "device_class": cfg.device_class, "device": cfg.device, "ep": cfg.ep}
+    return _stage("choose", ("choose",), cfg, opts, mod.main, "hemoedge.report.choose")
 
 
 def webapp(cfg) -> Stage:
@@ -339,18 +317,6 @@ def webapp(cfg) -> Stage:
     return _stage("webapp", ("webapp", "build"), cfg, opts, mod.main, "hemoedge.web.build")
 
 
-@dataclass(frozen=True)
-class GateConfig:
-    """`hemoedge gate` (hemoedge.gate.cli reads these fields)."""
-    results: list[Path]
-    baseline: Path = Path("ci/baseline.json")
-    budgets: Path = Path("ci/budgets.toml")
-    md: Path | None = None
-    junit: Path | None = None
-    benchmark_json: Path | None = None
-    update_baseline: bool = False
-
-
 def gate(cfg: GateConfig) -> Stage:
     from hemoedge import gate as mod
 
@@ -358,4 +324,4 @@ def gate(cfg: GateConfig) -> Stage:
             "budgets": _unless(str(cfg.budgets), "ci/budgets.toml"), "md": _opt(cfg.md),
             "junit": _opt(cfg.junit), "benchmark_json": _opt(cfg.benchmark_json),
             "update_baseline": cfg.update_baseline}
-    return _stage("gate", ("gate",), cfg, opts, mod.cli, "hemoedge.gate")
+    return _stage("gate", ("gate",), cfg, opts, mod.main, "hemoedge.gate")

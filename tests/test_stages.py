@@ -6,6 +6,7 @@ config."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from pathlib import Path
 
 import pytest
@@ -40,21 +41,12 @@ def _config_from_command(stage: st.Stage):
 
         det, est = parse_variant(args.variant)
         return BuildConfig(art=Path(args.art), detector=det, estimator=est, out=Path(args.out))
-    else:  # a config holding exactly the fields the stage's cli reads
-        fields = {f.name for f in dataclasses.fields(stage.config)}
-        kw = {k: v for k, v in vars(args).items() if k in fields}
-        cfg = type(stage.config)(**kw)
-        return dataclasses.replace(cfg, **{  # the parser keeps paths as text
-            k: _like(getattr(stage.config, k), v) for k, v in kw.items()})
+    else:  # data synth, train, report, choose, gate: each module maps its own arguments
+        module = {"data": "hemoedge.data.synth", "train": "hemoedge.models.train",
+                  "report": "hemoedge.report.html", "choose": "hemoedge.report.choose",
+                  "gate": "hemoedge.gate"}[stage.label]
+        config_from_args = importlib.import_module(module).config_from_args
     return config_from_args(args)
-
-
-def _like(template, value):
-    if isinstance(template, Path):
-        return Path(value)
-    if isinstance(template, list):
-        return [_like(t, v) for t, v in zip(template, value, strict=True)]
-    return value
 
 
 def _same_config(stage: st.Stage) -> None:
@@ -79,6 +71,52 @@ def test_run_records_paste_able_commands_for_its_configs(quick, monkeypatch, tmp
             assert s.config.command == s.command  # what the stage itself records
     assert labels == ["data", "export", "quantize", "parity", "eval", "bench cpu", "bench web",
                       "web parity", "report", "choose", "webapp", "gate"]
+
+
+def _at_default(cfg) -> list[str]:
+    """The fields of a config that hold their default value."""
+    def default(f):
+        if f.default_factory is not dataclasses.MISSING:
+            return f.default_factory()
+        return f.default  # MISSING (never equal to a value) when the field has no default
+    return [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) == default(f)]
+
+
+def test_stage_module_configs_parse_back_with_every_field_set(tmp_path):
+    """data synth, train, report, choose and gate: each module's own config, every field away
+    from its default, is recorded as a command the real parser and the module's
+    config_from_args read back to the same config."""
+    from hemoedge.data.synth import SynthConfig
+    from hemoedge.gate import GateConfig
+    from hemoedge.models.train import TrainConfig
+    from hemoedge.report.choose import ChooseConfig, Constraints
+    from hemoedge.report.html import ReportConfig
+
+    res = [tmp_path / "a.json", tmp_path / "b.json"]
+    cases = [
+        st.synth(SynthConfig(out=tmp_path / "d", patients=7, sessions=3, seed=5)),
+        st.train(TrainConfig(out=tmp_path / "t", data=tmp_path / "d", recipe="lip",
+                             backbone="resnet18", only="estimator", det_epochs=2, est_epochs=3,
+                             est_size=192, task="classification", anaemia_threshold=11.5,
+                             est_init=str(tmp_path / "init.pt"), est_lr=1e-3, consistency=10.0,
+                             feature_consistency=1.5, det_hours=0.5, seed=4)),
+        st.report(ReportConfig(results=res, html=tmp_path / "r.html", md=tmp_path / "r.md")),
+        st.choose(ChooseConfig(results=res, constraints=Constraints(
+            target="cpu", max_frame_ms=30.0, max_hb_mae_delta=0.1, max_bytes=1e7,
+            task="classification", max_hb_mae=1.2, max_hb_mae_over_best=0.2, min_auroc=0.8,
+            max_auroc_drop=0.05, max_first_visit_mb=9.0), device_class="mid-range-phone",
+            device="pixel-7", ep="webgpu")),
+        st.gate(GateConfig(results=res, baseline=tmp_path / "base.json",
+                           budgets=tmp_path / "b.toml", md=tmp_path / "g.md",
+                           junit=tmp_path / "g.xml", benchmark_json=tmp_path / "g.json",
+                           update_baseline=True)),
+    ]
+    for s in cases:
+        assert _at_default(s.config) == [], s.label
+        _same_config(s)
+    assert _at_default(cases[3].config.constraints) == []
+    assert cases[0].argv == ["data", "synth", "--out", str(tmp_path / "d"), "--patients", "7",
+                             "--sessions", "3", "--seed", "5"]
 
 
 def test_sweep_records_paste_able_commands_for_its_configs(tmp_path, monkeypatch):
@@ -197,7 +235,7 @@ def test_a_stage_missing_from_the_build_is_listed_unavailable(tmp_path, monkeypa
     monkeypatch.setattr(pr, "_available", lambda m: m != "hemoedge.bench.web" and real(m))
     by = {s.label: s for s in pr.stages(RunConfig(out=tmp_path, quick=True, gate=False))}
     assert not by["bench web"].available() and by["bench cpu"].available()
-    assert by["choose"].config.target == "cpu"
+    assert by["choose"].config.constraints.target == "cpu"
 
 
 def test_sweep_train_stage_hands_train_its_recipe(tmp_path, monkeypatch, tiny_data):

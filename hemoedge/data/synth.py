@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -120,8 +121,27 @@ def _progress(it, label: str, enabled: bool):
     return track(it, description=label, transient=True)
 
 
+@dataclass(frozen=True)
+class SynthConfig:
+    """`hemoedge data synth`: where, how many patients and measurement sessions, the seed."""
+    out: Path
+    patients: int = 250
+    sessions: int = 20  # MEASUREMENT_DATE groups
+    seed: int = 0
+
+
+def config_from_args(args) -> SynthConfig:
+    return SynthConfig(out=Path(args.out), patients=args.patients, sessions=args.sessions,
+                       seed=args.seed)
+
+
 def cli(args) -> int:
-    out = synthesize(args.out, patients=args.patients, sessions=args.sessions, seed=args.seed)
+    return main(config_from_args(args))
+
+
+def main(cfg: SynthConfig) -> int:
+    """`hemoedge data synth` once its config is known (also what `run` and `sweep` call)."""
+    out = synthesize(cfg.out, patients=cfg.patients, sessions=cfg.sessions, seed=cfg.seed)
     from hemoedge.data.yakimov import load
 
     ds = load(out)

@@ -20,6 +20,7 @@ a budget names is missing, no baseline although a budget needs one).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from hemoedge.errors import ResultsError
@@ -104,49 +105,81 @@ def _missing_message(res: GateResult, baseline_path: Path) -> str:
     return "; ".join(parts)
 
 
-def cli(args) -> int:
+@dataclass(frozen=True)
+class GateConfig:
+    """`hemoedge gate`: the results files (shards are merged), the budgets and the baseline,
+    the optional outputs; `update_baseline` writes the baseline from the results instead."""
+    results: list[Path]
+    baseline: Path = Path("ci/baseline.json")
+    budgets: Path = Path("ci/budgets.toml")
+    md: Path | None = None
+    junit: Path | None = None
+    benchmark_json: Path | None = None
+    update_baseline: bool = False
+
+
+def config_from_args(args) -> GateConfig:
     paths = args.results if isinstance(args.results, list) else [args.results]
-    results = merge([Path(p) for p in paths])
-    baseline_path = Path(args.baseline)
-    budgets_path = Path(args.budgets)
 
-    if args.update_baseline:
-        budgets = load_budgets(budgets_path) if budgets_path.is_file() else None
-        existed = baseline_path.is_file()
-        rows = update_baseline(results, budgets, baseline_path)
-        from rich.console import Console
-        from rich.markup import escape
-        from rich.table import Table
+    def opt(v) -> Path | None:
+        return Path(v) if v else None
 
-        t = Table(title=escape(f"baseline diff ({baseline_path})"))
-        for h in ("metric [variant] (params)", "old", "new"):
-            t.add_column(h, overflow="fold")
-        for r in rows:
-            t.add_row(*(escape(x) for x in r))
-        console = Console(width=max(Console().width, 140))
-        console.print(t)
-        verb = "updated" if existed else "created"
-        console.print(escape(f"{verb} {baseline_path}: {len(rows)} metric(s) changed; commit "
-                             "it on purpose"))
-        return 0
+    return GateConfig(results=[Path(p) for p in paths], baseline=Path(args.baseline),
+                      budgets=Path(args.budgets), md=opt(args.md), junit=opt(args.junit),
+                      benchmark_json=opt(args.benchmark_json),
+                      update_baseline=bool(args.update_baseline))
+
+
+def cli(args) -> int:
+    return main(config_from_args(args))
+
+
+def _write_baseline(results: Results, budgets_path: Path, baseline_path: Path) -> int:
+    """--update-baseline: write the baseline from these results and print the diff."""
+    budgets = load_budgets(budgets_path) if budgets_path.is_file() else None
+    existed = baseline_path.is_file()
+    rows = update_baseline(results, budgets, baseline_path)
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=escape(f"baseline diff ({baseline_path})"))
+    for h in ("metric [variant] (params)", "old", "new"):
+        t.add_column(h, overflow="fold")
+    for r in rows:
+        t.add_row(*(escape(x) for x in r))
+    console = Console(width=max(Console().width, 140))
+    console.print(t)
+    verb = "updated" if existed else "created"
+    console.print(escape(f"{verb} {baseline_path}: {len(rows)} metric(s) changed; commit "
+                         "it on purpose"))
+    return 0
+
+
+def main(cfg: GateConfig) -> int:
+    """`hemoedge gate` once its config is known (also what `run` and ci/prove_gate.py call):
+    exit 0 pass, 1 a failing budget; bad input raises (exit 2)."""
+    results = merge(cfg.results)
+    baseline_path, budgets_path = cfg.baseline, cfg.budgets
+    if cfg.update_baseline:
+        return _write_baseline(results, budgets_path, baseline_path)
 
     budgets = load_budgets(budgets_path)
     baseline = Results.load(baseline_path) if baseline_path.is_file() else None
     res = evaluate(results, budgets, baseline)
     print_table(res)
     md = to_markdown(res)
-    if args.md:
-        md_path = Path(args.md)
-        md_path.parent.mkdir(parents=True, exist_ok=True)
+    if cfg.md:
+        cfg.md.parent.mkdir(parents=True, exist_ok=True)
         # $GITHUB_STEP_SUMMARY is shared by a job's steps: append there, overwrite elsewhere
-        mode = "a" if str(md_path) == os.environ.get("GITHUB_STEP_SUMMARY") else "w"
-        with md_path.open(mode, encoding="utf-8") as f:
+        mode = "a" if str(cfg.md) == os.environ.get("GITHUB_STEP_SUMMARY") else "w"
+        with cfg.md.open(mode, encoding="utf-8") as f:
             f.write(md)
-        print(f"markdown summary: {md_path}")
-    if args.junit:
-        print(f"junit xml: {write_junit(res, args.junit)}")
-    if args.benchmark_json:
-        written = write_benchmark_json(res, args.benchmark_json)
+        print(f"markdown summary: {cfg.md}")
+    if cfg.junit:
+        print(f"junit xml: {write_junit(res, cfg.junit)}")
+    if cfg.benchmark_json:
+        written = write_benchmark_json(res, cfg.benchmark_json)
         print("github-action-benchmark json: " + ", ".join(str(p) for p in written))
     if res.missing:
         raise ResultsError(_missing_message(res, baseline_path))

@@ -19,7 +19,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -383,19 +383,54 @@ def run(recipe: Recipe, data: Path, out: Path, seed: int = 0, only: str | None =
     return summary
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """`hemoedge train`: the recipe by name, with the command line's overrides (None: the
+    recipe's own value), the data (None: synthesise a set into OUT/data) and the output folder."""
+    out: Path
+    data: Path | None = None
+    recipe: str = "default"
+    backbone: str | None = None
+    only: str | None = None  # "detector" or "estimator": train one model only
+    det_epochs: int | None = None
+    est_epochs: int | None = None
+    est_size: int | None = None
+    task: str | None = None
+    anaemia_threshold: float | None = None
+    est_init: str | None = None  # a checkpoint path (kept as text: train records its recipe)
+    est_lr: float | None = None
+    consistency: float | None = None
+    feature_consistency: float | None = None
+    det_hours: float | None = None
+    seed: int = 0
+
+
+def config_from_args(args) -> TrainConfig:
+    """TrainConfig from the parsed command line (options a caller's namespace may lack keep
+    their defaults)."""
+    opt = {k: getattr(args, k) for k in ("est_size", "task", "anaemia_threshold", "est_init",
+                                         "est_lr", "consistency", "feature_consistency")
+           if getattr(args, k, None) is not None}
+    return TrainConfig(out=Path(args.out), data=Path(args.data) if args.data else None,
+                       recipe=args.recipe, backbone=args.backbone, only=args.only,
+                       det_epochs=args.det_epochs, est_epochs=args.est_epochs,
+                       det_hours=args.det_hours, seed=args.seed, **opt)
+
+
 def cli(args) -> int:
+    return main(config_from_args(args))
+
+
+def main(cfg: TrainConfig) -> int:
+    """`hemoedge train` once its config is known (also what `sweep` calls)."""
     # HEMOEDGE_TRAIN_THREADS=1 on a shared machine: oversubscribed OpenMP threads thrash
     torch.set_num_threads(int(os.environ.get("HEMOEDGE_TRAIN_THREADS", os.cpu_count() or 1)))
-    recipe = create(args.recipe, backbone=args.backbone, det_epochs=args.det_epochs,
-                    est_epochs=args.est_epochs, det_hours=args.det_hours,
-                    est_size=getattr(args, "est_size", None), task=getattr(args, "task", None),
-                    anaemia_threshold=getattr(args, "anaemia_threshold", None),
-                    est_init=getattr(args, "est_init", None),
-                    est_lr=getattr(args, "est_lr", None),
-                    consistency=getattr(args, "consistency", None),
-                    feature_consistency=getattr(args, "feature_consistency", None))
-    out = Path(args.out)
-    data = Path(args.data) if args.data else None
+    recipe = create(cfg.recipe, backbone=cfg.backbone, det_epochs=cfg.det_epochs,
+                    est_epochs=cfg.est_epochs, det_hours=cfg.det_hours, est_size=cfg.est_size,
+                    task=cfg.task, anaemia_threshold=cfg.anaemia_threshold,
+                    est_init=cfg.est_init, est_lr=cfg.est_lr, consistency=cfg.consistency,
+                    feature_consistency=cfg.feature_consistency)
+    out, data = cfg.out, cfg.data
     if data is None:
         from hemoedge.data.synth import synthesize
 
@@ -403,8 +438,8 @@ def cli(args) -> int:
         if not (data / "metadata.csv").is_file():
             if data.exists():
                 shutil.rmtree(data)
-            synthesize(data, patients=800, sessions=40, seed=args.seed + 1)
-    summary = run(recipe, data, out, seed=args.seed, only=args.only)
+            synthesize(data, patients=800, sessions=40, seed=cfg.seed + 1)
+    summary = run(recipe, data, out, seed=cfg.seed, only=cfg.only)
     for role in ("detector", "estimator"):
         if role in summary:
             print(f"{role}: {summary[role]['path']}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hemoedge.errors import ResultsError
@@ -51,7 +51,7 @@ from hemoedge.report.results import Results, merge
 log = logging.getLogger(__name__)
 
 __all__ = ["BACKBONE", "CHECK", "CHECKS", "CLS_PREFIXES", "EPS", "HB_PREFIXES", "OVER_BEST",
-           "PREFERRED_THREADS", "TARGETS", "TASKS", "Candidate", "Choice", "Constraints",
+           "PREFERRED_THREADS", "TARGETS", "TASKS", "Candidate", "Choice", "ChooseConfig", "Constraints",
            "best_reference", "choose", "cli", "collect", "cost", "covers", "device_classes",
            "for_device", "for_device_class", "for_ep", "format_choice", "lookup", "parse_variant",
            "prefer_threads", "sweep_entries", "sweep_info", "task_of"]
@@ -369,30 +369,55 @@ def frames_from_model_latencies(results: Results) -> int:
     return added
 
 
-def cli(args) -> int:
+@dataclass(frozen=True)
+class ChooseConfig:
+    """`hemoedge choose`: the results files (shards are merged), the constraints, and whose
+    figures to answer from."""
+    results: list[Path]
+    constraints: Constraints = field(default_factory=Constraints)
+    device_class: str | None = None  # None: desktop whenever any figure is emulated
+    device: str | None = None  # a remote device's figures (bench web --connect/--devices)
+    ep: str | None = None  # an onnxruntime-web execution provider's figures; None: wasm
+
+
+def config_from_args(args) -> ChooseConfig:
+    """ChooseConfig from the parsed command line (options a caller's namespace lacks keep
+    their defaults)."""
     paths = args.results if isinstance(args.results, list) else [args.results]
-    results = merge([Path(p) for p in paths])  # also unions shards' sweep entries
+    defaults = Constraints()
+    kw = {name: getattr(args, name, getattr(defaults, name))
+          for name in ("target", "task", *(fld for _, fld, *_ in CHECKS))}
+    return ChooseConfig(results=[Path(p) for p in paths], constraints=Constraints(**kw),
+                        device_class=getattr(args, "device_class", None),
+                        device=getattr(args, "device", None), ep=getattr(args, "ep", None))
+
+
+def cli(args) -> int:
+    return main(config_from_args(args))
+
+
+def main(cfg: ChooseConfig) -> int:
+    """`hemoedge choose` once its config is known (also what `run` calls): exit 1 when no
+    candidate meets the constraints."""
+    results = merge(cfg.results)  # also unions shards' sweep entries
     # a remote device's figures never stand in for this machine's (nor another device's)
-    device = getattr(args, "device", None)
-    results = for_device(results, device)
+    results = for_device(results, cfg.device)
     # one execution provider's web figures (default wasm: ep= variants never compete with it)
-    results = for_ep(results, getattr(args, "ep", None) or WASM)
-    if device is not None and frames_from_model_latencies(results):
-        print(f"device {device}: frame time = {MODEL_SUM}")
-    cls = getattr(args, "device_class", None)
+    ep = cfg.ep or WASM
+    results = for_ep(results, ep)
+    if cfg.device is not None and frames_from_model_latencies(results):
+        print(f"device {cfg.device}: frame time = {MODEL_SUM}")
+    cls = cfg.device_class
     if cls is None and any(m.params.get("device_class") for m in results.metrics):
         cls = DESKTOP  # emulated figures never stand in for the desktop ones
     if cls is not None:
         results = for_device_class(results, cls)
-    defaults = Constraints()
-    kw = {name: getattr(args, name, getattr(defaults, name))
-          for name in ("target", "task", *(fld for _, fld, *_ in CHECKS))}
-    choice = choose(results, Constraints(**kw))
+    choice = choose(results, cfg.constraints)
     if cls is not None:
         print(f"device class {cls}" + (f" (cpu slowdown {_slowdown(results):g}x)"
                                        if cls != DESKTOP else ""))
-    if (getattr(args, "ep", None) or WASM) != WASM:
-        print(f"execution provider {args.ep} (onnxruntime-web; its ep= figures only)")
+    if ep != WASM:
+        print(f"execution provider {ep} (onnxruntime-web; its ep= figures only)")
     print(format_choice(choice))
     return 0 if choice.ok else 1
 

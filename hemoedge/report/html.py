@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from hemoedge.report.epview import ep_section, has_eps
@@ -337,12 +338,30 @@ def render(results: Results) -> tuple[str, str]:
     return html_out, md_out
 
 
+@dataclass(frozen=True)
+class ReportConfig:
+    """`hemoedge report`: the results files (shards are merged) and the two pages written."""
+    results: list[Path]
+    html: Path | None = None  # None: report.html next to the first results file
+    md: Path | None = None  # None: the HTML path with .md
+
+
+def config_from_args(args) -> ReportConfig:
+    paths = args.results if isinstance(args.results, list) else [args.results]
+    return ReportConfig(results=[Path(p) for p in paths],
+                        html=Path(args.html) if args.html else None,
+                        md=Path(args.md) if args.md else None)
+
+
 def cli(args) -> int:
-    paths = [Path(p) for p in (args.results if isinstance(args.results, list)
-                               else [args.results])]
-    results = merge(paths)  # also unions the shards' sweep entries
-    html_path = Path(args.html) if args.html else paths[0].with_name("report.html")
-    md_path = Path(args.md) if args.md else html_path.with_suffix(".md")
+    return main(config_from_args(args))
+
+
+def main(cfg: ReportConfig) -> int:
+    """`hemoedge report` once its config is known (also what `run` and `sweep` call)."""
+    results = merge(cfg.results)  # also unions the shards' sweep entries
+    html_path = cfg.html or cfg.results[0].with_name("report.html")
+    md_path = cfg.md or html_path.with_suffix(".md")
     html_out, md_out = render(results)
     for path, text in ((html_path, html_out), (md_path, md_out)):
         path.parent.mkdir(parents=True, exist_ok=True)
