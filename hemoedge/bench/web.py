@@ -82,7 +82,7 @@ from hemoedge.bench.webcli import (
 )
 from hemoedge.bench.webdevices import DEVICE_KEYS, EXIT_DEVICE_FAILED, load_devices, run_remote
 from hemoedge.bench.webep import emit_ep, launch_args
-from hemoedge.bench.webmetrics import emit, summary_lines
+from hemoedge.bench.webmetrics import CAMERA_FAKE, CAMERA_HOOK, emit, summary_lines
 from hemoedge.bench.webplan import (
     DEFAULT_DET,
     DEFAULT_EST,
@@ -108,6 +108,7 @@ from hemoedge.bench.webserve import WireLog, serve_counting
 from hemoedge.errors import BenchError
 from hemoedge.names import EPS, ROLES, WASM
 from hemoedge.report.results import VOLATILE_PARAMS, Results, variant_name
+from hemoedge.web.testvideo import FED_FRAMES, JPEG_QUALITY, TestVideo, y4m_rgb
 
 log = logging.getLogger(__name__)
 
@@ -287,16 +288,19 @@ def _slowdown_ratios(res: Results, passes: list[tuple[float | None, Results]]) -
 @dataclass
 class _Prepared:
     """What every device of a parallel run shares: the video, the builds and their servers."""
-    video: Path | None  # None: no captures (remote devices), so no fake-camera video
-    vinfo: tuple[int, float]
+    video: Path  # the Y4M: the local fake camera's file, or the source of `feed`
+    vinfo: tuple[int, float]  # (frames the camera loops, fps)
     dists: dict[tuple[str, str, str], Path]  # (det, est, ep) -> the build
     servers: dict[Path, str] | None = None  # dist -> URL (None: each unit serves its own)
+    # remote devices: the video's first frames as JPEG, served next to the app and fed into it
+    # through the bench hook (no fake camera there); None for a local run
+    feed: TestVideo | None = None
 
 
 def _units(cfg: WebBenchConfig, have: dict[str, list[str]], remote: bool
            ) -> tuple[list[Unit], tuple[str, str]]:
     units, tuned = plan(cfg, have)
-    if remote:  # the seed is a capture reference: no captures remotely
+    if remote:  # the seed reference is this machine's (a remote run compares devices)
         units = [u for u in units if u.kind != "seed"]
     if not units:
         raise BenchError(f"shard {cfg.shard} has nothing to run")
@@ -304,16 +308,21 @@ def _units(cfg: WebBenchConfig, have: dict[str, list[str]], remote: bool
 
 
 def _prepare(cfg: WebBenchConfig, units: list[Unit], stack: contextlib.ExitStack,
-             camera: bool = True) -> _Prepared:
-    """The fake-camera video (camera: a local browser) and one build per pairing, in the work
-    folder."""
+             remote: bool = False) -> _Prepared:
+    """The test video (a local browser's fake camera; for remote devices its first frames as
+    JPEG, `feed`) and one build per pairing, in the work folder."""
     from hemoedge.web.build import BuildConfig, build
 
     work = Path(cfg.workdir) if cfg.workdir else Path(
         stack.enter_context(tempfile.TemporaryDirectory(prefix="hemoedge-web-")))
     work.mkdir(parents=True, exist_ok=True)
-    video = (Path(cfg.video) if cfg.video else _make_video(cfg, work)) if camera else None
-    vinfo = _y4m_frames(video) if video is not None else (0, 25.0)
+    video = Path(cfg.video) if cfg.video else _make_video(cfg, work)
+    vinfo = _y4m_frames(video)
+    feed = None
+    if remote:
+        n = min(vinfo[0], FED_FRAMES)
+        feed = TestVideo(lambda: y4m_rgb(video, n)[0], vinfo[1], f"bench web {video.name}")
+        vinfo = (n, vinfo[1])
     dists: dict[tuple[str, str, str], Path] = {}
     for u in units:
         if (u.det, u.est, u.ep) not in dists:
@@ -321,7 +330,7 @@ def _prepare(cfg: WebBenchConfig, units: list[Unit], stack: contextlib.ExitStack
             build(BuildConfig(art=Path(cfg.art), detector=u.det, estimator=u.est, out=out,
                               autotune=_autotune_choices(cfg, u), ep=u.ep))
             dists[u.det, u.est, u.ep] = out
-    return _Prepared(video, vinfo, dists)
+    return _Prepared(video, vinfo, dists, feed=feed)
 
 
 def _run_pass(cfg: WebBenchConfig, slowdown: float | None, endpoint: str | None = None,
@@ -340,9 +349,11 @@ def _run_pass(cfg: WebBenchConfig, slowdown: float | None, endpoint: str | None 
     if cfg.command:
         res.commands.append(cfg.command)
     with contextlib.ExitStack() as stack:
-        prep = shared if shared is not None else _prepare(cfg, units, stack)
+        prep = shared if shared is not None else _prepare(cfg, units, stack,
+                                                          remote=endpoint is not None)
         video, vinfo, dists = prep.video, prep.vinfo, prep.dists
-        bcfg = BrowserConfig(executable=Path(cfg.chromium), video=video,
+        bcfg = BrowserConfig(executable=Path(cfg.chromium),
+                             video=video if endpoint is None else None,
                              step_timeout_s=cfg.timeout_s * (slowdown or 1.0),
                              cpu_slowdown=slowdown, cpu_mode=cfg.cpu_mode, connect=endpoint,
                              extra_args=launch_args(cfg.eps))
@@ -351,7 +362,7 @@ def _run_pass(cfg: WebBenchConfig, slowdown: float | None, endpoint: str | None 
         with Chromium(bcfg) as chrome:
             mechanism = chrome.throttle.mechanism if chrome.throttle is not None else None
             r = _Run(cfg, chrome, vinfo, app_url if endpoint is not None else cfg.app_url,
-                     prep.servers)
+                     prep.servers, prep.feed)
             for rep in range(cfg.repeats):
                 k = rep % len(units)
                 for u in units[k:] + units[:k]:  # rotate: spread drift over the pairings
@@ -386,7 +397,7 @@ def _run_pass(cfg: WebBenchConfig, slowdown: float | None, endpoint: str | None 
                 if role in u.roles:
                     res.variants.setdefault(u.model_variant(role), {})[role] = \
                         art.path(role, p).name
-    emit(cfg, pool, res, tuned, vinfo)
+    emit(cfg, pool, res, tuned, vinfo, CAMERA_HOOK if prep.feed is not None else CAMERA_FAKE)
     emit_ep(pool, res)
     if cfg.eps != (WASM,):
         res.env["web_bench"]["eps"] = list(cfg.eps)
@@ -421,9 +432,11 @@ def _run_pass(cfg: WebBenchConfig, slowdown: float | None, endpoint: str | None 
                "hardware_concurrency": ident.get("hardware_concurrency")}
         for m in res.metrics:
             m.params.update(dev)
-        res.env["web_bench"].update(device={**ident, "name": device, "endpoint": endpoint},
-                                    headless=None, args=None, chromium=None, video=None,
-                                    video_frames=None, video_fps=None, video_hb=None)
+        res.env["web_bench"].update(
+            device={**ident, "name": device, "endpoint": endpoint}, headless=None, args=None,
+            chromium=None, camera=f"{CAMERA_HOOK}: the first {vinfo[0]} frames of "
+            f"{res.env['web_bench']['video']} as JPEG (q{JPEG_QUALITY}), looped at "
+            f"{vinfo[1]:g} fps by the app's feedCamera")
     return res
 
 

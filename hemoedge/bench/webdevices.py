@@ -73,11 +73,12 @@ def run_remote(cfg: WebBenchConfig) -> Results:
             for lg in (log, logging.getLogger("hemoedge.bench.browser")):
                 lg.addFilter(_device_tag)
                 stack.callback(lg.removeFilter, _device_tag)
-        shared = _prepare(cfg, units, stack, camera=False)
+        shared = _prepare(cfg, units, stack, remote=True)
         if n > 1:  # one server per build for all devices (fixed --port: one build, see above)
             shared.servers = {}
             for dist in shared.dists.values():
-                url, _ = stack.enter_context(serve_counting(dist, cfg.host, cfg.port))
+                url, _ = stack.enter_context(serve_counting(dist, cfg.host, cfg.port,
+                                                            video=shared.feed))
                 shared.servers[dist] = url
         threads = [threading.Thread(target=one, args=(i, shared), daemon=True,
                                     name=f"device-{cfg.device_name(i)}") for i in range(n)]

@@ -23,6 +23,9 @@ from hemoedge.report.results import Results, variant_name
 log = logging.getLogger(__name__)
 
 FRAMES, INTERVAL_MS = 30, 80.0  # webapp/src/capture.js CAPTURE
+# params.camera of the capture-derived figures: how the frames reached the app
+CAMERA_FAKE = "fake-camera"  # Chromium's --use-file-for-fake-video-capture (a local run)
+CAMERA_HOOK = "bench-hook"  # the bench hook's feedCamera (testcamera.js): remote, bench page
 TARGETS = {  # the app's targets, on this 2-core machine (reported here, gated by `hemoedge gate`)
     "frame_ms": 35.0, "speedup": 2.5, "interval_dev": 1.0, "max_dev": 10.0, "dropped": 0,
     "result_ms": 250.0, "cold_ms": 2000.0, "offline_ms": 1000.0,
@@ -104,7 +107,10 @@ def emit_value(res: Results, name: str, variant: str, values: list[float], unit:
 
 
 def emit(cfg: Any, pool: Pool, res: Results, tuned: tuple[str, str],
-             video: tuple[int, float]) -> None:
+             video: tuple[int, float], camera: str = CAMERA_FAKE) -> None:
+    """Every figure of a pool; the capture-derived ones (web.frame*, web.capture.*, the seed's)
+    carry `camera`: how frames reached the app (CAMERA_FAKE or CAMERA_HOOK)."""
+    cam = {"camera": camera}
     def thread_params(variant: str, t: int) -> dict[str, Any]:
         eff = sorted(pool.effective.get((variant, t), {t}))
         p: dict[str, Any] = {"threads": t, "threads_effective": eff[0] if len(eff) == 1 else eff}
@@ -126,6 +132,7 @@ def emit(cfg: Any, pool: Pool, res: Results, tuned: tuple[str, str],
         tp = thread_params(variant, t) if kind == "web" else {
             "threads": 1, "threads_effective": 1, "detect_every": 1, "pairing": "det=fp32,est=fp32",
             "loop": "sequential (seedloop)"}
+        tp.update(cam)
         if not fs.cycle:
             log.warning("%s %s t%d: no complete frame cycle recorded", kind, variant, t)
             continue
@@ -185,14 +192,15 @@ def emit(cfg: Any, pool: Pool, res: Results, tuned: tuple[str, str],
         seed_ref = variant == ""
         if cfg.capture or seed_ref:
             _capture_metrics(cfg, res, variant, t, caps, video, seed_ref,
-                             thread_params(variant, t) if not seed_ref else {"threads": 1})
+                             {**(thread_params(variant, t) if not seed_ref else {"threads": 1}),
+                              **cam})
     tmax = max(cfg.threads)
     for (variant, t), caps in sorted(pool.captures.items()):
         if caps and (cfg.capture or variant == "") and (t == tmax or variant == ""):
             last = caps[-1]
             for row in wc.timeline(last):
                 res.add("web.capture.grab_ms", variant, row["t_grab"], unit="ms", better="none",
-                        threads=t, **row, **({"seed": True} if variant == "" else {}))
+                        threads=t, **row, **({"seed": True} if variant == "" else {}), **cam)
 
 
 def _by_repeat(caps: list[dict], which: str) -> dict[int, list[float]]:

@@ -5,6 +5,7 @@ unit's first-visit, warm and offline figures and one fresh page per thread count
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from pathlib import Path
@@ -16,12 +17,13 @@ from hemoedge.bench import webcapture as wc
 from hemoedge.bench.browser import Chromium, Page
 from hemoedge.bench.webep import note_page, page_status
 from hemoedge.bench.webmetrics import Pool
-from hemoedge.bench.webserve import WireLog, _Counter, _first_visit, serve_counting
+from hemoedge.bench.webserve import WireLog, _Counter, _first_visit, feed_url, serve_counting
 from hemoedge.errors import BenchError
 from hemoedge.names import ROLES, WASM
 
 if TYPE_CHECKING:
     from hemoedge.bench.web import Unit, WebBenchConfig
+    from hemoedge.web.testvideo import TestVideo
 
 # bench web's one logger: a remote run tags its lines per device (webdevices._device_tag)
 log = logging.getLogger("hemoedge.bench.web")
@@ -65,6 +67,18 @@ def _sw_ready(page: Page, what: str, timeout_s: float) -> None:
     # let it finish, it competes for the 2 cores
     page.wait("navigator.serviceWorker.controller !== null && "
               "window.__hemoedgeBench.offlineReady", f"{what}: service worker ready", timeout_s)
+
+
+def feed_camera(page: Page, video: dict, what: str, timeout_s: float) -> dict:
+    """A browser without a fake camera: the test video's frames ({frames, fps, url}) become
+    the app's camera through its bench hook (feedCamera, webapp/src/testcamera.js), the same
+    stand-in camera the bench page uses; then start_camera as usual."""
+    got = page.evaluate(f"window.__hemoedgeBench.feedCamera({json.dumps(video)})",
+                        f"{what}: feeding the test video through the bench hook", timeout_s)
+    if not got or got.get("frames") != video["frames"]:
+        raise BenchError(f"{what}: the bench hook took {got} of the test video's "
+                         f"{video['frames']} frames")
+    return got
 
 
 def start_camera(page: Page, what: str, timeout_s: float) -> None:
@@ -126,11 +140,15 @@ def _y4m_frames(path: Path) -> tuple[int, float]:
 
 class _Run:
     def __init__(self, cfg: WebBenchConfig, chrome: Chromium, video: tuple[int, float],
-                 app_url: str | None = None, servers: dict[Path, str] | None = None):
+                 app_url: str | None = None, servers: dict[Path, str] | None = None,
+                 feed: TestVideo | None = None):
         self.cfg, self.chrome, self.video = cfg, chrome, video
         self.pool = Pool()
         self.t = cfg.timeout_s
-        self.remote = chrome.remote  # no fake camera there: no captures, no memory figure
+        self.remote = chrome.remote  # no fake camera there (feed instead), no memory figure
+        # remote: the test video's frames, served next to the app and fed through the hook
+        self.feed = feed
+        self.feed_spec = feed.spec(video[0], feed_url()) if feed is not None else None
         self.app_url = app_url  # the URL this browser opens (None: the server's own)
         # devices measured in parallel share one server per build (their URLs here); its
         # socket counts mix the devices, so those figures are left out (the wire count stays)
@@ -145,7 +163,7 @@ class _Run:
             yield (url if url.endswith("/") else url + "/"), None
             return
         cfg = self.cfg
-        with serve_counting(dist, cfg.host, cfg.port, self.app_url) as served:
+        with serve_counting(dist, cfg.host, cfg.port, self.app_url, self.feed) as served:
             yield served
 
     def note_device(self, info: dict) -> None:
@@ -278,7 +296,10 @@ class _Run:
                         pool.done.add((role, prec, threads, repeat, unit.ep))
                         log.info("%s: %s %s p50 %.1f ms", what, role, prec,
                                  float(np.median(times)))
-            if unit.kind in ("pairing", "seed") and not self.remote and all(ok.values()):
+            camera = not self.remote or self.feed_spec is not None
+            if unit.kind in ("pairing", "seed") and camera and all(ok.values()):
+                if self.remote:
+                    feed_camera(page, self.feed_spec, what, self.t)
                 start_camera(page, what, self.t)
                 fs = pool.frame(("web.seed" if seed else "web", unit.variant, key_t))
                 for c in range(cfg.captures):

@@ -9,7 +9,10 @@ import functools
 import gzip
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hemoedge.web.testvideo import TestVideo
 
 
 # ---------------------------------------------------------------------------- serving
@@ -51,12 +54,21 @@ class _CountingWriter:
         return getattr(self._raw, name)
 
 
+FEED_ROUTE = "__bench/frame/"  # <base>__bench/frame/<i>.jpg: the test video fed to a device
+
+
+def feed_url() -> str:
+    """The frames' URL template as the app page resolves it (testcamera.js: {i})."""
+    return f"./{FEED_ROUTE}{{i}}.jpg"
+
+
 @contextlib.contextmanager
 def serve_counting(dist: Path, host: str = "127.0.0.1", port: int = 0,
-                   app_url: str | None = None):
+                   app_url: str | None = None, video: TestVideo | None = None):
     """serve_in_thread with a byte counter: yields (url, counter). The URL is `app_url` when
     given (e.g. the address a device reaches through adb reverse or a TLS proxy), else the
-    server's own (a wildcard bind address is opened as 127.0.0.1)."""
+    server's own (a wildcard bind address is opened as 127.0.0.1). With `video`, its frames are
+    served at <base>__bench/frame/<i>.jpg (feed_url) for the bench hook's feedCamera."""
     from hemoedge.web.serve import Handler, serve_in_thread
 
     counter = _Counter()
@@ -65,6 +77,13 @@ def serve_counting(dist: Path, host: str = "127.0.0.1", port: int = 0,
         def setup(self) -> None:
             super().setup()
             self.wfile = _CountingWriter(self.wfile, counter)
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if video is not None and path.startswith(self.base + FEED_ROUTE):
+                video.send(self, path[len(self.base + FEED_ROUTE):])
+                return
+            super().do_GET()
 
         def send_head(self):
             counter.request(self.path.split("?", 1)[0])

@@ -173,11 +173,12 @@ class Results:
 # Not part of what a figure *is*: the raw samples, and what bench web records next to a figure
 # as its outcome (per-repeat medians and their spread, the per-run values, the first visit's
 # request count, URLs fetched twice, encodings seen; an execution provider's availability:
-# why not, the adapter, the pages and sessions seen). They can change on every re-run of the
-# same measurement, so a re-run must replace the figure, not add a second one.
+# why not, the adapter, the pages and sessions seen; how the frames reached the app, which a
+# figure's device already decides). They can change on every re-run of the same measurement, so
+# a re-run must replace the figure, not add a second one.
 VOLATILE_PARAMS = ("samples", "repeats", "spread_pct", "values", "requests", "unique_bytes",
                    "fetched_twice", "duplicate_urls", "encodings", "reason", "adapter", "pages",
-                   "ep_sessions")
+                   "ep_sessions", "camera")
 
 
 def identity(m: Metric) -> tuple:

@@ -22,7 +22,6 @@ host has no such endpoint (404/501): the page then shows its figures only.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
@@ -37,6 +36,8 @@ from hemoedge.names import ROLE_KEY, ROLES, parse_variant
 from hemoedge.report.results import Results, append_stage, variant_name
 from hemoedge.web.labreport import SCHEMA, LabReport, LabReportError, parse_report
 from hemoedge.web.serve import Handler, _check_dist
+from hemoedge.web.testvideo import FPS as VIDEO_FPS
+from hemoedge.web.testvideo import JPEG_QUALITY, TestVideo
 
 if TYPE_CHECKING:
     from hemoedge.bench.web import WebBenchConfig
@@ -47,9 +48,6 @@ ENDPOINT = "__collect"  # under the app's base path; relative to lab.html: './__
 VIA = "lab page"  # params.via of every figure the page reports
 VIDEO_HB = 9.5  # g/dL the fake camera's hand shows (bench web's default video)
 VIDEO_FRAMES = 50  # 2 s at 25 fps, looped by the page (bench web's Y4M: 150 frames)
-VIDEO_FPS = 25
-JPEG_QUALITY = 92
-FRAME_PATH = re.compile(r"frame/(\d{1,3})\.jpg")
 
 
 def _hand_frames(n: int) -> list:
@@ -84,8 +82,8 @@ class Collector:
                                else WebBenchConfig(art=self.dist))
         self.command = command
         self.video_frames = video_frames
-        self._frames_fn = frames or _hand_frames
-        self._jpegs: list[bytes] | None = None
+        frames_fn = frames or _hand_frames
+        self.video = TestVideo(lambda: frames_fn(video_frames), VIDEO_FPS, "collect")
         self.lock = threading.Lock()
         self.received = 0
 
@@ -95,23 +93,10 @@ class Collector:
         return {"schema": SCHEMA, "variant": self.variant,
                 "runs": b.runs, "warmup": b.warmup, "captures": b.captures,
                 "repeats": b.repeats, "threads": list(b.threads),
-                "video": {"frames": self.video_frames, "fps": VIDEO_FPS,
-                          "url": f"./{ENDPOINT}/frame/{{i}}.jpg"}}
+                "video": self.video.spec(self.video_frames, f"./{ENDPOINT}/frame/{{i}}.jpg")}
 
     def frame_jpeg(self, i: int) -> bytes | None:
-        with self.lock:
-            if self._jpegs is None:
-                from PIL import Image
-
-                t0 = time.perf_counter()
-                self._jpegs = []
-                for img in self._frames_fn(self.video_frames):
-                    buf = io.BytesIO()
-                    Image.fromarray(img).save(buf, "JPEG", quality=JPEG_QUALITY)
-                    self._jpegs.append(buf.getvalue())
-                log.info("collect: fake-camera frames ready (%d in %.1f s)", len(self._jpegs),
-                         time.perf_counter() - t0)
-        return self._jpegs[i] if 0 <= i < len(self._jpegs) else None
+        return self.video.jpeg(i)
 
     # ---------------------------------------------------------------- POST
     def receive(self, body: bytes, client: str = "") -> dict[str, Any]:
@@ -143,7 +128,7 @@ class Collector:
 
     def to_results(self, rep: LabReport, client: str = "") -> Results:
         """The report's figures, computed as bench web computes its own (webmetrics.emit)."""
-        from hemoedge.bench.webmetrics import Pool, emit
+        from hemoedge.bench.webmetrics import CAMERA_HOOK, Pool, emit
 
         pair = parse_variant(self.variant)
         det, est = pair["det"], pair["est"]
@@ -165,7 +150,8 @@ class Collector:
                 pool.captures[v, t].append(rec)
         res = Results()
         res.add_command(self.command)
-        emit(self.bench, pool, res, (det, est), (self.video_frames, float(VIDEO_FPS)))
+        emit(self.bench, pool, res, (det, est), (self.video_frames, float(VIDEO_FPS)),
+             CAMERA_HOOK)
         ident: dict[str, Any] = {"device": rep.name, "user_agent": rep.user_agent,
                                  "hardware_concurrency": rep.hardware_concurrency, "via": VIA}
         if rep.device_memory_gb is not None:
@@ -250,12 +236,10 @@ class CollectHandler(Handler):
         if route == "":
             self._json(200, self.collector.settings())
             return
-        m = FRAME_PATH.fullmatch(route)
-        data = self.collector.frame_jpeg(int(m.group(1))) if m else None
-        if data is None:
-            self._json(404, {"error": "no such frame"})
+        if route.startswith("frame/"):
+            self.collector.video.send(self, route[len("frame/"):])
             return
-        self._send(200, data, "image/jpeg")
+        self._json(404, {"error": "no such frame"})
 
     def do_POST(self) -> None:
         if self._route() != "":

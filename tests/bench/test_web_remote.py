@@ -24,6 +24,7 @@ import webtiny as tiny  # noqa: E402
 from webhelp import CHROMIUM  # noqa: E402
 
 TUNED = "det=int8,est=fp32"  # the shipped pairing (int8, fp16) nearest the tiny models (no fp16)
+TINY_HB = 12.7  # g/dL the tiny estimator reads on the tiny video (tests/bench/test_web.py)
 DEVTOOLS = re.compile(r"DevTools listening on (ws://[^\s]+)")
 
 
@@ -90,3 +91,49 @@ def test_every_device_failing_exits_2(tmp_path, capsys):
                "--results", str(tmp_path / "results.json")])
     assert rc == 2 and time.monotonic() - t0 < 30
     assert "every device failed" in capsys.readouterr().err
+
+
+@pytest.mark.browser
+def test_a_remote_device_captures_through_the_bench_hook(tmp_path):
+    """No fake camera on a --connect device: the test video's frames are served next to the app
+    and fed into it through the bench hook (feedCamera, the bench page's stand-in camera); the
+    30-frame x 80 ms capture runs and gives the capture figures, tagged camera=bench-hook."""
+    from webhelp import ort_installed, tiny_video
+
+    from hemoedge.bench.web import WebBenchConfig, run
+
+    if not Path(CHROMIUM).exists() or not ort_installed():
+        pytest.skip("needs Chromium and webapp/node_modules")
+    art = tiny.write_artifact(tmp_path / "art")
+    video = tiny_video(tmp_path / "tiny.y4m")  # 75 frames; the device is fed the first 50
+    t0 = time.monotonic()
+    with cdp_chromium(tmp_path / "profile") as ep:
+        res = run(WebBenchConfig.quick_form(
+            art=art, capture=True, video=video, video_hb=TINY_HB, threads=(1,), seed=False,
+            connect=(ep,), device_names=("standin",), workdir=tmp_path / "work", timeout_s=90))
+    took = time.monotonic() - t0
+    print(f"remote capture on tiny models: {took:.0f} s")
+    assert took < 60
+    ours = {m.name: m for m in res.metrics if m.params.get("device") == "standin"}
+    for name in ("web.capture.interval_ms.mean", "web.capture.max_dev_ms",
+                 "web.capture.dropped_frames", "web.capture.result_ms",
+                 "web.capture.readings", "web.capture.hb_error", "web.capture.queue_ms.p50",
+                 "web.frame_ms.p50", "web.frame.detector_ms.p50", "web.frame.estimator_ms.p50",
+                 "web.frame.hb_rate"):
+        assert name in ours, name
+        m = ours[name]
+        assert m.variant == TUNED and m.params["camera"] == "bench-hook", (name, m.params)
+    assert "camera" not in ours["web.detector.latency_ms.p50"].params  # bare runs: no frames
+    assert "web.memory_bytes" not in ours  # still not measured remotely
+    drop = ours["web.capture.dropped_frames"]
+    # every grabbed frame was one of the video's (its index decoded from the JPEG's code
+    # strip), looped over the 50 fed frames at 25 fps: 80 ms = 2 source frames a grab
+    assert drop.params["undecoded"] == 0
+    steps = {int(k): c for k, c in drop.params["source_steps"].items()}
+    assert sum(steps.values()) == 29 and steps.get(2, 0) >= 20, steps
+    assert abs(ours["web.capture.interval_ms.mean"].value - 80.0) < 5
+    assert ours["web.capture.readings"].value == 1.0 and ours["web.frame.hb_rate"].value > 0.9
+    assert ours["web.capture.hb_error"].value < 0.5  # the video's Hb, read through JPEG frames
+    wb = res.env["web_devices"]["standin"]["web_bench"]
+    assert wb["camera"].startswith("bench-hook: the first 50 frames of") and \
+        wb["video_frames"] == 50

@@ -219,6 +219,7 @@ def test_lab_page_reports_from_a_second_browser(collecting, playwright_session):
     assert m.params["user_agent"] == ident["ua"]
     assert m.params["hardware_concurrency"] == ident["hc"]
     assert m.params["threads"] == 2 and m.n >= 10 and "webgpu" in m.params
+    assert m.params["camera"] == "bench-hook"  # the page's frames went in through the hook
     assert res.env["web_devices"]["phone-standin"]["webgpu"] is not None
     local = [x for x in res.metrics if x.name == LOCAL and "device" not in x.params]
     assert [x.value for x in local] == [12.5]

@@ -41,8 +41,26 @@ const bench = BENCH ? {
   // {output: Float32Array, dims, dets}; dets (the app's decode + NMS) for the detector with geo
   runOnce: (role, data, dims, geo = null) => call({ type: 'run', role, data, dims, geo }),
   uploads: 0, lastUpload: null, // analysed uploads; the last one with its per-photo median
+  // a browser without a fake camera (a remote device, the bench page): the test video's frames
+  // become this page's camera (testcamera.js); `video` is {frames, fps, url} or a TestCamera
+  // already loaded (the bench page loads the frames once for all its pages). Resolves to
+  // {frames, fps, width, height}; press Start camera afterwards, as with a real camera.
+  feedCamera: (video) => feedCamera(video),
+  camera: null, // what feedCamera installed (describe()), or null: the browser's own camera
 } : null;
 if (bench) window.__hemoedgeBench = bench;
+
+let testCamera = null; // bench only: the stand-in camera feedCamera installed
+async function feedCamera(video) {
+  if (!video) throw new Error('feedCamera: no video');
+  const { loadTestCamera } = await import('./testcamera.js');
+  const cam = typeof video.install === 'function' ? video : await loadTestCamera(video);
+  if (testCamera && testCamera !== cam) testCamera.stop();
+  testCamera = cam;
+  cam.install(window);
+  bench.camera = cam.describe();
+  return bench.camera;
+}
 
 // ------------------------------------------------------------------ worker RPC
 let worker = null; // created once the build is in the cache (see whenCached)

@@ -1,14 +1,17 @@
 // The bench page (lab.html): `hemoedge bench web`'s per-page benchmark, run on this device by
 // the page itself. The app runs in a same-origin iframe at index.html?bench=1&threads=T
-// (&autotune=0) and is driven through window.__hemoedgeBench as bench web drives it (one fresh page per
-// repeat and thread count: wait until ready and cached, runModel per model, then captures from
-// a fake camera playing bench web's test video). The raw timings are POSTed to the server that
-// served this page (`hemoedge webapp serve DIST --collect RESULTS.json`), which computes the
-// figures with bench web's own code (hemoedge/web/collect.py). A host without that endpoint
-// gets no report: the page then shows what it measured. ?name=DEVICE fills in the name and
-// starts at once. window.__hemoedgeLab holds the state (for tests).
+// (&autotune=0) and is driven through window.__hemoedgeBench as bench web drives it (one fresh
+// page per repeat and thread count: wait until ready and cached, runModel per model, then
+// captures from bench web's test video fed through the hook's feedCamera, testcamera.js). The
+// raw timings are POSTed to the server that served this page (`hemoedge webapp serve DIST
+// --collect RESULTS.json`), which computes the figures with bench web's own code
+// (hemoedge/web/collect.py). A host without that endpoint gets no report: the page then shows
+// what it measured. ?name=DEVICE fills in the name and starts at once. window.__hemoedgeLab
+// holds the state (for tests).
 
 import { median } from './aggregate.js';
+// the stand-in camera the app's bench hook installs (feedCamera), loaded once for every page
+import { loadTestCamera } from './testcamera.js';
 
 const SCHEMA = 'hemoedge.lab/1';
 const ENDPOINT = '__collect'; // next to this page: <base>__collect (hemoedge/web/collect.py)
@@ -81,55 +84,6 @@ function identity(gpu) {
   };
 }
 
-// ------------------------------------------------------------------ the fake camera
-// bench web's Chromium plays a Y4M as its camera; here the server's JPEG frames of the same
-// video are drawn on a canvas at the video's rate, and the app's getUserMedia gets its stream.
-class FakeCamera {
-  constructor(bitmaps, fps) {
-    this.bitmaps = bitmaps;
-    this.fps = fps;
-    this.canvas = document.createElement('canvas');
-    this.canvas.width = bitmaps[0].width;
-    this.canvas.height = bitmaps[0].height;
-    this.stream = null;
-    this.timer = null;
-  }
-
-  install(win) { // the app asks for the camera only when its Start camera button is pressed
-    const getUserMedia = async () => this.start();
-    if (win.navigator.mediaDevices) win.navigator.mediaDevices.getUserMedia = getUserMedia;
-    else Object.defineProperty(win.navigator, 'mediaDevices', { value: { getUserMedia }, configurable: true });
-  }
-
-  start() { // one live stream at a time: a page gone must not keep a track (and its copies) alive
-    this.stop();
-    const ctx = this.canvas.getContext('2d');
-    let i = 0;
-    const draw = () => { ctx.drawImage(this.bitmaps[i % this.bitmaps.length], 0, 0); i += 1; };
-    draw();
-    this.timer = setInterval(draw, 1000 / this.fps);
-    this.stream = this.canvas.captureStream(this.fps);
-    return this.stream;
-  }
-
-  stop() {
-    clearInterval(this.timer);
-    this.timer = null;
-    if (this.stream) for (const t of this.stream.getTracks()) t.stop();
-    this.stream = null;
-  }
-}
-
-async function loadCamera(video) {
-  const urls = Array.from({ length: video.frames }, (_, i) => new URL(video.url.replace('{i}', i), location.href));
-  const bitmaps = await Promise.all(urls.map(async (u) => {
-    const res = await fetch(u);
-    if (!res.ok) throw new Error(`test video frame ${u.pathname}: HTTP ${res.status}`);
-    return createImageBitmap(await res.blob());
-  }));
-  return new FakeCamera(bitmaps, video.fps);
-}
-
 // ------------------------------------------------------------------ one app page
 let frame = null;
 
@@ -191,7 +145,7 @@ async function measurePage(S, repeat, threads, camera) { // webrun._Run.page_fig
     page.latencyMs[role] = Array.from(await b.runModel(role, S.runs, S.warmup));
   }
   if (camera && S.captures > 0) {
-    camera.install(win);
+    await b.feedCamera(camera); // the app's bench hook, as bench web feeds a remote device
     win.document.getElementById('camera-btn').click();
     await waitFor(() => !win.document.getElementById('capture-btn').disabled, `${what}: camera preview`);
     for (let c = 0; c < S.captures; c++) {
@@ -242,7 +196,7 @@ async function run() {
     const gpu = typeof device.webgpu === 'string' ? device.webgpu : [device.webgpu.vendor, device.webgpu.architecture].join(' ');
     $('lab-device').textContent = `${device.userAgent}; ${device.hardwareConcurrency} logical cores` +
       (device.deviceMemory ? `, ${device.deviceMemory} GB` : '') + `; WebGPU: ${gpu}`;
-    if (S.video) { step('loading the test video'); camera = await loadCamera(S.video); }
+    if (S.video) { step('loading the test video'); camera = await loadTestCamera(S.video); }
     step('first visit: caching the app');
     await openApp(S.threads[S.threads.length - 1], 'first visit'); // later pages start warm
     const pages = [];
