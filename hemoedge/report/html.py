@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hemoedge.report.deviceplot import device_plot
 from hemoedge.report.epview import ep_section, has_eps
 from hemoedge.report.figures import (
     capture_section,
@@ -144,6 +145,8 @@ REMOTE_COLUMNS = (  # (header, metric, format) of the device x variant table
     ("warm start", ("web.warm_start_ms",), "{:.0f} ms"),
     ("offline reload", ("web.offline_reload_ms",), "{:.0f} ms"),
     ("first visit", ("web.first_visit.bytes",), "{:.0f}"),
+    ("frame p50", ("web.frame_ms.p50",), "{:.1f} ms"),
+    ("dropped frames", ("web.capture.dropped_frames",), "{:.0f}"),
 )
 
 
@@ -184,6 +187,10 @@ def _remote_section(results: Results) -> Section:
             html.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
             md.append("| " + " | ".join(cells) + " |")
     html.append("</table>")
+    plot, plot_md = device_plot(results, devices)  # two devices or more: frame and bare p50s
+    if plot:
+        html.append(plot)
+        md += ["", plot_md]
     notes = []
     for dev, d in info.items():
         if d.get("status") == "ok":
@@ -194,8 +201,9 @@ def _remote_section(results: Results) -> Section:
     if notes:
         html.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
         md += [""] + [f"- {n}" for n in notes]
-    html.append('<p class="note">Remote browsers measure the models in the app\'s worker and '
-                "the start figures; no capture, seed or memory figures (no fake camera there). "
+    html.append('<p class="note">Remote browsers measure the models in the app\'s worker, '
+                "the start figures and the frames of captures fed through the app's bench hook "
+                "(params.camera = bench-hook: no fake camera there); no seed or memory figures. "
                 "These figures are left out of every other section.</p>")
     return Section("Devices (web)", "".join(html), "\n".join(md).rstrip())
 

@@ -1,6 +1,7 @@
 """`hemoedge bench web` on several devices at once: a `playwright run-server` endpoint and a
 second local Chromium's DevTools endpoint stand in for two remote devices, measured in parallel;
-a stand-in killed mid-run fails its device only; the devices file is validated up front."""
+a stand-in killed mid-run fails its device only; the devices file is validated up front; the
+report's device table and per-device plot."""
 
 from __future__ import annotations
 
@@ -277,6 +278,55 @@ def test_report_has_a_device_by_variant_table_and_keeps_devices_out_of_the_rest(
     assert "gone: failed: opening a page" in part
     rest = md.replace(part, "")
     assert "91.5" not in rest and "12.2" not in rest  # other sections: the local figure only
+
+
+def _device_figures(res, dev: str, scale: float) -> None:
+    """One device's pairing at two thread counts: frame and bare model p50/p90."""
+    ident = {"device": dev, "user_agent": "UA " + dev, "hardware_concurrency": 8}
+    for t in (1, 2):
+        for name, variant, p50 in (("web.frame_ms", "det=int8,est=fp32", 40.0),
+                                   ("web.detector.latency_ms", "det=int8", 30.0),
+                                   ("web.estimator.latency_ms", "est=fp32", 12.0)):
+            for stat, k in (("p50", 1.0), ("p90", 1.3)):
+                res.add(f"{name}.{stat}", variant, p50 * k * scale / t, unit="ms",
+                        better="lower", threads=t, threads_effective=t, **ident)
+
+
+def test_report_plots_frame_and_model_p50_per_device():
+    """Two devices: one plot next to the table, a bar per device x pairing x threads x series
+    (frame, detector, estimator) with p90 whiskers; one device: no plot at all."""
+    import re
+
+    from hemoedge.report.deviceplot import device_rows
+    from hemoedge.report.html import render
+    from hemoedge.report.results import Results
+
+    res = Results()
+    _device_figures(res, "pixel-7", 4.0)
+    _device_figures(res, "lab-box", 1.0)
+    rows = device_rows(res, ["pixel-7", "lab-box"])
+    assert [r["label"] for r in rows] == [
+        "pixel-7 · det=int8,est=fp32 · 1 thr", "pixel-7 · det=int8,est=fp32 · 2 thr",
+        "lab-box · det=int8,est=fp32 · 1 thr", "lab-box · det=int8,est=fp32 · 2 thr"]
+    got = [x for v in rows[0]["values"] for x in v]  # (p50, p90) of frame, detector, estimator
+    assert got == pytest.approx([160.0, 208.0, 120.0, 156.0, 48.0, 62.4])
+    html, md = render(res)
+    part = html.split("<h2>Devices (web)</h2>", 1)[1].split("</section>", 1)[0]
+    assert part.count("<svg") == 1
+    svg = part[part.index("<svg"):]
+    # 12 bars (4 rows x 3 series, + backgrounds, spines, legend) and one set of p90 whiskers
+    # per series
+    assert len(re.findall(r'<g id="patch_\d+">', svg)) >= 12 + 3
+    assert len(re.findall(r'<g id="LineCollection_\d+">', svg)) == 3
+    assert "2 devices x 4 pairing/thread rows" in md
+    assert "| lab-box | det=int8,est=fp32 | 2 |" in md and "| 20.0 ms |" in md
+
+    one = Results()
+    _device_figures(one, "pixel-7", 4.0)
+    html1, md1 = render(one)
+    part1 = html1.split("<h2>Devices (web)</h2>", 1)[1].split("</section>", 1)[0]
+    assert "<svg" not in part1 and "Plot:" not in md1
+    assert "| pixel-7 | det=int8,est=fp32 | 1 |" in md1  # the table is still there
 
 
 def test_choose_reads_one_device_or_none():
