@@ -474,8 +474,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "reference run when absent)")
     p.add_argument("--fresh-baseline", action="store_true",
                    help="make the baseline from a reference run even if --baseline exists")
-    p.add_argument("--budgets", default=str(REPO / "ci/budgets.toml"),
-                   help="default ci/budgets.toml")
+    p.add_argument("--budgets", help="budgets TOML (default: the package's own, "
+                   "hemoedge/gate/budgets.toml, as `hemoedge gate` reads)")
     p.add_argument("--estimator-accuracy", action="store_true",
                    help="gate the end-to-end accuracy budgets on ground-truth crops instead "
                    "(acc.e2e.* -> acc.*, est=int8): for an artifact whose detector finds no "
@@ -503,7 +503,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def prove(a: argparse.Namespace) -> dict[str, Any]:
-    from hemoedge.gate import load_budgets, update_baseline
+    from hemoedge.gate import PACKAGED_BUDGETS, load_budgets, update_baseline
     from hemoedge.report.results import Results
 
     out = Path(a.out)
@@ -515,7 +515,7 @@ def prove(a: argparse.Namespace) -> dict[str, Any]:
                          "command": " ".join([Path(sys.executable).name, "ci/prove_gate.py",
                                               *sys.argv[1:]]),
                          "machine": machine()}
-    budgets_path = Path(a.budgets)
+    budgets_path = Path(a.budgets) if a.budgets else PACKAGED_BUDGETS
     if a.estimator_accuracy:
         budgets_path = crop_budgets(budgets_path, out / "budgets-crops.toml")
     s["budgets"] = str(budgets_path)

@@ -97,7 +97,9 @@ def check_stage_outputs(cmd: tuple[str, ...], values: Mapping[str, Any]) -> None
             what = f"--{attr.replace('_', '-')} {kind}"
             (check_output_dir if kind == "dir" else check_output_file)(value, what)
     if cmd == ("gate",) and values.get("update_baseline"):
-        check_output_file(values["baseline"], "--baseline file")
+        from hemoedge.gate.baseline import DEFAULT_BASELINE
+
+        check_output_file(values.get("baseline") or DEFAULT_BASELINE, "--baseline file")
     art = values.get("art")
     if cmd in RESULTS_IN_ART and not values.get("results") and art and Path(art).is_dir():
         check_output_file(Path(art) / "results.json", "results file")

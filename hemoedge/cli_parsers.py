@@ -358,9 +358,15 @@ def add_results(sub: Any, handler: Handler) -> None:
 
     s = sub.add_parser("gate", help="CI gate: budgets + baseline -> pass/fail")
     s.add_argument("results", nargs="+")
-    s.add_argument("--baseline", default="ci/baseline.json")
-    s.add_argument("--budgets", default="ci/budgets.toml")
-    s.add_argument("--update-baseline", action="store_true")
+    s.add_argument("--baseline", metavar="FILE",
+                   help="results of a trusted run to compare with (default: ci/baseline.json "
+                        "when the working directory has one, else the baseline budgets are "
+                        "not judged)")
+    s.add_argument("--budgets", metavar="FILE",
+                   help="budgets TOML (default: the suite's own, shipped in the package)")
+    s.add_argument("--update-baseline", action="store_true",
+                   help="write the baseline (--baseline, default ci/baseline.json) from the "
+                        "results instead of gating; prints the diff")
     s.add_argument("--junit", help="write JUnit XML here")
     s.add_argument("--md", help="write a Markdown summary here")
     s.add_argument("--benchmark-json", help="write github-action-benchmark JSON here")

@@ -320,8 +320,8 @@ def webapp(cfg) -> Stage:
 def gate(cfg: GateConfig) -> Stage:
     from hemoedge import gate as mod
 
-    opts = {"results": [str(p) for p in cfg.results], "baseline": str(cfg.baseline),
-            "budgets": _unless(str(cfg.budgets), "ci/budgets.toml"), "md": _opt(cfg.md),
+    opts = {"results": [str(p) for p in cfg.results], "baseline": _opt(cfg.baseline),
+            "budgets": _opt(_unless(cfg.budgets, mod.PACKAGED_BUDGETS)), "md": _opt(cfg.md),
             "junit": _opt(cfg.junit), "benchmark_json": _opt(cfg.benchmark_json),
             "update_baseline": cfg.update_baseline}
     return _stage("gate", ("gate",), cfg, opts, mod.main, "hemoedge.gate")

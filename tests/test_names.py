@@ -39,11 +39,9 @@ def test_one_definition_everywhere():
 
 
 def test_the_shipped_pairing_is_defined_once():
-    from pathlib import Path
-
     from hemoedge.bench import web, webparity
     from hemoedge.cli import build_parser
-    from hemoedge.gate.budgets import load_budgets
+    from hemoedge.gate.budgets import PACKAGED_BUDGETS, load_budgets
 
     assert variant_name(*names.SHIPPED) == names.SHIPPED_VARIANT
     assert web.TUNED == names.SHIPPED and names.SHIPPED in webparity.E2E_PAIRINGS
@@ -51,7 +49,7 @@ def test_the_shipped_pairing_is_defined_once():
     assert args.variant == names.SHIPPED_VARIANT
     # the gate's pairing budgets are about the three end-to-end pairings only: the fp32
     # reference, the shipped one and the all-int8 one
-    budgets = load_budgets(Path(__file__).resolve().parents[1] / "ci" / "budgets.toml")
+    budgets = load_budgets(PACKAGED_BUDGETS)
     refs = [r for b in budgets for r in (b.ref, b.denominator) if r is not None]
     pairings = {r.variant for r in refs if "," in r.variant}
     assert pairings == {variant_name(*p) for p in webparity.E2E_PAIRINGS}

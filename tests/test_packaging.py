@@ -306,6 +306,7 @@ def test_installed_wheel_builds_and_serves_the_app(tmp_path):
         f"hemoedge/web/app/{f}" for f in _repo_web_files()}
     assert {f"hemoedge/web/vendor/onnxruntime-web/dist/{f}" for f in ORT_FILES} <= names
     assert "hemoedge/web/vendor/onnxruntime-web/LICENSE" in names
+    assert "hemoedge/gate/budgets.toml" in names  # the gate's default budgets
     assert not any(n.startswith(("ci/", "tests/", "webapp/")) for n in names)
 
     venv = tmp_path / "venv"
@@ -323,6 +324,13 @@ def test_installed_wheel_builds_and_serves_the_app(tmp_path):
     assert all(line.startswith(str(venv)) for line in where.split()), where
 
     hemoedge = str(venv / "bin" / "hemoedge")
+    # the gate reads the installed package's budgets: a results file lacking their metrics is
+    # refused naming one (a budgets file it could not find would be named instead)
+    (elsewhere / "r.json").write_text('{"schema": "hemoedge.results/1", "metrics": []}')
+    r = subprocess.run([hemoedge, "gate", "r.json"], cwd=elsewhere, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "results lack metric(s) named by budgets: acc.ref." in r.stderr
+
     dist = elsewhere / "dist"
     # $HEMOEDGE_HOME (tests/conftest.py) is kept: the default artifact is exported once
     r = run(hemoedge, "webapp", "build", "--variant", "det=fp32,est=fp32", "--out", str(dist),

@@ -68,6 +68,8 @@ def test_jobs_make_test_quick_shards_and_one_gate(wf):
     assert "shards/*.json" in g and "runs/ci/results.json" in g
     assert g[g.index("--md") + 1] == "$GITHUB_STEP_SUMMARY"
     assert "--junit" in g and "--benchmark-json" in g
+    # the package's budgets; the baseline named, so CI fails (exit 2) when it is missing
+    assert "--budgets" not in g and g[g.index("--baseline") + 1] == "ci/baseline.json"
     assert set(jobs["gate"]["needs"]) >= {"test", "bench", "bench-web"}
     web = _hemoedge_commands(jobs["bench-web"])
     assert web == [["bench", "web", "runs/ci/art", "--capture", "--quick", "--results",

@@ -40,7 +40,7 @@ reference `eval` and `quantize` use), to tell which runtime moved:
 Every metric carries params.threads (the WASM threads in effect). results.env.web_parity
 records the command, browser, onnxruntime-web and onnxruntime versions, crossOriginIsolated,
 the pages and the photos. The verdict (exit 1) uses TOLERANCES per precision; CI gates the
-same figures with ci/budgets.toml.
+same figures with hemoedge/gate/budgets.toml.
 
 With `ep` (--ep webgpu|webnn) the builds use that onnxruntime-web execution provider
 (webapp build --ep): every figure's variant gains ep=NAME, and a file or pairing whose sessions

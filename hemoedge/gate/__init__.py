@@ -1,8 +1,14 @@
-"""`hemoedge gate`: budgets (ci/budgets.toml) + results.json [+ ci/baseline.json] -> verdict.
+"""`hemoedge gate`: budgets + results.json [+ a baseline] -> verdict.
+
+The budgets default to the suite's own, shipped in the package (hemoedge/gate/budgets.toml,
+PACKAGED_BUDGETS), so an installed hemoedge gates anywhere. The baseline is one trusted run's
+results, not configuration: --baseline FILE, else ci/baseline.json when the working directory
+has one (a checkout); with neither, the baseline budgets are not judged ("skipped", with the
+note NO_BASELINE) while the absolute and ratio budgets still are.
 
 Three budget kinds (see docs/gate.md for the file format):
   absolute  one metric against a fixed max/min;
-  baseline  one metric not worse than the committed baseline by more than X (or X %);
+  baseline  one metric not worse than the baseline by more than X (or X %);
   ratio     numerator metric / denominator metric from the same run against a max/min.
 
 Noise: shared machines make single timings unreliable, so a breach is a "fail" only when the
@@ -14,7 +20,8 @@ straddles the threshold is "not significant"; a timing breach with no interval a
 compared exactly.
 
 Exit codes: 0 pass; 1 any failing budget; 2 bad input (malformed TOML, wrong schema, a metric
-a budget names is missing, no baseline although a budget needs one).
+a budget names is missing, a --baseline FILE that is absent although a budget needs it, or
+unreadable).
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from pathlib import Path
 
 from hemoedge.errors import ResultsError
 from hemoedge.gate.baseline import (  # noqa: F401  (the gate's public names)
+    DEFAULT_BASELINE,
+    NO_BASELINE,
     _base_key,
     baseline_diff,
     make_baseline,
@@ -37,6 +46,7 @@ from hemoedge.gate.budgets import (  # noqa: F401  (the gate's public names)
     KINDS,
     MAX_NAMED,
     NOISE,
+    PACKAGED_BUDGETS,
     REF_KEYS,
     SEVERITIES,
     TIME_UNITS,
@@ -93,7 +103,8 @@ def _missing_message(res: GateResult, baseline_path: Path) -> str:
         parts.append("results lack metric(s) named by budgets: " + "; ".join(
             shown[:MAX_NAMED]) + more)
     if from_base:
-        names = ", ".join(repr(c.budget.name) for c in from_base)
+        names = ", ".join(repr(c.budget.name) for c in from_base[:MAX_NAMED]) + (
+            f" and {len(from_base) - MAX_NAMED} more" if len(from_base) > MAX_NAMED else "")
         if not baseline_path.is_file():
             parts.append(f"{baseline_path} not found but budget(s) {names} compare against it; "
                          "create it on purpose from a trusted run with `hemoedge gate "
@@ -101,7 +112,8 @@ def _missing_message(res: GateResult, baseline_path: Path) -> str:
         else:
             parts.append(f"{baseline_path} lacks " + "; ".join(
                 c.missing_ref.label() for c in from_base) + f" (budget(s) {names}); refresh it "
-                "with `hemoedge gate RESULTS.json --update-baseline`")
+                "with `hemoedge gate RESULTS.json --update-baseline" + (
+                "" if baseline_path == DEFAULT_BASELINE else f" --baseline {baseline_path}") + "`")
     return "; ".join(parts)
 
 
@@ -110,8 +122,8 @@ class GateConfig:
     """`hemoedge gate`: the results files (shards are merged), the budgets and the baseline,
     the optional outputs; `update_baseline` writes the baseline from the results instead."""
     results: list[Path]
-    baseline: Path = Path("ci/baseline.json")
-    budgets: Path = Path("ci/budgets.toml")
+    baseline: Path | None = None  # None: DEFAULT_BASELINE if it exists (else not judged)
+    budgets: Path = PACKAGED_BUDGETS
     md: Path | None = None
     junit: Path | None = None
     benchmark_json: Path | None = None
@@ -124,9 +136,9 @@ def config_from_args(args) -> GateConfig:
     def opt(v) -> Path | None:
         return Path(v) if v else None
 
-    return GateConfig(results=[Path(p) for p in paths], baseline=Path(args.baseline),
-                      budgets=Path(args.budgets), md=opt(args.md), junit=opt(args.junit),
-                      benchmark_json=opt(args.benchmark_json),
+    return GateConfig(results=[Path(p) for p in paths], baseline=opt(args.baseline),
+                      budgets=opt(args.budgets) or PACKAGED_BUDGETS, md=opt(args.md),
+                      junit=opt(args.junit), benchmark_json=opt(args.benchmark_json),
                       update_baseline=bool(args.update_baseline))
 
 
@@ -158,15 +170,19 @@ def _write_baseline(results: Results, budgets_path: Path, baseline_path: Path) -
 
 def main(cfg: GateConfig) -> int:
     """`hemoedge gate` once its config is known (also what `run` and ci/prove_gate.py call):
-    exit 0 pass, 1 a failing budget; bad input raises (exit 2)."""
+    exit 0 pass, 1 a failing budget; bad input raises (exit 2) before anything is written."""
     results = merge(cfg.results)
-    baseline_path, budgets_path = cfg.baseline, cfg.budgets
+    baseline_path = cfg.baseline or DEFAULT_BASELINE
     if cfg.update_baseline:
-        return _write_baseline(results, budgets_path, baseline_path)
+        return _write_baseline(results, cfg.budgets, baseline_path)
 
-    budgets = load_budgets(budgets_path)
-    baseline = Results.load(baseline_path) if baseline_path.is_file() else None
-    res = evaluate(results, budgets, baseline)
+    budgets = load_budgets(cfg.budgets)
+    found = baseline_path.is_file()
+    baseline = Results.load(baseline_path) if found else None
+    # a baseline named on purpose must be there; the default one is optional
+    res = evaluate(results, budgets, baseline, no_baseline="" if cfg.baseline else NO_BASELINE)
+    if not found and any(c.missing_from == "baseline" for c in res.missing):
+        raise ResultsError(_missing_message(res, baseline_path))
     print_table(res)
     md = to_markdown(res)
     if cfg.md:
@@ -181,6 +197,10 @@ def main(cfg: GateConfig) -> int:
     if cfg.benchmark_json:
         written = write_benchmark_json(res, cfg.benchmark_json)
         print("github-action-benchmark json: " + ", ".join(str(p) for p in written))
+    unjudged = sum(c.note == NO_BASELINE for c in res.checks)
+    if unjudged:
+        print(f"{unjudged} baseline budget(s) not judged: {DEFAULT_BASELINE} is not in "
+              f"{Path.cwd()}; {NO_BASELINE}")
     if res.missing:
         raise ResultsError(_missing_message(res, baseline_path))
     return res.exit_code

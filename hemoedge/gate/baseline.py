@@ -1,4 +1,7 @@
-"""The committed baseline (ci/baseline.json): made from a trusted run, diffed, updated.
+"""The baseline: a results file made from a trusted run (ci/baseline.json in a checkout,
+committed on purpose), diffed, updated. It is a measurement, not configuration, so it does not
+ship with the package: without --baseline the gate reads DEFAULT_BASELINE when the working
+directory has one, and otherwise judges the baseline budgets not at all (NO_BASELINE).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from hemoedge.report.results import Metric, Results, identity
 
 log = logging.getLogger(__name__)
 
+DEFAULT_BASELINE = Path("ci/baseline.json")  # relative to the working directory
+NO_BASELINE = "no baseline: pass --baseline FILE, or --update-baseline to make one"
 
 # --- baseline --------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""The gate's budgets: the ci/budgets.toml format (docs/gate.md), parsed and checked.
+"""The gate's budgets: the budgets.toml format (docs/gate.md), parsed and checked. The suite's
+own budgets ship in the package (PACKAGED_BUDGETS): the default wherever hemoedge is installed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from hemoedge.report.results import Metric
 
 log = logging.getLogger(__name__)
 
+PACKAGED_BUDGETS = Path(__file__).with_name("budgets.toml")  # package data (pyproject.toml)
 
 KINDS = ("absolute", "baseline", "ratio")
 SEVERITIES = ("fail", "warn")  # warn: reported, never fails the gate ("report only")

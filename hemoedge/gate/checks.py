@@ -97,7 +97,8 @@ def _refuse_non_finite(b: Budget, results: Results | None, where: str) -> None:
                                    "wrote it")
 
 
-def _evaluate_one(b: Budget, results: Results, baseline: Results | None) -> Check:
+def _evaluate_one(b: Budget, results: Results, baseline: Results | None,
+                  no_baseline: str = "") -> Check:
     _refuse_non_finite(b, results, "results")
     if b.kind == "baseline":
         _refuse_non_finite(b, baseline, "baseline")
@@ -150,6 +151,8 @@ def _evaluate_one(b: Budget, results: Results, baseline: Results | None) -> Chec
         raise ResultsError(f"budget {b.name!r}: {b.ref.label()} has better={m.better!r}; set "
                            "better = 'lower' or 'higher' in the budget")
     base = _find(baseline, b.ref, op="<=" if better == "lower" else ">=") if baseline else []
+    if baseline is None and no_baseline:  # not judged, with the note saying why
+        return Check(b, "skipped", unit=m.unit, note=no_baseline)
     if not base:
         return Check(b, "missing", value=m.value, unit=m.unit, missing_from="baseline",
                      missing_ref=b.ref)
@@ -163,6 +166,9 @@ def _evaluate_one(b: Budget, results: Results, baseline: Results | None) -> Chec
                  note=f"baseline {fmt(bv)}, {allowed_txt} worse ({better} is better) allowed")
 
 
-def evaluate(results: Results, budgets: list[Budget], baseline: Results | None) -> GateResult:
-    """Judge every budget; pure. Missing metrics become verdict "missing" (the CLI exits 2)."""
-    return GateResult([_evaluate_one(b, results, baseline) for b in budgets])
+def evaluate(results: Results, budgets: list[Budget], baseline: Results | None,
+             no_baseline: str = "") -> GateResult:
+    """Judge every budget; pure. Missing metrics become verdict "missing" (the CLI exits 2).
+    Without a baseline, baseline budgets are "missing" too, or, given `no_baseline` (the reason),
+    "skipped" with it as their note: not judged, and no failure."""
+    return GateResult([_evaluate_one(b, results, baseline, no_baseline) for b in budgets])
