@@ -319,15 +319,18 @@ def is_peer_metric(m) -> bool:
 
 
 def merge_into(path: Path, new: Results) -> Results:
-    """Replace the previous peer figures in `path` with `new` (atomic save)."""
+    """Replace the previous peer figures in `path` with `new`: results.merge_stage (the one way
+    a stage writes into a results file) with every peer figure of the file dropped first, then
+    the peer variants this run no longer describes."""
     from hemoedge.report.choose import parse_variant
+    from hemoedge.report.results import merge_stage
 
-    res = Results.load_or_new(path)
-    res.metrics = [m for m in res.metrics if not is_peer_metric(m)]
-    res.variants = {k: v for k, v in res.variants.items() if ENGINE not in parse_variant(k)}
-    res.variants.update(new.variants)
-    res.metrics.extend(new.metrics)
-    res.save(path)
+    res = merge_stage(path, new, replaces="", where=is_peer_metric)
+    stale = [k for k in res.variants if ENGINE in parse_variant(k) and k not in new.variants]
+    if stale:
+        for k in stale:
+            del res.variants[k]
+        res.save(path)
     return res
 
 

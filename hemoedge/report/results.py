@@ -203,7 +203,7 @@ def merge_stage(path: str | Path, new: Results, replaces: str | None = None,
     Merging several *files* of one run (shards) is `merge`, which refuses conflicting
     duplicates instead."""
     res = Results.load_or_new(path)
-    if replaces:
+    if replaces is not None:  # "" with `where`: every metric `where` accepts
         res.metrics = [m for m in res.metrics if not m.name.startswith(replaces) or
                        (where is not None and not where(m))]
     fresh = {identity(m) for m in new.metrics}

@@ -127,10 +127,14 @@ def test_eval_and_report(tiny_art, tiny_data, tmp_path):
     prior.add("acc.e2e.abs_delta.p95", "det=int8,est=int8", 0.1, "g/dL", "lower")
     prior.add("size.detector.bytes", "det=int8", 1e6, "bytes")
     prior.add("size.estimator.bytes", "est=int8", 2e6, "bytes")
+    prior.add("acc.e2e.hb_mae", "det=int8,est=int8,engine=gone", 0.9, "g/dL", "lower")
+    prior.variants["det=int8,est=int8,engine=gone"] = {"detector": "peers/gone/d.onnx"}
     prior.save(out)
     bench_peers.merge_into(out, res)
     merged = bench_peers.merge_into(out, res)  # a second eval replaces, not duplicates
-    assert len(merged.metrics) == 3 + len(res.metrics)
+    assert len(merged.metrics) == 3 + len(res.metrics)  # the earlier peer's figure went too
+    assert "det=int8,est=int8,engine=gone" not in merged.variants
+    assert Results.load(out).variants == merged.variants
     rows = html.peer_rows(merged)
     assert [r["quantiser"] for r in rows] == ["hemoedge", "ort"]
     assert rows[0]["p95"] == "0.100" and rows[0]["mb"] == "3.00"
