@@ -114,6 +114,23 @@ def test_seed_loop_and_threads_options(app):
     assert_clean(guard)
 
 
+def test_paced_capture_skips_what_would_be_late(app):
+    """skipStale pacing (pacing.js) with a 1 ms result budget: the last frame cannot be
+    analysed before the result is due, so it is skipped as late and the result is not held up
+    by it; frames earlier in the capture, with time to spare, are analysed."""
+    page, _, url, guard = app
+    open_app(page, url, "?bench=1&skip_stale=1&result_ms=1&detect_every=1")
+    start_camera(page)
+    cap = run_capture(page)
+    frames = sorted(cap["frames"], key=lambda r: r["k"])
+    assert len(frames) == FRAMES and cap["skipStale"]
+    late = [r["k"] for r in frames if r.get("skipped") and r["reason"].startswith("skipped: it could not")]
+    assert FRAMES - 1 in late, [(r["k"], r["reason"]) for r in frames]
+    assert sum(r["hb"] is not None for r in frames[:10]) >= 5  # early frames had time
+    assert cap["resultT"] - cap["lastGrabT"] < 250
+    assert_clean(guard)
+
+
 def test_without_bench_flag_no_hook(app):
     page, _, url, _ = app
     page.goto(url)

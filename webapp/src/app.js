@@ -5,6 +5,7 @@
 // Inference lives in worker.js. URL options: ?threads=N (WASM threads, default 2),
 // ?detect_every=N (capture: run the detector on every N-th frame and track the nail between),
 // ?bench=1 (exposes window.__hemoedgeBench), ?bench=1&seedloop=1 (the seed's sequential loop),
+// ?bench=1&skip_stale=1[&result_ms=N] (pace the capture as on a slow device: pacing.js),
 // ?autotune=0 (builds with auto-tune choices: keep the built pairing, skip the tune).
 
 import { refs, setText, setStatus, fillList, drawBoxes, CATEGORY_TEXT, fmt } from './dom.js';
@@ -29,6 +30,8 @@ const CADENCE_FIXED = SEEDLOOP || params.has('detect_every'); // auto-tune leave
 const AUTOTUNE = !SEEDLOOP && params.get('autotune') !== '0';
 let detectEvery = DETECT_EVERY; // the capture's detector cadence (auto-tune may change it)
 let skipStale = BENCH && params.get('skip_stale') === '1'; // auto-tune: skip frames when busy
+// ?bench=1&result_ms=N: the pacing's result budget (pacing.js), CAPTURE.resultMs by default
+const RESULT_MS = BENCH ? intParam('result_ms', 1, 10000, CAPTURE.resultMs) : CAPTURE.resultMs;
 
 const bench = BENCH ? {
   ready: false, error: null, crossOriginIsolated: self.crossOriginIsolated,
@@ -282,7 +285,8 @@ function startCapture() {
   setText(refs.progressText, `Capturing 0 / ${n}`);
   refs.progress.value = 0;
   refs.progress.max = n;
-  worker.postMessage({ type: 'capture-start', id, detectEvery, skipStale });
+  worker.postMessage({ type: 'capture-start', id, detectEvery, skipStale, frames: n,
+    intervalMs: CAPTURE.intervalMs, resultMs: RESULT_MS });
 
   const grab = async (k, t) => {
     const bitmap = await createImageBitmap(video);

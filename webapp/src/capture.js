@@ -8,6 +8,9 @@
 export const CAPTURE = Object.freeze({
   frames: 30,
   intervalMs: 80,
+  // a device that falls behind (auto-tune's skipStale) shows its result at most this long after
+  // the last grab: the worker skips a frame it predicts it cannot finish by then (worker.js)
+  resultMs: 250,
 });
 
 /**

@@ -14,6 +14,7 @@ export const REASONS = Object.freeze({
   small: 'nail too small',
   motion: 'motion',
   busy: 'skipped: this device was still busy with an earlier frame',
+  late: 'skipped: it could not be analysed before the result is due',
 });
 
 /** Mean luma of rect, sampling every `step`-th pixel. */

@@ -7,6 +7,7 @@ import { letterbox, resizeCrop, cropRect } from './preprocess.js';
 import { decodeDetections, pickNail } from './postprocess.js';
 import { QUALITY, REASONS, meanLuma, thumbnail, motionScore } from './quality.js';
 import { decodeIndex, CODE } from './frameindex.js';
+import * as pacing from './pacing.js';
 
 const epoch = () => performance.timeOrigin + performance.now(); // ms, comparable across threads
 
@@ -111,7 +112,7 @@ async function estimate(img, rect) {
 const nailClass = () => Math.max(0, M.detector.spec.class_names.indexOf('nail'));
 
 // ------------------------------------------------------------------ capture frames
-async function captureFrame(st, m) {
+async function captureFrame(st, m, track = false) {
   const start = epoch();
   const img = pixels(m.bitmap);
   const rec = {
@@ -122,7 +123,7 @@ async function captureFrame(st, m) {
   const reject = (why) => { rec.reason = why; return rec; };
   if (meanLuma(img, { x: 0, y: 0, w: W, h: H }, 8) < QUALITY.minLuma) return reject(REASONS.dark);
   let box = st.tracked;
-  if (!box || m.k % st.detectEvery === 0) {
+  if (!track && wantsDetector(st, m)) {
     const r = await detect(img);
     rec.detected = true;
     rec.detMs = r.ms.det;
@@ -148,11 +149,11 @@ async function captureFrame(st, m) {
   return rec;
 }
 
-// A device too slow for every frame (auto-tune's skipStale): a frame is skipped when a newer
-// one is already waiting (never the last one), so the worker stays near the newest frame and
-// the result comes soon after the last grab, from fewer frames. Only the code strip is read.
+const wantsDetector = (st, m) => !st.tracked || m.k % st.detectEvery === 0;
+
+// A skipped frame (pacing.js): only its code strip is read.
 let strip = null, stripCtx = null;
-function skipFrame(m) {
+function skipFrame(m, reason = REASONS.busy) {
   const w = CODE.x + (CODE.bits + 2) * CODE.cell, h = CODE.y + CODE.cell;
   if (!strip) {
     strip = new OffscreenCanvas(w, h);
@@ -162,7 +163,7 @@ function skipFrame(m) {
   m.bitmap.close();
   return { k: m.k, grabT: m.grabT, frameIndex: decodeIndex(stripCtx.getImageData(0, 0, w, h)),
     queueMs: epoch() - m.grabEpoch, detMs: null, estMs: null, preMs: 0, hb: null,
-    reason: REASONS.busy, box: null, detected: false, skipped: true };
+    reason, box: null, detected: false, skipped: true };
 }
 
 const yieldToMessages = () => new Promise((resolve) => {
@@ -182,8 +183,16 @@ async function pumpCapture(id) {
     st.pending.delete(st.next);
     st.next++;
     const t0 = performance.now();
-    const rec = st.skipStale && st.pending.has(st.next) ? skipFrame(m) : await captureFrame(st, m);
+    let how = 'full';
+    if (st.skipStale) {
+      pacing.noteGrab(st.pace, m.k, m.grabEpoch);
+      how = pacing.plan(st.pace, { newerWaiting: st.pending.has(st.next),
+        wantsDetector: wantsDetector(st, m), tracked: !!st.tracked, now: epoch() });
+    }
+    const rec = how === 'skip' ? skipFrame(m) : how === 'late' ? skipFrame(m, REASONS.late)
+      : await captureFrame(st, m, how === 'track');
     rec.totalMs = performance.now() - t0; // pixels + every stage this frame went through
+    if (st.skipStale && !rec.skipped) pacing.noteCost(st.pace, rec);
     self.postMessage({ type: 'frame', id, rec, doneEpoch: epoch() });
   }
 }
@@ -345,7 +354,8 @@ self.onmessage = (e) => {
   }
   if (m.type === 'capture-start') {
     captures.set(m.id, { next: 0, pending: new Map(), tracked: null, thumb: null,
-      detectEvery: Math.max(1, m.detectEvery | 0), skipStale: !!m.skipStale, cancelled: false });
+      detectEvery: Math.max(1, m.detectEvery | 0), skipStale: !!m.skipStale, cancelled: false,
+      pace: pacing.pacer(m) });
     return;
   }
   if (m.type === 'frame') {
