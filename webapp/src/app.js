@@ -2,7 +2,8 @@
 // On a first visit the models are loaded only once the service worker controls the page, so
 // they and the WASM pass through it into its cache (every file crosses the network once); a
 // failed load offers Retry.
-// Inference lives in worker.js. URL options: ?threads=N (WASM threads, default 2),
+// Inference lives in worker.js. URL options: ?threads=N (WASM threads: pinned; otherwise 2, or
+// what auto-tune chose),
 // ?detect_every=N (capture: run the detector on every N-th frame and track the nail between),
 // ?bench=1 (exposes window.__hemoedgeBench), ?bench=1&seedloop=1 (the seed's sequential loop),
 // ?bench=1&skip_stale=1[&result_ms=N] (pace the capture as on a slow device: pacing.js),
@@ -11,7 +12,8 @@
 import { refs, setText, setStatus, fillList, drawBoxes, CATEGORY_TEXT, fmt } from './dom.js';
 import { schedule, seedLoop, CAPTURE } from './capture.js';
 import { summarise, median, whoCategory } from './aggregate.js';
-import { decide, describe, STORAGE_KEY } from './autotune.js';
+import { decide, describe, threadCandidates, STORAGE_KEY } from './autotune.js';
+import { tuneDevice } from './tunethreads.js';
 
 const MIN_VALID = 10; // frames that must survive quality checks and IQR rejection
 const PREVIEW_MS = 250; // detector preview cadence while idle, ms
@@ -25,6 +27,9 @@ const BENCH = params.get('bench') === '1';
 const SEEDLOOP = BENCH && params.get('seedloop') === '1';
 const REQUESTED_THREADS = SEEDLOOP ? 1 : intParam('threads', 1, 16, 2);
 const THREADS = self.crossOriginIsolated ? REQUESTED_THREADS : 1;
+const THREADS_PINNED = SEEDLOOP || params.has('threads'); // auto-tune leaves the count alone
+const THREAD_CANDIDATES = threadCandidates({ cores: navigator.hardwareConcurrency,
+  isolated: self.crossOriginIsolated, pinned: THREADS_PINNED ? THREADS : null });
 const DETECT_EVERY = SEEDLOOP ? 1 : intParam('detect_every', 1, CAPTURE.frames, 2);
 const CADENCE_FIXED = SEEDLOOP || params.has('detect_every'); // auto-tune leaves it alone
 const AUTOTUNE = !SEEDLOOP && params.get('autotune') !== '0';
@@ -71,11 +76,13 @@ let seq = 0;
 const waiting = new Map();
 let capture = null; // the running capture, or null
 
+const WORKER_URL = new URL('./worker.js', import.meta.url);
+const MANIFEST_URL = new URL('./models.json', import.meta.url).href;
 function spawnWorker() {
   if (worker) worker.terminate();
   for (const w of waiting.values()) w.reject(new Error('the inference worker was restarted'));
   waiting.clear();
-  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  worker = new Worker(WORKER_URL, { type: 'module' });
   worker.onmessage = onWorkerMessage;
   worker.onerror = (e) => {
     e.preventDefault();
@@ -124,32 +131,44 @@ async function start() {
     setText(refs.threadNote, 'Running on 1 thread: this page is not cross-origin isolated (serve it with `hemoedge webapp serve`).');
   }
   await whenCached();
-  spawnWorker();
-  const info = await call({ type: 'init', manifestUrl: new URL('./models.json', import.meta.url).href,
-    threads: THREADS, retry: attempts++ > 0 });
+  const threads = (AUTOTUNE && savedChoice().threads) || THREADS; // a saved choice's count
+  const info = await startWorker(threads, attempts++ > 0);
   ready = true;
-  if (info.numThreads < REQUESTED_THREADS) {
-    setText(refs.threadNote, `Running on ${info.numThreads} thread(s) instead of ${REQUESTED_THREADS}` +
-      (self.crossOriginIsolated ? '.' : ': the page is not cross-origin isolated.'));
-  } else {
-    setText(refs.threadNote, `${info.numThreads} inference thread(s); models ${info.variant}.`);
-  }
   const readyT = performance.now();
-  modelsInfo = info;
   showThresholds(info.who);
   if (info.autotune && AUTOTUNE) await autotune(false);
   setStatus('Ready. Nothing leaves this device.', 'ok');
-  if (bench) Object.assign(bench, { ready: true, session: info, numThreads: info.numThreads, readyT, detectEvery });
+  if (bench) Object.assign(bench, { ready: true, session: modelsInfo, numThreads: modelsInfo.numThreads, readyT, detectEvery });
   watchOffline();
 }
 
+// a new inference worker at `threads` (the old one, if any, is terminated); startMs is its
+// start-up without its downloads (what auto-tune predicts another count's probe from)
+let startMs = 0;
+async function startWorker(threads, retry = false) {
+  const t0 = performance.now();
+  spawnWorker();
+  const info = await call({ type: 'init', manifestUrl: MANIFEST_URL, threads, retry });
+  startMs = performance.now() - t0 - Object.values(info.timings).reduce((a, t) => a + t.fetchMs, 0);
+  const asked = self.crossOriginIsolated ? threads : REQUESTED_THREADS;
+  setText(refs.threadNote, info.numThreads < asked
+    ? `Running on ${info.numThreads} thread(s) instead of ${asked}` +
+      (self.crossOriginIsolated ? '.' : ': the page is not cross-origin isolated.')
+    : `${info.numThreads} inference thread(s); models ${info.variant}.`);
+  modelsInfo = info;
+  return info;
+}
+
 // ------------------------------------------------------------------ auto-tune
-// On first use, and whenever the app (its code or models) or the thread count changes, time
-// the shipped choices on this device (worker: tuneTimings, within the build's budget) and
-// keep the decision (autotune.js) in localStorage under this version's key.
+// On first use, and whenever the app (its code or models) or the thread counts it may use
+// change, time the shipped choices on this device (tunethreads.js, within the build's budget)
+// and keep the decision (autotune.js) in localStorage under this version's key.
 let modelsInfo = null;
 const VERSION_KEY = () => [new URL(import.meta.url).pathname.split('/').pop(),
-  new URL('./models.json', import.meta.url).pathname.split('/').pop(), `t${modelsInfo.numThreads}`].join(':');
+  new URL('./models.json', import.meta.url).pathname.split('/').pop(), `t${THREAD_CANDIDATES.join('-')}`].join(':');
+const savedChoice = () => {
+  try { return JSON.parse(localStorage.getItem(`${STORAGE_KEY}:${VERSION_KEY()}`)).choice || {}; } catch { return {}; }
+};
 
 async function autotune(force) {
   const cfg = modelsInfo.autotune;
@@ -164,19 +183,29 @@ async function autotune(force) {
   refs.retuneBtn.disabled = true;
   if (!cached) {
     setText(refs.tuneNote, 'Tuning for this device (a few seconds)…');
-    const timings = await call({ type: 'tune', budgetMs: cfg.budgetMs * 0.8 });
-    rec = { choice: decide(cfg, timings), timings, tunedMs: null, at: Date.now() };
+    const here = modelsInfo.numThreads;
+    const timings = await tuneDevice({ call, budgetMs: cfg.budgetMs * 0.8, here, startMs,
+      candidates: THREADS_PINNED ? [] : THREAD_CANDIDATES, workerUrl: WORKER_URL,
+      manifestUrl: MANIFEST_URL, init: modelsInfo });
+    rec = { choice: decide({ ...cfg, primary: { ...cfg.primary, threads: here }, pinThreads: THREADS_PINNED },
+      timings), timings, tunedMs: null, at: Date.now() };
     rec.tunedMs = performance.now() - t0;
     try {
       for (let i = localStorage.length - 1; i >= 0; i--) { // other versions' choices go
         const k = localStorage.key(i);
-        const ver = (x) => x.replace(/:t\d+$/, '');
+        const ver = (x) => x.replace(/:t[\d-]+$/, '');
         if (k && k.startsWith(STORAGE_KEY) && ver(k) !== ver(key)) localStorage.removeItem(k);
       }
       localStorage.setItem(key, JSON.stringify(rec));
     } catch { /* private mode: tune again next time */ }
   }
   const c = rec.choice;
+  let restartMs = 0; // the chosen count, unless pinned: a new worker at that count
+  if (!THREADS_PINNED && THREAD_CANDIDATES.includes(c.threads) && c.threads !== modelsInfo.numThreads) {
+    const t1 = performance.now();
+    await startWorker(c.threads);
+    restartMs = performance.now() - t1;
+  }
   await call({ type: 'use', det: c.det, est: c.est });
   if (!CADENCE_FIXED) detectEvery = c.detectEvery;
   // a device that falls behind during a capture (a slower phase, other apps, a model timed
@@ -189,8 +218,8 @@ async function autotune(force) {
   refs.retuneBtn.disabled = !!capture;
   if (bench) {
     bench.autotune = { key: c.key, choice: { ...c, detectEvery }, timings: rec.timings,
-      ms, tunedMs: rec.tunedMs, cached, storageKey: key };
-    bench.detectEvery = detectEvery;
+      ms, tunedMs: rec.tunedMs, restartMs, cached, storageKey: key, threadCandidates: THREAD_CANDIDATES };
+    Object.assign(bench, { detectEvery, numThreads: modelsInfo.numThreads, session: modelsInfo });
   }
 }
 

@@ -1,10 +1,14 @@
-// Per-device auto-tune: which shipped detector / estimator and which detector cadence this
-// device should use for the 80 ms capture. The worker times every shipped model on the device
-// (worker.js tuneTimings); decide() turns those timings into a setting. Pure: no DOM, no
-// worker, so node can test it.
+// Per-device auto-tune: which shipped detector / estimator, which detector cadence and how many
+// WASM threads this device should use for the 80 ms capture. The worker times every shipped
+// model on the device (worker.js tuneTimings); a short-lived worker per other thread count times
+// the built pairing there (tunethreads.js); decide() turns those timings into a setting. Pure:
+// no DOM, no worker, so node can test it.
 //
 // A setting's work per frame, in the worker: pre + est + det / N (detector every N frames, the
-// nail box tracked in between; pre = pixels + letterbox + crop). It fits when that mean is at
+// nail box tracked in between; pre = pixels + letterbox + crop). At another thread count T than
+// the one the models were timed at, every detector's time is scaled by the built detector's
+// time at T over its time here, and every estimator's likewise (only the built pairing is timed
+// at other counts: a second worker must create its sessions, and the tune has a budget). It fits when that mean is at
 // most headroom x 80 ms (the capture's grid, with room for the main thread and jitter).
 // Settings at the app's default cadence (2) trade nothing; a longer cadence refreshes the nail
 // box less often (an accuracy trade the app then states). decide() picks the fastest setting
@@ -16,19 +20,40 @@
 export const STORAGE_KEY = 'hemoedge-autotune';
 // Another model than the built pairing's must be this much faster to be chosen: two models
 // timed within a few % of each other would otherwise flip from one fresh profile to the next.
+// Another thread count than the running one must make the whole frame this much faster.
 export const SWITCH_MARGIN = 0.15;
+export const THREAD_CHOICES = [1, 2, 4];
+
+/** The thread counts auto-tune may choose from: 1, 2, 4 up to the device's cores, and only 1
+ * when the page is not cross-origin isolated (no SharedArrayBuffer, no WASM threads); a count
+ * pinned by the page address is the only one. */
+export function threadCandidates({ cores, isolated, pinned = null }) {
+  if (pinned) return [pinned];
+  if (!isolated) return [1];
+  return THREAD_CHOICES.filter((t) => t === 1 || t <= (cores || 1));
+}
 
 /** All settings: every shipped detector x estimator x cadence, with the modelled frame cost. */
 export function settings(cfg, timings) {
   const out = [];
-  for (const det of Object.keys(cfg.choices.detector)) {
-    for (const est of Object.keys(cfg.choices.estimator)) {
-      const d = timings.detector[det], e = timings.estimator[est];
-      if (!(d > 0) || !(e >= 0)) continue;
-      for (const n of cfg.cadences) {
-        const frameMs = timings.pre + e + d / n;
-        out.push({ det, est, detectEvery: n, frameMs, detFrameMs: timings.pre + e + d,
-          trades: n > cfg.defaultCadence });
+  const p = cfg.primary || {};
+  const here = timings.numThreads || p.threads || null; // the count the models were timed at
+  const at = timings.threads || {}; // count -> the built pairing's {detector, estimator} there
+  const base = at[here];
+  let counts = [here];
+  if (!cfg.pinThreads && base) counts = Object.keys(at).map(Number).filter((t) => at[t].detector > 0 && at[t].estimator > 0);
+  for (const threads of counts) {
+    const rd = threads === here ? 1 : at[threads].detector / base.detector;
+    const re = threads === here ? 1 : at[threads].estimator / base.estimator;
+    for (const det of Object.keys(cfg.choices.detector)) {
+      for (const est of Object.keys(cfg.choices.estimator)) {
+        const d = timings.detector[det] * rd, e = timings.estimator[est] * re;
+        if (!(d > 0) || !(e >= 0)) continue;
+        for (const n of cfg.cadences) {
+          const frameMs = timings.pre + e + d / n;
+          out.push({ det, est, detectEvery: n, threads, frameMs, detFrameMs: timings.pre + e + d,
+            trades: n > cfg.defaultCadence });
+        }
       }
     }
   }
@@ -41,10 +66,11 @@ export function decide(cfg, timings) {
   if (!all.length) throw new Error('auto-tune: no setting could be timed');
   const limit = cfg.headroom * cfg.intervalMs;
   const p = cfg.primary || {};
+  const here = p.threads || timings.numThreads; // the running worker's count
   const rank = (x) => x.frameMs * ((x.det === p.det ? 1 : 1 + SWITCH_MARGIN / 2) *
-    (x.est === p.est ? 1 : 1 + SWITCH_MARGIN / 2));
+    (x.est === p.est ? 1 : 1 + SWITCH_MARGIN / 2) * (x.threads === here ? 1 : 1 + SWITCH_MARGIN));
   const byCost = (a, b) => rank(a) - rank(b) || a.detectEvery - b.detectEvery ||
-    (a.det + a.est).localeCompare(b.det + b.est);
+    (a.det + a.est).localeCompare(b.det + b.est) || (a.threads || 0) - (b.threads || 0);
   const fits = all.filter((s) => s.frameMs <= limit);
   const free = fits.filter((s) => !s.trades).sort(byCost);
   let pick, why;
@@ -60,12 +86,14 @@ export function decide(cfg, timings) {
     why = 'nothing fits the 80 ms grid on this device: fastest setting, frames skipped when busy';
   }
   return { ...pick, fits: pick.frameMs <= limit, limitMs: limit, why,
-    key: `det=${pick.det},est=${pick.est},every=${pick.detectEvery}` };
+    key: `det=${pick.det},est=${pick.est},every=${pick.detectEvery}` +
+      (pick.threads ? `,threads=${pick.threads}` : '') };
 }
 
 /** The words the app shows for a setting (says what it trades, if anything). */
 export function describe(s, defaultCadence) {
-  let t = `Tuned for this device: detector ${s.det}, estimator ${s.est}, detector on every ` +
+  let t = `Tuned for this device: detector ${s.det}, estimator ${s.est}, ` +
+    (s.threads ? `${s.threads} thread${s.threads === 1 ? '' : 's'}, ` : '') + 'detector on every ' +
     `${s.detectEvery === 1 ? 'frame' : `${s.detectEvery}${s.detectEvery === 2 ? 'nd' : s.detectEvery === 3 ? 'rd' : 'th'} frame`} ` +
     `(about ${s.frameMs.toFixed(0)} ms of work per 80 ms frame).`;
   if (s.detectEvery > defaultCadence) {

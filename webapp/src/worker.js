@@ -230,24 +230,31 @@ function specOf(role, prec) {
   return (M.autotune && M.autotune.choices[role][prec] || M[role]).spec;
 }
 
-async function tuneTimings({ budgetMs }) {
+// phase 'pairing': the frame work and the built pairing only (all a thread-count probe
+// times, and the first step of the app's tune); 'others': then the other choices, within a
+// budget of their own; no phase: both.
+let tuned = null; // the last 'pairing' phase's figures, which 'others' completes
+async function tuneTimings({ budgetMs, phase }) {
   const t0 = performance.now();
   const end = t0 + budgetMs;
-  const out = { detector: {}, estimator: {}, pre: 0, runs: {}, createMs: {}, skipped: {} };
-  // the work around the models, on a frame of the camera's size
-  const oc = new OffscreenCanvas(640, 480);
-  const c2 = oc.getContext('2d', { willReadFrequently: true });
-  c2.fillStyle = '#b07060';
-  c2.fillRect(0, 0, 640, 480);
-  const preT = [];
-  for (let i = 0; i < 3; i++) {
-    const t = performance.now();
-    const img = c2.getImageData(0, 0, 640, 480);
-    letterbox(img, M.detector.spec.preprocess, inputBuffer('detector'));
-    resizeCrop(img, cropRect([250, 170, 390, 310], 640, 480), M.estimator.spec.preprocess, inputBuffer('estimator'));
-    preT.push(performance.now() - t);
+  const out = phase === 'others' && tuned ? tuned : { detector: {}, estimator: {}, pre: 0, runs: {},
+    createMs: {}, skipped: {}, numThreads: ort.env.wasm.numThreads };
+  tuned = out;
+  if (phase !== 'others') { // the work around the models, on a frame of the camera's size
+    const oc = new OffscreenCanvas(640, 480);
+    const c2 = oc.getContext('2d', { willReadFrequently: true });
+    c2.fillStyle = '#b07060';
+    c2.fillRect(0, 0, 640, 480);
+    const preT = [];
+    for (let i = 0; i < 3; i++) {
+      const t = performance.now();
+      const img = c2.getImageData(0, 0, 640, 480);
+      letterbox(img, M.detector.spec.preprocess, inputBuffer('detector'));
+      resizeCrop(img, cropRect([250, 170, 390, 310], 640, 480), M.estimator.spec.preprocess, inputBuffer('estimator'));
+      preT.push(performance.now() - t);
+    }
+    out.pre = Math.min(...preT);
   }
-  out.pre = Math.min(...preT);
   const input = (role, prec) => {
     const sp = specOf(role, prec);
     return { sp, x: new ort.Tensor('float32', new Float32Array(sp.input_shape.reduce((a, b) => a * b, 1)).fill(0.5), sp.input_shape) };
@@ -269,7 +276,8 @@ async function tuneTimings({ budgetMs }) {
   // a choice is loaded only when its predicted create + 2 runs fit what is left (sessions
   // cannot be interrupted); one that does not is left out of the decision (out.skipped)
   const primary = { detector: M.detector.precision, estimator: M.estimator.precision };
-  for (const role of ['detector', 'estimator']) await timeRuns(role, primary[role], 2);
+  if (phase !== 'others') for (const role of ['detector', 'estimator']) await timeRuns(role, primary[role], 2);
+  if (phase === 'pairing') { out.ms = performance.now() - t0; return out; }
   for (const role of ['detector', 'estimator']) {
     for (const prec of Object.keys(M.autotune.choices[role])) {
       if (prec === primary[role]) continue;
@@ -283,7 +291,7 @@ async function tuneTimings({ budgetMs }) {
       await timeRuns(role, prec, 2);
     }
   }
-  out.ms = performance.now() - t0;
+  out.ms = (phase === 'others' ? out.ms || 0 : 0) + performance.now() - t0;
   // a choice left out still belongs to the build: fetch it in the background so the service
   // worker caches it as it passes (offline needs every file, and a Re-tune may want it)
   for (const key of Object.keys(out.skipped)) {
