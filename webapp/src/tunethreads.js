@@ -7,8 +7,9 @@
 //      cost fits the time left: a worker's start-up (the app's worker's, without its downloads
 //      and its first session, whose creation also fetched and compiled the runtime; after one
 //      probe, that probe's), both sessions' creation (the app's worker's second session's time
-//      per byte), a warm-up and two runs of both models (slower by up to the ratio of thread
-//      counts). A probe that outlives the budget is terminated and left out;
+//      per byte), both models' warm-up (their first run in the app's worker) and two runs
+//      (slower by up to the ratio of thread counts). A probe that outlives the budget is
+//      terminated and left out;
 //   3. the app's worker times the other shipped models with what is left.
 // Other models are timed at the app's count only; autotune.js scales them to another count by
 // the built pairing's ratio there.
@@ -69,7 +70,9 @@ export async function tuneDevice({ call, budgetMs, here, candidates, workerUrl, 
   timings.probes = {};
   // more threads first: the likelier win on a phone with cores to spare
   for (const t of candidates.filter((c) => c !== here).sort((a, b) => b - a)) {
-    const predicted = overheadMs + createMs + 3 * (pair.detector + pair.estimator) * Math.max(1, here / t);
+    const warmupMs = (timings.warmupMs[`detector.${primary.det}`] || pair.detector) +
+      (timings.warmupMs[`estimator.${primary.est}`] || pair.estimator);
+    const predicted = overheadMs + createMs + warmupMs + 2 * (pair.detector + pair.estimator) * Math.max(1, here / t);
     const left = end - performance.now();
     if (predicted > left) {
       timings.probes[t] = { skipped: `predicted ${Math.round(predicted)} ms, ${Math.round(Math.max(0, left))} ms left` };

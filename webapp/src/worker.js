@@ -238,7 +238,7 @@ async function tuneTimings({ budgetMs, phase }) {
   const t0 = performance.now();
   const end = t0 + budgetMs;
   const out = phase === 'others' && tuned ? tuned : { detector: {}, estimator: {}, pre: 0, runs: {},
-    createMs: {}, skipped: {}, numThreads: ort.env.wasm.numThreads };
+    createMs: {}, skipped: {}, warmupMs: {}, numThreads: ort.env.wasm.numThreads };
   tuned = out;
   if (phase !== 'others') { // the work around the models, on a frame of the camera's size
     const oc = new OffscreenCanvas(640, 480);
@@ -262,7 +262,9 @@ async function tuneTimings({ budgetMs, phase }) {
   const timeRuns = async (role, prec, maxRuns) => { // one warm-up, then up to maxRuns timed
     const s = sessions[role][prec];
     const { sp, x } = input(role, prec);
+    const w = performance.now();
     await s.run({ [sp.input_name]: x });
+    out.warmupMs[`${role}.${prec}`] = Math.round(performance.now() - w); // a new session's first run
     const ts = [];
     while (ts.length < maxRuns && (ts.length === 0 || performance.now() < end)) {
       const t = performance.now();
