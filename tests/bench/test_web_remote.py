@@ -126,10 +126,12 @@ def test_a_remote_device_captures_through_the_bench_hook(tmp_path):
     assert "web.memory_bytes" not in ours  # still not measured remotely
     drop = ours["web.capture.dropped_frames"]
     # every grabbed frame was one of the video's (its index decoded from the JPEG's code
-    # strip), looped over the 50 fed frames at 25 fps: 80 ms = 2 source frames a grab
+    # strip), looped over the 50 fed frames at 25 fps: 80 ms = 2 source frames a grab on
+    # average (single steps jitter with the page's timers: {1: 6, 2: 16, 3: 7} seen in CI)
     assert drop.params["undecoded"] == 0
     steps = {int(k): c for k, c in drop.params["source_steps"].items()}
-    assert sum(steps.values()) == 29 and steps.get(2, 0) >= 20, steps
+    assert sum(steps.values()) == 29 and max(steps) <= 4, steps
+    assert abs(sum(k * c for k, c in steps.items()) / 29 - 2.0) < 0.35, steps
     assert abs(ours["web.capture.interval_ms.mean"].value - 80.0) < 5
     assert ours["web.capture.readings"].value == 1.0 and ours["web.frame.hb_rate"].value > 0.9
     assert ours["web.capture.hb_error"].value < 0.5  # the video's Hb, read through JPEG frames
