@@ -4,8 +4,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# chromium: the browser tests and bench web; nginx: the emitted nginx.conf, tested for real
-APT_PACKAGES := chromium fonts-dejavu-core nginx
+# chromium: the browser tests and bench web; nginx: the emitted nginx.conf, tested for real;
+# qemu-user: the same code under an emulated AVX2 CPU (tests/test_cross_isa.py)
+APT_PACKAGES := chromium fonts-dejavu-core nginx qemu-user
 PY_STAMP := $(VENV)/.stamp-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 NPM_STAMP := webapp/node_modules/.stamp-$(shell cat webapp/package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
 PYTEST_ARGS ?=

@@ -33,23 +33,43 @@ K_SKIN_BLOOD = 0.35  # skin blood optical depth (fixed, Hb-independent)
 WHITE = np.array([0.95, 0.93, 0.90], np.float32)  # lunula / free edge
 
 
+# Transcendental functions with the same bits on every x86-64 CPU. numpy's float64 exp and
+# log, and its power with a non-integer exponent in any precision, run SVML code on AVX-512
+# machines and other code on AVX2 ones, and the last bits differ: one synthetic photo in 23
+# came out different (docs/quantize.md, "Same answer on every CPU"). Its float32 exp, log,
+# sin and cos run one algorithm on both; x ** 2 is a multiply.
+def _exp(x) -> np.ndarray:
+    return np.exp(np.asarray(x, np.float32))
+
+
+def _log(x) -> np.ndarray:
+    return np.log(np.asarray(x, np.float32))
+
+
+def _pow(x, p: float) -> np.ndarray:
+    """x ** p for x >= 0 and a non-integer p (0 ** p = 0 for p > 0)."""
+    x = np.asarray(x, np.float32)
+    safe = np.where(x > 0, x, np.float32(1))
+    return np.where(x > 0, _exp(np.float32(p) * _log(safe)), np.float32(0))
+
+
 def kelvin_to_rgb(t: float) -> np.ndarray:
     """Approximate illuminant RGB of a black body at t kelvin, normalised to G = 1."""
     t = t / 100.0
-    r = 255.0 if t <= 66 else 329.7 * (t - 60) ** -0.1332
-    g = 99.47 * np.log(t) - 161.1 if t <= 66 else 288.1 * (t - 60) ** -0.0755
-    b = 255.0 if t >= 66 else (0.0 if t <= 19 else 138.5 * np.log(t - 10) - 305.0)
+    r = 255.0 if t <= 66 else 329.7 * float(_pow(t - 60, -0.1332))
+    g = 99.47 * float(_log(t)) - 161.1 if t <= 66 else 288.1 * float(_pow(t - 60, -0.0755))
+    b = 255.0 if t >= 66 else (0.0 if t <= 19 else 138.5 * float(_log(t - 10)) - 305.0)
     rgb = np.clip(np.array([r, g, b], np.float32), 1, 255)
     return rgb / rgb[1]
 
 
 def nail_reflectance(hb_gdl: float, perfusion: float = 1.0, melanin: float = 0.0) -> np.ndarray:
-    return (PLATE * TISSUE * np.exp(-K_NAIL * (hb_gdl / 15.0) * perfusion * EPS_HB)
-            * np.exp(-0.1 * melanin * EPS_MEL)).astype(np.float32)
+    return (PLATE * TISSUE * _exp(-K_NAIL * (hb_gdl / 15.0) * perfusion * EPS_HB)
+            * _exp(-0.1 * melanin * EPS_MEL)).astype(np.float32)
 
 
 def skin_reflectance(melanin: float) -> np.ndarray:
-    return (SKIN0 * np.exp(-melanin * EPS_MEL) * np.exp(-K_SKIN_BLOOD * EPS_HB)).astype(np.float32)
+    return (SKIN0 * _exp(-melanin * EPS_MEL) * _exp(-K_SKIN_BLOOD * EPS_HB)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -66,7 +86,7 @@ class Session:
 
     def camera_gain(self) -> np.ndarray:
         illum = kelvin_to_rgb(self.kelvin)
-        return (illum * illum ** -self.wb_alpha * np.array(self.wb_error, np.float32)
+        return (illum * _pow(illum, -self.wb_alpha) * np.array(self.wb_error, np.float32)
                 * self.intensity).astype(np.float32)
 
 
@@ -205,7 +225,7 @@ def render(patient: Patient, session: Session, w: int = 640, h: int = 480,
         shade *= 1 - 0.25 * np.clip((r * 0.6 - u) / (r * 0.6), 0, 1)  # tip falls off
         crease = np.zeros_like(u)
         for cu in (r * 3.3, r * 5.4):  # finger joints
-            crease += np.exp(-((u - cu) / 2.0) ** 2) * 0.18 * (1 - across ** 4)
+            crease += _exp(-((u - cu) / 2.0) ** 2) * 0.18 * (1 - (across ** 2) ** 2)
         col = skin[None, None] * (shade * (1 + tone) * (1 - crease))[..., None]
         img = img * (1 - cov[..., None]) + col * cov[..., None]
 
@@ -213,11 +233,12 @@ def render(patient: Patient, session: Session, w: int = 640, h: int = 480,
         a = r * rng.uniform(0.66, 0.76)
         u0, u1 = r * rng.uniform(0.12, 0.25), r * rng.uniform(1.75, 2.0)
         um, bl = (u0 + u1) / 2, (u1 - u0) / 2
-        sup = (np.abs(v) / a) ** 2.6 + (np.abs(u - um) / bl) ** 3.0
+        du = np.abs(u - um) / bl
+        sup = _pow(np.abs(v) / a, 2.6) + du * du * du
         nail_cov = _soft((1 - sup) * min(a, bl) * 0.5, 0.8) * cov
         bed = nail_reflectance(patient.hb_gdl, patient.perfusion[fi], patient.melanin)
         t = np.clip((u - u0) / (u1 - u0), 0, 1)  # 0 at the free edge, 1 at the cuticle
-        free_edge = np.clip(1 - t / rng.uniform(0.12, 0.2), 0, 1) ** 0.7
+        free_edge = _pow(np.clip(1 - t / rng.uniform(0.12, 0.2), 0, 1), 0.7)
         lunula_r = rng.uniform(0.2, 0.32)
         lunula = _soft((lunula_r * a - np.sqrt((v * 0.8) ** 2 + ((u - u1) * 1.2) ** 2)), 2.0)
         mix = np.maximum(free_edge, lunula * 0.65)[..., None]
@@ -225,9 +246,9 @@ def render(patient: Patient, session: Session, w: int = 640, h: int = 480,
         ncol = ncol * (0.82 + 0.18 * np.sqrt(1 - np.clip(np.abs(v) / a, 0, 1) ** 2))[..., None]
         ncol = ncol * (1 + 0.02 * tone[..., None])
         spec_u, spec_v = um + rng.uniform(-0.2, 0.2) * bl, rng.uniform(-0.4, 0.4) * a
-        spec = np.exp(-(((u - spec_u) / (0.45 * bl)) ** 2 + ((v - spec_v) / (0.12 * a)) ** 2))
+        spec = _exp(-(((u - spec_u) / (0.45 * bl)) ** 2 + ((v - spec_v) / (0.12 * a)) ** 2))
         ncol = ncol + 0.5 * spec[..., None] * rng.uniform(0.3, 1.0)
-        cuticle = np.exp(-((u - u1) / 1.6) ** 2) * (np.abs(v) < a) * 0.35
+        cuticle = _exp(-((u - u1) / 1.6) ** 2) * (np.abs(v) < a) * 0.35
         img = img * (1 - nail_cov[..., None]) + ncol * nail_cov[..., None]
         img = img * (1 - cuticle[..., None] * cov[..., None])
 
@@ -253,7 +274,7 @@ def camera(linear: np.ndarray, session: Session, rng: np.random.Generator) -> np
 
     x = linear * session.camera_gain()[None, None]
     x = np.clip(x, 0, 1)
-    srgb = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+    srgb = np.where(x <= 0.0031308, 12.92 * x, 1.055 * _pow(x, 1 / 2.4) - 0.055)
     img8 = np.clip(srgb * 255 + 0.5, 0, 255).astype(np.uint8)
     if session.blur > 0.05:
         img8 = np.asarray(Image.fromarray(img8).filter(ImageFilter.GaussianBlur(session.blur)))

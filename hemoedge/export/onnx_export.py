@@ -48,14 +48,24 @@ class ExportConfig:
 
 
 def torch_to_onnx(model: torch.nn.Module, spec: ModelSpec) -> bytes:
+    """ONNX bytes of an eval-mode model; BatchNormalization folded into its Conv by
+    hemoedge in float64 (fold.py), not by torch.onnx's float32 kernels, whose last bits depend
+    on the CPU's instruction set."""
+    import onnx
+
+    from hemoedge.export.fold import fold_batchnorm
+
     model = model.eval()
     x = torch.zeros(spec.input_shape)
     buf = io.BytesIO()
     with torch.no_grad():
+        # PRESERVE on an eval-mode model: eval semantics, BatchNormalization kept as nodes
         torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=OPSET,
                           input_names=[spec.input_name], output_names=[spec.output_name],
-                          do_constant_folding=True)
-    return buf.getvalue()
+                          do_constant_folding=True, training=torch.onnx.TrainingMode.PRESERVE)
+    proto = onnx.load_from_string(buf.getvalue())
+    fold_batchnorm(proto)
+    return proto.SerializeToString()
 
 
 def simplify(model_bytes: bytes, simplifier: str):

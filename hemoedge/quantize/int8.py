@@ -189,21 +189,41 @@ def calibrate(model: str | Path, input_name: str, samples: Sequence[np.ndarray],
 GRID_STEPS_PER_OCTAVE = 16  # range grid: 2^(1/16), i.e. at most 4.4 % wider than measured
 
 
+def _grid_table() -> np.ndarray:
+    """2^(j/16) for j = 0..16 in float64, correctly rounded by exact decimal arithmetic (not
+    numpy's exp2, whose last bit differs between its AVX-512 and AVX2 code)."""
+    import decimal
+
+    ctx = decimal.Context(prec=40)
+    return np.array([float(ctx.power(decimal.Decimal(2), decimal.Decimal(j) / GRID_STEPS_PER_OCTAVE))
+                     for j in range(GRID_STEPS_PER_OCTAVE + 1)], np.float64)
+
+
+_GRID = _grid_table()
+_SLACK = 2.0 ** (1e-4 / GRID_STEPS_PER_OCTAVE)  # a value this close above a grid point is on it
+
+
 def snap_range(lo, hi):
     """(lowest, highest) moved outward onto the grid ±2^(k/16) (0 stays 0), same dtype.
 
-    The float model that calibration runs gives last-bit different activations on CPUs with
-    different float kernels; a raw min/max would then give a different scale, i.e. different
-    bytes. On the grid such a difference changes nothing unless a range sits within a few ulps
-    of a grid point (about 1 in 10^5 per tensor), at the cost of at most 4.4 % of the range."""
+    The float model that calibration runs could give last-bit different activations on CPUs
+    with different float kernels; a raw min/max would then give a different scale, i.e.
+    different bytes. On the grid such a difference changes nothing unless a range sits within
+    a few ulps of a grid point, at the cost of at most 4.4 % of the range. The grid is found
+    with exact operations only (frexp, comparisons against a fixed table, ldexp): no
+    logarithm or exponential whose last bit depends on the instruction set."""
     def snap(v, up: bool):
         a = np.asarray(v, np.float64)
         mag = np.abs(a)
-        k = np.log2(np.where(mag > 0, mag, 1.0)) * GRID_STEPS_PER_OCTAVE
-        # outward: towards +inf for the upper end of a positive value, etc.
-        # the 1e-4 steps of slack keep grid points (float32-rounded) where they are: idempotent
-        k = np.where((a > 0) == up, np.ceil(k - 1e-4), np.floor(k + 1e-4))
-        out = np.where(mag > 0, np.sign(a) * np.exp2(k / GRID_STEPS_PER_OCTAVE), 0.0)
+        m, e = np.frexp(np.where(mag > 0, mag, 1.0))  # mag = m * 2^e, m in [0.5, 1)
+        f = m * 2.0  # in [1, 2): exact
+        e = e - 1
+        away = (a > 0) == up  # outward is away from zero: round the magnitude up
+        # up: the smallest grid point >= f (within the slack); down: the largest <= f
+        j_up = np.searchsorted(_GRID * _SLACK, f, side="left")
+        j_dn = np.searchsorted(_GRID / _SLACK, f, side="right") - 1
+        g = np.where(away, _GRID[np.minimum(j_up, GRID_STEPS_PER_OCTAVE)], _GRID[j_dn])
+        out = np.where(mag > 0, np.sign(a) * np.ldexp(g, e), 0.0)
         return out.astype(np.asarray(v).dtype)
 
     return snap(lo, up=False), snap(hi, up=True)

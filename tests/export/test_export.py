@@ -114,3 +114,49 @@ def test_parity_refuses_a_checkpoint_that_changed_since_export(tmp_path, random_
     det.unlink()
     with pytest.raises(HemoedgeError, match="missing"):
         parity_run(art, None, n_images=1)
+
+
+def test_fold_batchnorm_keeps_the_outputs_and_removes_the_bn():
+    """Conv (with and without bias) -> BatchNormalization folded in float64: same outputs, no
+    BN left; a BN whose Conv output has another reader stays."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from hemoedge.export.fold import fold_batchnorm
+
+    rng = np.random.default_rng(0)
+
+    def init(name, *shape, positive=False):
+        v = rng.normal(size=shape).astype(np.float32)
+        return numpy_helper.from_array(np.abs(v) + 0.1 if positive else v, name)
+
+    inits = [init("w1", 4, 3, 3, 3), init("w2", 4, 4, 1, 1), init("b2", 4),
+             init("w3", 4, 4, 1, 1)]
+    for p in ("bn1", "bn2", "bn3"):
+        inits += [init(f"{p}_s", 4), init(f"{p}_b", 4), init(f"{p}_m", 4),
+                  init(f"{p}_v", 4, positive=True)]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c1", "bn1_s", "bn1_b", "bn1_m", "bn1_v"],
+                              ["y1"], epsilon=1e-3),
+             helper.make_node("Conv", ["y1", "w2", "b2"], ["c2"]),
+             helper.make_node("BatchNormalization", ["c2", "bn2_s", "bn2_b", "bn2_m", "bn2_v"],
+                              ["y2"]),
+             helper.make_node("Conv", ["y2", "w3"], ["c3"]),
+             helper.make_node("BatchNormalization", ["c3", "bn3_s", "bn3_b", "bn3_m", "bn3_v"],
+                              ["y3"]),
+             helper.make_node("Add", ["y3", "c3"], ["out"])]  # c3 has a second reader
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 3, 8, 8])], [helper.make_tensor_value_info(
+            "out", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    x = rng.normal(size=(1, 3, 8, 8)).astype(np.float32)
+
+    def run(m):
+        return ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+
+    before = run(model)
+    assert fold_batchnorm(model) == 2
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["Conv", "Conv", "Conv",
+                                                     "BatchNormalization", "Add"]
+    np.testing.assert_allclose(run(model), before, rtol=1e-5, atol=1e-5)
