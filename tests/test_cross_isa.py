@@ -57,6 +57,13 @@ lo, hi = snap_range(-r.lognormal(0, 3, 50000).astype(np.float32),
                     r.lognormal(0, 3, 50000).astype(np.float32))
 out["range_grid"] = sha(lo.tobytes() + hi.tobytes())
 
+# the SQNR figures that rank the search's candidates
+from hemoedge.quantize.sensitivity import _sqnr
+sig = r.normal(size=(64, 8, 50))
+db = [_sqnr(sig, sig * r.uniform(1e-3, 0.3, size=(64, 1, 1)) * r.normal(size=sig.shape),
+            axis_sum=(1, 2)) for _ in range(4)]
+out["sqnr"] = sha(np.concatenate(db).tobytes())
+
 # synthetic photos (rendered with exp, log, sin, cos, powers): the float render itself, which
 # shows a last-bit difference that 8-bit rounding hides in most photos, and a small set on disk
 from hemoedge.data import render
@@ -119,5 +126,5 @@ def test_same_bytes_under_an_emulated_avx2_cpu():
     here, other = _run(False), _run(True)
     # the contrast is real: numpy dispatches AVX-512 code here and not under the emulator
     assert here["avx512f"] and not other["avx512f"] and other["avx2"]
-    for key in ("range_grid", "render", "synth", "estimator_export", "int8"):
+    for key in ("range_grid", "sqnr", "render", "synth", "estimator_export", "int8"):
         assert other[key] == here[key], key

@@ -187,7 +187,10 @@ def detector_error(ref: Sequence[np.ndarray], out: Sequence[np.ndarray],
 def _sqnr(signal: np.ndarray, noise: np.ndarray, axis_sum=None) -> np.ndarray:
     s = np.sum(signal.astype(np.float64) ** 2, axis=axis_sum)
     n = np.sum(noise.astype(np.float64) ** 2, axis=axis_sum)
-    return 10 * np.log10(np.maximum(s, 1e-30) / np.maximum(n, 1e-30))
+    ratio = np.asarray(np.maximum(s, 1e-30) / np.maximum(n, 1e-30), np.float64)
+    # math.log10, not np.log10: numpy's runs SVML code on AVX-512 CPUs and other code on AVX2
+    # ones, and their last bits differ (measured); the ranking of candidates must not
+    return 10 * np.array([math.log10(v) for v in ratio.ravel()]).reshape(ratio.shape)
 
 
 def channel_sqnr(pre: np.ndarray, post: np.ndarray, dead: float = 1e-6) -> float:
