@@ -285,7 +285,9 @@ def rank_tensors(float_model: Path, qdq_model: Path, input_name: str,
             target = producer[node.input[0]]
         out.append(TensorError(name, target.name, target.op_type, whole, min(chan, whole),
                                noise, injected))
-    out.sort(key=lambda t: t.channel_sqnr_db)
+    # ties (e.g. float tensors with no rounding at all) by name: onnxruntime's activation
+    # matching comes in a set's order, which changes with Python's hash seed
+    out.sort(key=lambda t: (t.channel_sqnr_db, t.node, t.tensor))
     return out
 
 
