@@ -334,7 +334,11 @@ class _Run:
             try:
                 if unit.kind == "pairing":
                     self.start_figures(unit, url, counter, dist, ctx, guard)
-                for t in ((1,) if unit.kind == "seed" else self.cfg.threads):
+                # most threads first: a 2-thread page that followed a 1-thread page in the same
+                # browser lost a core at times, the other way round nothing changed (measured:
+                # docs/bench-web.md, "The 2-thread anomaly")
+                threads = (1,) if unit.kind == "seed" else sorted(self.cfg.threads, reverse=True)
+                for t in threads:
                     self.page_figures(unit, url, t, repeat, ctx, guard)
             finally:
                 self.chrome.close_context(ctx)
