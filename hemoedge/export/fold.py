@@ -31,7 +31,7 @@ def fold_batchnorm(model) -> int:
             users[t] = users.get(t, 0) + 1
     graph_outputs = {o.name for o in g.output}
     producer = {o: n for n in g.node for o in n.output}
-    folded, drop = 0, []
+    drop = []
     for bn in g.node:
         if bn.op_type != "BatchNormalization" or len(bn.output) != 1:
             continue
@@ -64,7 +64,6 @@ def fold_batchnorm(model) -> int:
         drop.append(bn)
         for p in params:
             g.initializer.remove(inits.pop(p))
-        folded += 1
     for bn in drop:
         g.node.remove(bn)
-    return folded
+    return len(drop)
