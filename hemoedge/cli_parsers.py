@@ -193,9 +193,10 @@ def add_stages(sub: Any, handler: Handler) -> None:
     s.add_argument("--tolerance-hb", type=_positive_float, default=0.05,
                    help="max allowed int8 estimator Hb MAE vs fp32 on val, g/dL")
     s.add_argument("--tolerance-det-score", type=_positive_float, default=0.05,
-                   help="max int8 detector |score change| on the top anchors (0-1)")
+                   help="max int8 detector |score change|: of the nails it finds, and the 99th "
+                        "percentile over the top anchors (0-1)")
     s.add_argument("--tolerance-det-box-px", type=_positive_float, default=1.0,
-                   help="max int8 detector mean |box change| on the top anchors, network px")
+                   help="max int8 detector |box edge change| of a nail it finds, network px")
     s.add_argument("--val-samples", type=_positive, default=32, help="validation photos for the search")
     s.add_argument("--max-steps", type=_count, help="at most this many nodes kept in float by "
                    "the exclusion search (default 8)")

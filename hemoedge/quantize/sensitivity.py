@@ -34,6 +34,7 @@ from hemoedge.errors import QuantizeError
 log = logging.getLogger(__name__)
 
 Figures = dict[str, float]
+ZERO_LIMIT_WEIGHT = 1e6  # Tolerance.badness: weight of a figure whose limit is 0
 XMODEL_CAP_DB = 100.0  # SQNR taken for a node's inputs when none is measured (the image)
 
 
@@ -51,14 +52,20 @@ class Tolerance:
                 if not figures[name] <= lim]
 
     def badness(self, figures: Figures) -> float:
-        """Largest figure / limit ratio (<= 1 means within tolerance)."""
-        worst = 0.0
+        """Largest figure / limit ratio (<= 1 means within tolerance). A figure whose limit is
+        0 (e.g. nails_changed) adds ZERO_LIMIT_WEIGHT x its value instead: any excess
+        outweighs every ratio, and a candidate that lowers it still ranks above one that
+        does not."""
+        worst, zero = 0.0, 0.0
         for name, lim in self.limits:
             v = figures[name]
             if not math.isfinite(v):
                 return math.inf
-            worst = max(worst, v / lim if lim > 0 else (math.inf if v > 0 else 0.0))
-        return worst
+            if lim > 0:
+                worst = max(worst, v / lim)
+            else:
+                zero += ZERO_LIMIT_WEIGHT * v
+        return worst + zero
 
     def describe(self) -> dict[str, float]:
         return dict(self.limits)
@@ -165,21 +172,67 @@ def decision_figures(figures: Figures, decimals: int = 4) -> Figures:
             for k, v in figures.items()}
 
 
-def detector_error(ref: Sequence[np.ndarray], out: Sequence[np.ndarray],
-                   top_k: int = 20) -> Figures:
-    """Raw detector outputs (1, 4 + nc, A) against fp32 on the anchors that matter: per image
-    and class the top_k anchors by fp32 score (the ones that become detections).
+def detector_error(ref: Sequence[np.ndarray], out: Sequence[np.ndarray], top_k: int = 20,
+                   nail_class: int = 0, max_nails: int = 3, conf: float = 0.25,
+                   iou: float = 0.45) -> Figures:
+    """Raw detector outputs (1, 4 + nc, A) against fp32, as the pipeline uses them.
 
-    score_abs_max: largest |score change| there (scores 0-1);
-    box_abs_mean_px: mean |cx, cy, w, h change| there, network pixels."""
-    score_err, box_err = [], []
+    The nails the pipeline crops: per image, the best `max_nails` nail detections after the
+    confidence threshold and NMS (hemoedge.preprocess.decode_detections), matched by IoU:
+    nails_changed: share of images whose nails differ (another count, or a nail with no
+    int8 counterpart at IoU >= 0.5) - a lost, gained or swapped nail is another crop;
+    nail_edge_abs_max_px: largest |x1, y1, x2, y2 change| of a matched nail, network px;
+    nail_score_abs_max: largest |score change| of a matched nail (its rank among the nails).
+
+    The score channel in general: per image and class the top_k anchors by fp32 score,
+    score_abs_p99: 99th percentile of their |score change| (one anchor cannot decide it);
+    score_abs_max: the largest (reported; an anchor that never becomes a detection can set
+    it, and chasing it kept nodes in float that made the nails no better: docs/quantize.md);
+    box_abs_mean_px: mean |cx, cy, w, h change| there, network px."""
+    score_err, box_err, edge, nail_score = [], [], [], []
+    changed = 0
     for a, b in zip(ref, out, strict=True):
         a, b = np.asarray(a, np.float64)[0], np.asarray(b, np.float64)[0]
         for c in range(4, a.shape[0]):
             idx = np.argsort(-a[c], kind="stable")[:top_k]
-            score_err.append(np.abs(a[c, idx] - b[c, idx]).max())
+            score_err.append(np.abs(a[c, idx] - b[c, idx]))
             box_err.append(np.abs(a[:4, idx] - b[:4, idx]).mean())
-    return {"score_abs_max": float(np.max(score_err)), "box_abs_mean_px": float(np.mean(box_err))}
+        na, nb = (_nails(x, nail_class, max_nails, conf, iou) for x in (a, b))
+        lost = len(na) != len(nb)
+        for sa, ba in na:
+            ious = [_iou(ba, bb) for _, bb in nb]
+            j = int(np.argmax(ious)) if ious else -1
+            if j < 0 or ious[j] < 0.5:
+                lost = True
+                continue
+            edge.append(float(np.abs(nb[j][1] - ba).max()))
+            nail_score.append(abs(nb[j][0] - sa))
+        changed += lost
+    scores = np.concatenate(score_err)
+    return {"nails_changed": changed / len(ref),
+            "nail_edge_abs_max_px": max(edge, default=0.0),
+            "nail_score_abs_max": max(nail_score, default=0.0),
+            "score_abs_p99": float(np.percentile(scores, 99)),
+            "score_abs_max": float(scores.max()),
+            "box_abs_mean_px": float(np.mean(box_err))}
+
+
+def _nails(raw: np.ndarray, nail_class: int, max_nails: int, conf: float,
+           iou: float) -> list[tuple[float, np.ndarray]]:
+    """(score, xyxy in network px) of the best nail detections of one raw output (4 + nc, A)."""
+    from hemoedge.preprocess import Letterbox, decode_detections
+
+    dets = decode_detections(raw[None].astype(np.float32), Letterbox(1.0, 0, 0), conf, iou)
+    return [(d.score, np.asarray(d.box, np.float64)) for d in dets
+            if d.cls == nail_class][:max_nails]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 # ------------------------------------------------------------------ per-tensor SQNR ranking

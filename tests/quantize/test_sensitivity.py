@@ -34,6 +34,47 @@ def test_detector_error_hand_case():
     assert f["score_abs_max"] == pytest.approx(0.9)
     # top-1 anchor of class 4 is anchor 0 (|d box| mean 0.5), of class 5 anchor 0 as well
     assert f["box_abs_mean_px"] == pytest.approx(0.5)
+    assert f["nails_changed"] == 1.0  # the only nail is gone
+
+
+def _raw(anchors: list[tuple[float, float, float, float, float]]) -> np.ndarray:
+    """(1, 6, A) raw output from (cx, cy, w, h, nail score) per anchor; skin score 0."""
+    raw = np.zeros((1, 6, len(anchors)), np.float32)
+    for i, (cx, cy, w, h, s) in enumerate(anchors):
+        raw[0, :5, i] = [cx, cy, w, h, s]
+    return raw
+
+
+def test_detector_error_follows_the_nails_the_pipeline_crops():
+    two_nails = [(100, 100, 40, 60, 0.9), (200, 100, 40, 60, 0.8), (101, 100, 40, 60, 0.85)]
+    ref = _raw(two_nails)
+    # the overlapping third anchor is suppressed by NMS; move the kept ones a little
+    out = _raw([(100.5, 100, 40, 60, 0.88), (200, 99.25, 40, 60, 0.81), (101, 100, 40, 60, 0.2)])
+    f = sensitivity.detector_error([ref], [out], top_k=3)
+    assert f["nails_changed"] == 0.0
+    assert f["nail_edge_abs_max_px"] == pytest.approx(0.75)  # y1 and y2 of the second nail
+    assert f["nail_score_abs_max"] == pytest.approx(0.02, abs=1e-6)
+    # the suppressed anchor's score fell by 0.65: it sets the max, not the nails' figures
+    assert f["score_abs_max"] == pytest.approx(0.65, abs=1e-6)
+    # a nail under the confidence threshold is a changed nail set; so is a moved one
+    lost = _raw([(100, 100, 40, 60, 0.9), (200, 100, 40, 60, 0.2), (101, 100, 40, 60, 0.85)])
+    assert sensitivity.detector_error([ref], [lost])["nails_changed"] == 1.0
+    moved = _raw([(100, 100, 40, 60, 0.9), (230, 100, 40, 60, 0.8), (101, 100, 40, 60, 0.85)])
+    assert sensitivity.detector_error([ref, ref], [moved, ref])["nails_changed"] == 0.5
+
+
+def test_score_p99_is_not_ruled_by_one_anchor():
+    rng = np.random.default_rng(0)
+    ref = np.zeros((1, 6, 400), np.float32)
+    ref[0, :4] = 50.0
+    ref[0, 4:] = rng.uniform(0, 1, (2, 400))
+    out = ref.copy()
+    out[0, 4:] += rng.uniform(-0.01, 0.01, (2, 400)).astype(np.float32)
+    one = out.copy()
+    one[0, 4, np.argmax(ref[0, 4])] -= 0.3  # one anchor far off
+    f, g = (sensitivity.detector_error([ref], [x], top_k=200) for x in (out, one))
+    assert g["score_abs_max"] > 0.3 > 0.01 >= f["score_abs_max"]
+    assert g["score_abs_p99"] == pytest.approx(f["score_abs_p99"], abs=1e-3)
 
 
 def test_channel_sqnr_finds_a_zeroed_channel():
@@ -54,6 +95,12 @@ def test_tolerance():
     assert tol.badness({"a": 2.0, "b": 0.1}) == pytest.approx(2.0)
     with pytest.raises(QuantizeError, match=">= 0"):
         Tolerance((("a", -1.0),))
+    # a limit of 0 outweighs every ratio, and less of it is still better
+    zero = Tolerance((("a", 1.0), ("n", 0.0)))
+    assert zero.failures({"a": 0.5, "n": 0.0}) == []
+    assert zero.badness({"a": 0.5, "n": 0.0}) == pytest.approx(0.5)
+    assert zero.badness({"a": 0.1, "n": 0.25}) > zero.badness({"a": 50.0, "n": 0.0})
+    assert zero.badness({"a": 0.1, "n": 0.25}) < zero.badness({"a": 0.1, "n": 0.5})
 
 
 # ------------------------------------------------------------------ the search on tiny models
