@@ -55,6 +55,7 @@ from hemoedge.bench.accuracy_metrics import (
     add_kernel_spread,
     band_agreement,
     band_bias,
+    band_changes,
     band_mae,
     crop_sensitivity,
     detection_metrics,
@@ -296,6 +297,9 @@ def _measure(art: Artifact, cfg: EvalConfig, records: Sequence[Any], images: dic
         res.add(f"{prefix}e2e.band_agreement", v,
                 band_agreement([out[k] for k in both], [ref_e2e[k] for k in both]), "ratio",
                 "higher", n=len(both))
+        changes, gap = band_changes([out[k] for k in both], [ref_e2e[k] for k in both])
+        res.add(f"{prefix}e2e.band_changes", v, changes, "patients", "lower", n=len(both))
+        res.add(f"{prefix}e2e.band_change_edge_gap.max", v, gap, "g/dL", "lower", n=changes)
     return Measured(est_hb, e2e)
 
 

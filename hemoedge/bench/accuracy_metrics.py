@@ -136,6 +136,16 @@ def band_agreement(a: Sequence[float], b: Sequence[float]) -> float:
     return float(np.mean([severity_band(x) == severity_band(y) for x, y in zip(a, b, strict=True)]))
 
 
+def band_changes(a: Sequence[float], ref: Sequence[float]) -> tuple[int, float]:
+    """Cases whose severity band differs between a and ref, and the largest distance of such a
+    case's ref value from the nearest band edge (0 when none changed): a change of a case that
+    sits on an edge takes any difference at all; one far from an edge takes a large one."""
+    edges = sorted({e for _, lo, hi in SEVERITY_BANDS for e in (lo, hi)} - {0.0, 99.0})
+    changed = [y for x, y in zip(a, ref, strict=True) if severity_band(x) != severity_band(y)]
+    gap = max((min(abs(y - e) for e in edges) for y in changed), default=0.0)
+    return len(changed), float(gap)
+
+
 def per_patient(values: Sequence[float], patients: Sequence[str]) -> dict[str, float]:
     """Median of each patient's values (their nails)."""
     groups: dict[str, list[float]] = {}

@@ -95,6 +95,15 @@ def test_band_agreement():
     assert acc.band_agreement([7.9, 10, 12.9, 13.1], [8.1, 10.5, 12.0, 12.9]) == 0.5
 
 
+def test_band_changes_say_how_far_from_an_edge():
+    # 8.1 -> 7.9 crosses 8 from 0.1 away; 12.9 -> 13.1 crosses 13 from 0.1 away; 10.5 stays
+    n, gap = acc.band_changes([7.9, 10.0, 13.1, 12.0], [8.1, 10.5, 12.9, 12.0])
+    assert n == 2 and gap == pytest.approx(0.1)
+    n, gap = acc.band_changes([10.9, 14.0], [11.6, 14.2])  # 11.6 is 0.6 from 11 (0.4 from 12
+    assert n == 1 and gap == pytest.approx(0.6)           # is not a severity edge)
+    assert acc.band_changes([9.0], [9.1]) == (0, 0.0)
+
+
 def test_per_patient_median_and_abs_delta():
     assert acc.per_patient([10, 12, 11, 9, 9.5], ["a", "a", "a", "b", "b"]) == {"a": 11, "b": 9.25}
     d = acc.abs_delta({"x": 10, "y": 12, "z": 11}, {"x": 10.5, "y": 12, "w": 3})
@@ -127,7 +136,8 @@ def test_evaluate_every_variant(quantized_art):
             assert r.get(name, f"est={p}") is not None, (name, p)
         for q in ("fp32", "fp16", "int8"):
             for name in ("acc.e2e.hb_mae", "acc.e2e.hb_mae_delta", "acc.e2e.abs_delta.p95",
-                         "acc.e2e.band_agreement", "acc.e2e.nail_found_rate"):
+                         "acc.e2e.band_agreement", "acc.e2e.nail_found_rate",
+                         "acc.e2e.band_changes", "acc.e2e.band_change_edge_gap.max"):
                 assert r.get(name, f"det={p},est={q}") is not None, (name, p, q)
     assert r.get("acc.det.nail.map50", "det=fp32").value == pytest.approx(PERFECT_AP)
     assert r.get("acc.det.nail.map50_delta", "det=fp32").value == 0.0
