@@ -86,3 +86,23 @@ def test_without_a_capture_plan_nothing_is_late():
       return [s.deadline, p.plan(s, {newerWaiting: false, wantsDetector: true, tracked: true,
                                      now: 1e9})];""")
     assert out == [None, "full"]
+
+
+def test_the_detector_cadence_counts_grabs_not_analysed_frames():
+    out = _js("""
+      const st = {tracked: [0, 0, 10, 10], lastDetK: null, detectEvery: 6};
+      const run = (ks) => ks.map((k) => {
+        const due = p.detectorDue(st, k);
+        if (due) st.lastDetK = k;
+        return due;
+      });
+      const every = run([...Array(13).keys()]);     // a device that keeps up
+      st.lastDetK = null;
+      const skipping = run([0, 4, 7, 11, 14, 17]);   // every 3rd-4th grab analysed
+      const lost = p.detectorDue({tracked: null, lastDetK: 2, detectEvery: 6}, 3);
+      return {every, skipping, lost};""")
+    # keeping up: grabs 0, 6, 12, as before
+    assert [k for k, d in enumerate(out["every"]) if d] == [0, 6, 12]
+    # skipping: 7 and 14 re-detect (6+ grabs after the last), where `k % 6 == 0` never would
+    assert out["skipping"] == [True, False, True, False, True, False]
+    assert out["lost"] is True  # no box: the detector runs whatever the cadence

@@ -10,6 +10,15 @@
 
 export const COST_RUNS = 3;
 
+/** Whether grabbed frame k runs the detector: with no tracked box, or once the last detection
+ * is detectEvery grabbed frames old. Counted in grabs, not in analysed frames: a capture that
+ * skips frames re-detects as often in time as one that analyses every frame (counting
+ * `k % detectEvery` instead, a skipped multiple of detectEvery left the box unchecked for
+ * seconds while the hand moved). */
+export function detectorDue({ tracked, lastDetK, detectEvery }, k) {
+  return !tracked || lastDetK === null || lastDetK === undefined || k - lastDetK >= detectEvery;
+}
+
 /** A capture's pacing state: frames, intervalMs and resultMs from capture-start. */
 export function pacer({ frames = 0, intervalMs = 0, resultMs = 0 } = {}) {
   return { frames: frames | 0, intervalMs: +intervalMs || 0, resultMs: +resultMs || 0,

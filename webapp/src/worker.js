@@ -126,6 +126,7 @@ async function captureFrame(st, m, track = false) {
   if (!track && wantsDetector(st, m)) {
     const r = await detect(img);
     rec.detected = true;
+    st.lastDetK = m.k;
     rec.detMs = r.ms.det;
     rec.preMs += r.ms.pre + r.ms.post;
     const pick = pickNail(r.dets, nailClass(), st.tracked);
@@ -149,7 +150,7 @@ async function captureFrame(st, m, track = false) {
   return rec;
 }
 
-const wantsDetector = (st, m) => !st.tracked || m.k % st.detectEvery === 0;
+const wantsDetector = (st, m) => pacing.detectorDue(st, m.k);
 
 // A skipped frame (pacing.js): only its code strip is read.
 let strip = null, stripCtx = null;
@@ -363,7 +364,7 @@ self.onmessage = (e) => {
     return;
   }
   if (m.type === 'capture-start') {
-    captures.set(m.id, { next: 0, pending: new Map(), tracked: null, thumb: null,
+    captures.set(m.id, { next: 0, pending: new Map(), tracked: null, thumb: null, lastDetK: null,
       detectEvery: Math.max(1, m.detectEvery | 0), skipStale: !!m.skipStale, cancelled: false,
       pace: pacing.pacer(m) });
     return;
