@@ -8,6 +8,7 @@ import { decodeDetections, pickNail } from './postprocess.js';
 import { QUALITY, REASONS, meanLuma, thumbnail, motionScore } from './quality.js';
 import { decodeIndex, CODE } from './frameindex.js';
 import * as pacing from './pacing.js';
+import { patch, findShift, lost, moveBox } from './track.js';
 
 const epoch = () => performance.timeOrigin + performance.now(); // ms, comparable across threads
 
@@ -134,7 +135,14 @@ async function captureFrame(st, m, track = false) {
     const jumped = st.tracked && pick.iou < QUALITY.minTrackIou;
     box = pick.det.box;
     st.tracked = box;
+    st.ref = patch(img, cropRect(box, W, H)); // what the tracker looks for until the next detection
     if (jumped) { st.thumb = null; return reject(REASONS.motion); }
+  } else if (box && st.ref) { // between detections: follow the nail (track.js)
+    const s = findShift(img, st.ref, cropRect(box, W, H));
+    rec.track = s;
+    if (lost(s, st.ref)) { st.tracked = null; st.thumb = null; return reject(REASONS.motion); }
+    box = moveBox(box, s.dx, s.dy, W, H);
+    st.tracked = box;
   }
   rec.box = box;
   const rect = cropRect(box, W, H);
@@ -364,7 +372,7 @@ self.onmessage = (e) => {
     return;
   }
   if (m.type === 'capture-start') {
-    captures.set(m.id, { next: 0, pending: new Map(), tracked: null, thumb: null, lastDetK: null,
+    captures.set(m.id, { next: 0, pending: new Map(), tracked: null, thumb: null, ref: null, lastDetK: null,
       detectEvery: Math.max(1, m.detectEvery | 0), skipStale: !!m.skipStale, cancelled: false,
       pace: pacing.pacer(m) });
     return;
