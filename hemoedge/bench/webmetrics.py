@@ -262,8 +262,12 @@ def _capture_metrics(cfg: Any, res: Results, variant: str, t: int, caps: list[di
             n=n, **tp, longest_ms=max(x[2] for x in lts))
     shown = [wc.shown_hb(c.get("shown", "")) for c in caps]
     readings = [h for h in shown if h is not None]
+    summaries = [c.get("summary") or {} for c in caps]
     res.add(f"{pre}.readings", variant, len(readings) / n, unit="", better="higher", n=n, **tp,
-            shown=[c.get("shown", "") for c in caps])
+            shown=[c.get("shown", "") for c in caps],
+            # the reading before the display's rounding to 0.1, and the frames it used
+            hb_exact=[round(float(x["hb"]), 4) if x.get("ok") else None for x in summaries],
+            frames_used=[x.get("used") for x in summaries])
     if readings and cfg.video_hb is not None:
         emit_value(res, f"{pre}.hb_error", variant, [abs(h - cfg.video_hb) for h in readings],
                     "g/dL", "lower", **tp, video_hb=cfg.video_hb, hb_shown=readings)
