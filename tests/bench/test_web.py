@@ -13,6 +13,7 @@ import pytest
 from hemoedge import names
 from hemoedge.bench import webcapture as wc
 from hemoedge.errors import BenchError
+from hemoedge.web.build import DEFAULT_CADENCE
 
 WEB_TESTS = Path(__file__).resolve().parents[1] / "web"
 sys.path.insert(0, str(WEB_TESTS))  # webtiny, webhelp: the web app tests' tiny models and video
@@ -172,7 +173,8 @@ def test_quick_run_records_environment_threads_and_intervals(quick):
         if m.name.endswith(".p50") and m.unit == "ms":
             assert m.n and m.ci95 and m.ci95[0] <= m.ci95[1], m
     p50 = res.get("web.frame_ms.p50", TUNED, threads=2)
-    assert len(p50.params["samples"]) == p50.n == FRAMES // 2  # detector every 2nd frame
+    # one sample per whole block of DEFAULT_CADENCE frames (one detector frame + tracked ones)
+    assert len(p50.params["samples"]) == p50.n == FRAMES // DEFAULT_CADENCE
     seed = res.get("web.seed.frame_ms.p50", "")  # the name and variant the gate's budget reads
     speed = res.get("web.speedup_vs_seed", TUNED, threads=2)
     assert speed.value == pytest.approx(seed.value / p50.value, rel=0.05)

@@ -12,7 +12,7 @@ import pytest
 from webhelp import needs_ort, open_app, wait_js
 
 from hemoedge.errors import HemoedgeError
-from hemoedge.web.build import BuildConfig, build, parse_autotune
+from hemoedge.web.build import DEFAULT_CADENCE, BuildConfig, build, parse_autotune
 
 WEBAPP = Path(__file__).resolve().parents[2] / "webapp"
 CFG = {"choices": {"detector": {"int8": 1, "fp32": 1}, "estimator": {"fp32": 1, "int8": 1}},
@@ -162,7 +162,7 @@ def test_build_ships_the_choices_and_their_cost(tiny_art, tmp_path):
     for role in ("detector", "estimator"):
         for c in at["choices"][role].values():
             assert c["url"].lstrip("./") in files and c["url"].lstrip("./") in res.precache
-    assert at["cadences"] == [2, 3, 4, 6] and at["defaultCadence"] == 2
+    assert at["cadences"] == [2, 3, 4, 6, 8] and at["defaultCadence"] == DEFAULT_CADENCE == 4
     assert set(res.autotune_cost) == {"detector.fp32", "estimator.int8"}  # int8 det is the pairing
     bm = json.loads((tmp_path / "d" / "build-manifest.json").read_text())
     assert bm["autotune"]["extra_models"] == res.autotune_cost
@@ -192,7 +192,7 @@ def test_app_tunes_on_first_use_caches_shows_and_retunes(browser, tuned_server):
         at = page.evaluate("window.__hemoedgeBench.autotune")
         assert at and not at["cached"] and at["tunedMs"] < 10_000
         assert set(at["timings"]["detector"]) <= {"int8", "fp32"} and at["timings"]["pre"] >= 0
-        assert at["key"].startswith("det=") and at["choice"]["detectEvery"] in (2, 3, 4, 6)
+        assert at["key"].startswith("det=") and at["choice"]["detectEvery"] in (2, 3, 4, 6, 8)
         assert page.evaluate("window.__hemoedgeBench.detectEvery") == at["choice"]["detectEvery"]
         note = page.text_content("#tune-note")
         assert note.startswith("Tuned for this device:") and "decided in" in note

@@ -279,3 +279,12 @@ def test_cli_ships_fp16_estimator_and_checks_options(tmp_path, capsys):
     assert "bad --base 'team/hemo'" in capsys.readouterr().err
     assert main([*argv, "--no-compress"]) == 0
     assert not list(out.glob("*.br")) and not list(out.glob("*.gz"))
+
+
+def test_the_apps_default_cadence_is_the_builds():
+    """app.js holds the detector cadence as a literal (the app reads no config before its first
+    frame); it must be the one the build, auto-tune and the tests use."""
+    from hemoedge.web.build import DEFAULT_CADENCE, WEBAPP_DIR
+
+    src = (WEBAPP_DIR / "src" / "app.js").read_text()
+    assert f"intParam('detect_every', 1, CAPTURE.frames, {DEFAULT_CADENCE})" in src

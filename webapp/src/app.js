@@ -30,7 +30,8 @@ const THREADS = self.crossOriginIsolated ? REQUESTED_THREADS : 1;
 const THREADS_PINNED = SEEDLOOP || params.has('threads'); // auto-tune leaves the count alone
 const THREAD_CANDIDATES = threadCandidates({ cores: navigator.hardwareConcurrency,
   isolated: self.crossOriginIsolated, pinned: THREADS_PINNED ? THREADS : null });
-const DETECT_EVERY = SEEDLOOP ? 1 : intParam('detect_every', 1, CAPTURE.frames, 2);
+// detector every 4th frame, the nail tracked in between (hemoedge.web.build.DEFAULT_CADENCE)
+const DETECT_EVERY = SEEDLOOP ? 1 : intParam('detect_every', 1, CAPTURE.frames, 4);
 const CADENCE_FIXED = SEEDLOOP || params.has('detect_every'); // auto-tune leaves it alone
 const AUTOTUNE = !SEEDLOOP && params.get('autotune') !== '0';
 let detectEvery = DETECT_EVERY; // the capture's detector cadence (auto-tune may change it)

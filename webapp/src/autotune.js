@@ -10,8 +10,8 @@
 // time at T over its time here, and every estimator's likewise (only the built pairing is timed
 // at other counts: a second worker must create its sessions, and the tune has a budget). It fits when that mean is at
 // most headroom x 80 ms (the capture's grid, with room for the main thread and jitter).
-// Settings at the app's default cadence (2) trade nothing; a longer cadence refreshes the nail
-// box less often (an accuracy trade the app then states). decide() picks the fastest setting
+// Settings up to the app's default cadence (cfg.defaultCadence) trade nothing; a longer cadence
+// refreshes the nail box less often (an accuracy trade the app then states). decide() picks the fastest setting
 // that trades nothing and fits; if none fits, the shortest cadence that fits (fastest models);
 // if nothing fits at all, the fastest setting there is. In every case the capture skips a
 // frame whenever a newer one is already waiting (never the last): a device that falls behind
