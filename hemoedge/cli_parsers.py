@@ -216,6 +216,9 @@ def add_stages(sub: Any, handler: Handler) -> None:
     s.add_argument("--quantize-stem", action="store_true",
                    help="let the search quantise the input stem (the node reading the image) "
                    "too (by default it stays in float: docs/quantize.md)")
+    s.add_argument("--quantize-output", action="store_true",
+                   help="let the search quantise the node writing the model's output too (by "
+                   "default it stays in float: docs/quantize.md)")
     s.add_argument("--engine", type=_csv, help="also build peer int8 files with these "
                    "quantisers (ort, nncf) into ART/peers/<engine>/ (docs/peers.md)")
     s.set_defaults(func=handler("hemoedge.quantize.run"))

@@ -164,7 +164,8 @@ def quantize(cfg) -> Stage:
     _defaults(cfg, {"art", "roles", "data", "variants", "method", "samples", "est_samples",
                     "val_samples",
                     "search", "tolerance_hb", "tolerance_det_score", "tolerance_det_box_px",
-                    "sampling", "output_correction", "float_decode", "float_stem", "engines"},
+                    "sampling", "output_correction", "float_decode", "float_stem", "float_output",
+                    "engines"},
               "quantize")
     opts = {"art": str(cfg.art), "roles": _unless(list(cfg.roles), list(default.roles)),
             "calib": _opt(cfg.data), "variants": _unless(list(cfg.variants),
@@ -182,6 +183,7 @@ def quantize(cfg) -> Stage:
             "no_output_correction": not cfg.output_correction,
             "quantize_decode": not cfg.float_decode,
             "quantize_stem": not cfg.float_stem,
+            "quantize_output": not cfg.float_output,
             "engine": list(cfg.engines) or None}
     return _stage("quantize", ("quantize",), cfg, opts, mod.main, "hemoedge.quantize.run")
 

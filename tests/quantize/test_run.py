@@ -49,6 +49,18 @@ def test_run_writes_every_variant(tiny_art, tiny_data):
         assert stem and stem == run.stem_nodes(graph)
         assert all(graph.input[0].name in next(n for n in graph.node if n.name == x).input
                    for x in stem)
+    # and the estimator's output node: its answer is not rounded to an int8 grid
+    est_q = art.files["estimator.int8.onnx"]["quantization"]
+    out = [e["name"] for e in est_q["excluded_nodes"] if e["reason"] == run.OUTPUT_REASON]
+    graph = onnx.load(str(art.path("estimator", "fp32"))).graph
+    assert out and out == run.output_nodes(graph)
+    assert all(graph.output[0].name in next(n for n in graph.node if n.name == x).output
+               for x in out)
+    est_graph = onnx.load(str(art.path("estimator", "int8"))).graph
+    head = next(n for n in est_graph.node if n.name == out[0])
+    assert head.op_type == "Gemm"  # still the float op, and nothing requantises its answer
+    assert not any(n.op_type == "QuantizeLinear" and set(head.output) & set(n.input)
+                   for n in est_graph.node)
     est_cal = art.files["estimator.int8.onnx"]["quantization"]["calibration"]
     assert est_cal["source"].startswith("fp32-detector nail crops of train split")
     assert est_cal["detector_crops"] > 0
@@ -75,7 +87,7 @@ def test_search_finds_the_decode_concat_when_asked_to_quantise_the_decode(tiny_a
     records, _, read = tiny_data
     cfg = run.QuantizeConfig(art=tiny_art, variants=("int8",), roles=("detector",), samples=12,
                              val_samples=6, max_size_ratio=None, float_decode=False,
-                             float_stem=False)
+                             float_stem=False, float_output=False)
     run.run(cfg, splits=qtiny.splits(records), read=read)
     det_q = Artifact.load(tiny_art).files["detector.int8.onnx"]["quantization"]
     assert [e["name"] for e in det_q["excluded_nodes"]] == ["/model.22/Concat_3"]
@@ -168,3 +180,6 @@ def test_config_from_args_reads_optional_flags(tmp_path):
     assert (cfg.search.max_steps, cfg.val_samples, cfg.float_decode) == (2, 4, False)
     assert cfg.float_stem is True
     assert run.config_from_args(argparse.Namespace(**base, quantize_stem=True)).float_stem is False
+    assert cfg.float_output is True
+    assert run.config_from_args(argparse.Namespace(**base,
+                                                   quantize_output=True)).float_output is False
