@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from hemoedge.errors import QuantizeError
+from hemoedge.preprocess import iou_matrix
 
 log = logging.getLogger(__name__)
 
@@ -199,9 +200,10 @@ def detector_error(ref: Sequence[np.ndarray], out: Sequence[np.ndarray], top_k: 
             box_err.append(np.abs(a[:4, idx] - b[:4, idx]).mean())
         na, nb = (_nails(x, nail_class, max_nails, conf, iou) for x in (a, b))
         lost = len(na) != len(nb)
+        boxes_b = np.array([bb for _, bb in nb], np.float64).reshape(-1, 4)
         for sa, ba in na:
-            ious = [_iou(ba, bb) for _, bb in nb]
-            j = int(np.argmax(ious)) if ious else -1
+            ious = iou_matrix(ba[None], boxes_b)[0]
+            j = int(np.argmax(ious)) if ious.size else -1
             if j < 0 or ious[j] < 0.5:
                 lost = True
                 continue
@@ -225,14 +227,6 @@ def _nails(raw: np.ndarray, nail_class: int, max_nails: int, conf: float,
     dets = decode_detections(raw[None].astype(np.float32), Letterbox(1.0, 0, 0), conf, iou)
     return [(d.score, np.asarray(d.box, np.float64)) for d in dets
             if d.cls == nail_class][:max_nails]
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 # ------------------------------------------------------------------ per-tensor SQNR ranking

@@ -4,30 +4,20 @@ it, and the app doing it on first use, caching it per version, showing it and re
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
-from webhelp import needs_ort, open_app, wait_js
+from webhelp import needs_ort, open_app, run_js, wait_js
 
 from hemoedge.errors import HemoedgeError
 from hemoedge.web.build import DEFAULT_CADENCE, BuildConfig, build, parse_autotune
 
-WEBAPP = Path(__file__).resolve().parents[2] / "webapp"
 CFG = {"choices": {"detector": {"int8": 1, "fp32": 1}, "estimator": {"fp32": 1, "int8": 1}},
        "cadences": [2, 3, 4, 6], "defaultCadence": 2, "headroom": 0.7, "intervalMs": 80}
 
 
 def _decide(timings: dict, cfg: dict = CFG) -> dict:
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node not installed")
-    js = (f"import('{(WEBAPP / 'src' / 'autotune.js').as_uri()}').then((m) => {{"
-          f"const r = m.decide({json.dumps(cfg)}, {json.dumps(timings)});"
-          "console.log(JSON.stringify({...r, text: m.describe(r, 2)})); })")
-    out = subprocess.run([node, "-e", js], capture_output=True, text=True, timeout=30, check=True)
-    return json.loads(out.stdout)
+    return run_js({"m": "autotune.js"}, f"const r = m.decide({json.dumps(cfg)}, "
+                  f"{json.dumps(timings)}); return {{...r, text: m.describe(r, 2)}};")
 
 
 def _timings(f: float) -> dict:  # a device f times slower than an imaginary reference
@@ -59,16 +49,11 @@ def test_another_model_must_be_clearly_faster_than_the_built_one():
     cfg = {**CFG, "primary": {"det": "int8", "est": "fp32"}}
     t = _timings(1)
     t["estimator"]["int8"] = 11.5  # 4 % faster than fp32 (12): keep the built estimator
-    node = shutil.which("node") or pytest.skip("node not installed")
-    js = (f"import('{(WEBAPP / 'src' / 'autotune.js').as_uri()}').then((m) => "
-          f"console.log(m.decide({json.dumps(cfg)}, {json.dumps(t)}).key))")
-    run = lambda: subprocess.run([node, "-e", js], capture_output=True, text=True,  # noqa: E731
-                                 timeout=30, check=True).stdout.strip()
-    assert run() == "det=int8,est=fp32,every=2"
+    key = lambda: run_js({"m": "autotune.js"},  # noqa: E731
+                         f"return m.decide({json.dumps(cfg)}, {json.dumps(t)}).key;")
+    assert key() == "det=int8,est=fp32,every=2"
     t["estimator"]["int8"] = 8.0  # a third faster: worth switching
-    js = (f"import('{(WEBAPP / 'src' / 'autotune.js').as_uri()}').then((m) => "
-          f"console.log(m.decide({json.dumps(cfg)}, {json.dumps(t)}).key))")
-    assert run() == "det=int8,est=int8,every=2"
+    assert key() == "det=int8,est=int8,every=2"
 
 
 def test_untimed_choice_is_left_out():
@@ -78,11 +63,7 @@ def test_untimed_choice_is_left_out():
 
 
 def _node(expr: str):
-    node = shutil.which("node") or pytest.skip("node not installed")
-    js = (f"import('{(WEBAPP / 'src' / 'autotune.js').as_uri()}').then((m) => "
-          f"console.log(JSON.stringify({expr})))")
-    out = subprocess.run([node, "-e", js], capture_output=True, text=True, timeout=30, check=True)
-    return json.loads(out.stdout)
+    return run_js({"m": "autotune.js"}, f"return {expr};")
 
 
 def test_thread_candidates_follow_cores_isolation_and_a_pinned_count():

@@ -3,24 +3,12 @@ skips so that the result comes at most CAPTURE.resultMs after the last grab."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from pathlib import Path
-
-import pytest
-
-SRC = Path(__file__).resolve().parents[2] / "webapp" / "src"
+from webhelp import run_js
 
 
 def _js(body: str):
     """Run `body` (which returns a JSON-able value) with pacing.js as `p` and capture.js as `c`."""
-    node = shutil.which("node") or pytest.skip("node not installed")
-    js = (f"Promise.all([import('{(SRC / 'pacing.js').as_uri()}'), "
-          f"import('{(SRC / 'capture.js').as_uri()}')]).then(([p, c]) => {{ "
-          f"const out = (() => {{ {body} }})(); console.log(JSON.stringify(out)); }})")
-    r = subprocess.run([node, "-e", js], capture_output=True, text=True, timeout=30, check=True)
-    return json.loads(r.stdout)
+    return run_js({"p": "pacing.js", "c": "capture.js"}, body)
 
 
 def test_the_result_is_due_resultMs_after_the_last_grab_and_a_late_grid_moves_it_later():

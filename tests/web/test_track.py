@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from pathlib import Path
-
-import pytest
-
-SRC = Path(__file__).resolve().parents[2] / "webapp" / "src"
+from webhelp import run_js
 
 # an RGBA W x H image with a textured "nail" (an ellipse of varying colour, moving with it)
 # at (cx, cy) on skin whose faint texture stays put
@@ -31,11 +24,7 @@ SCENE = """
 
 
 def _js(body: str):
-    node = shutil.which("node") or pytest.skip("node not installed")
-    js = (f"import('{(SRC / 'track.js').as_uri()}').then((t) => {{ {SCENE} "
-          f"const out = (() => {{ {body} }})(); console.log(JSON.stringify(out)); }})")
-    r = subprocess.run([node, "-e", js], capture_output=True, text=True, timeout=30, check=True)
-    return json.loads(r.stdout)
+    return run_js({"t": "track.js"}, body, prelude=SCENE)
 
 
 def test_the_tracker_finds_where_the_nail_moved():

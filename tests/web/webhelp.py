@@ -6,8 +6,10 @@ Kept out of conftest.py so that tests can import them by a name no other test fo
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -127,6 +129,22 @@ def open_app(page, url: str, query: str = "?bench=1") -> dict:
 
 def node() -> str | None:
     return shutil.which("node") or (os.path.exists("/usr/bin/node") and "/usr/bin/node") or None
+
+
+WEBAPP_SRC = Path(__file__).resolve().parents[2] / "webapp" / "src"
+
+
+def run_js(modules: dict[str, str], body: str, prelude: str = ""):
+    """Run `body` in node with each webapp/src module imported under its name
+    ({"p": "pacing.js"} -> `p`), after `prelude`; `body` returns a JSON-able value, which is
+    returned. Skips the test when node is not installed."""
+    exe = node() or pytest.skip("node not installed")
+    names = list(modules)
+    imports = ", ".join(f"import('{(WEBAPP_SRC / modules[n]).as_uri()}')" for n in names)
+    js = (f"Promise.all([{imports}]).then(([{', '.join(names)}]) => {{ {prelude} "
+          f"const out = (() => {{ {body} }})(); console.log(JSON.stringify(out)); }})")
+    r = subprocess.run([exe, "-e", js], capture_output=True, text=True, timeout=30, check=True)
+    return json.loads(r.stdout)
 
 
 def read_y4m(path: Path, limit: int | None = None) -> list[np.ndarray]:
