@@ -419,7 +419,8 @@ def _run_pass(cfg: WebBenchConfig, slowdown: float | None, endpoint: str | None 
         ks = [k for k in tr["settings"] if k]
         top = max(set(ks), key=ks.count) if ks else None
         p = {"threads": int(t), "setting": top, "settings": tr["settings"],
-             "trials": len(tr["settings"]), "tuned_ms": tr["tuned_ms"], **(
+             "trials": len(tr["settings"]), "tuned_ms": tr["tuned_ms"],
+             "timings": tr.get("timings", []), **(
                  cls if slowdown is not None else {})}
         res.add("web.autotune.agreement", variant, ks.count(top) / max(len(tr["settings"]), 1),
                 unit="", better="higher", n=len(tr["settings"]), **p)

@@ -349,7 +349,7 @@ class _Run:
         """Auto-tune's reproducibility: the app in `autotune_trials` fresh contexts (empty
         storage, so each one tunes), at the first thread count; the settings chosen."""
         t = self.cfg.threads[0]
-        keys, ms = [], []
+        keys, ms, timed = [], [], []
         for i in range(self.cfg.autotune_trials):
             ctx, guard = self.chrome.new_context(url, camera=False)
             try:
@@ -359,10 +359,25 @@ class _Run:
                 at = info.get("autotune") or {}
                 keys.append(at.get("key"))
                 ms.append(at.get("tunedMs"))
+                timed.append(_tune_times(at.get("timings")))
                 page.close()
             finally:
                 self.chrome.close_context(ctx)
             log.info("%s t%d auto-tune trial %d: %s in %.0f ms", unit.label, t, i + 1, keys[-1],
                      ms[-1] or float("nan"))
         self.pool.env.setdefault("autotune_trials", {})[f"{unit.variant} t{t}"] = {
-            "settings": keys, "tuned_ms": [round(x, 1) for x in ms if x is not None]}
+            "settings": keys, "tuned_ms": [round(x, 1) for x in ms if x is not None],
+            "timings": timed}
+
+
+def _tune_times(timings) -> dict | None:
+    """The model times one tune decided on (ms, the least-disturbed run of each), rounded."""
+    if not isinstance(timings, dict):
+        return None
+    out = {f"{role}.{prec}": round(float(v), 1) for role in ("detector", "estimator")
+           for prec, v in (timings.get(role) or {}).items() if isinstance(v, (int, float))}
+    if isinstance(timings.get("pre"), (int, float)):
+        out["pre"] = round(float(timings["pre"]), 1)
+    if isinstance(timings.get("runs"), dict):  # every timed run, to judge the noise
+        out["runs"] = {k: v for k, v in timings["runs"].items() if isinstance(v, list)}
+    return out

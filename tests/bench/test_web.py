@@ -402,3 +402,16 @@ def test_report_has_a_table_per_slowdown():
     assert "| det=int8 | 1 | 400.0 ms |" in md and "| det=int8 | 1 | 600.0 ms |" in md
     assert f"| {TUNED} | 1 |" in md and "every=6" in md
     assert "Mechanism: cgroup v1 cpu controller: test." in md
+
+
+def test_each_trial_keeps_the_model_times_its_tune_decided_on():
+    from hemoedge.bench.webrun import _tune_times
+
+    t = {"detector": {"int8": 102.634}, "estimator": {"fp16": 60.04, "int8": 52.26},
+         "pre": 28.51, "runs": {"detector.int8": [144, 102.63], "estimator.fp16": [60.04]},
+         "threads": {"2": {"detector": 102.6}}}
+    assert _tune_times(t) == {"detector.int8": 102.6, "estimator.fp16": 60.0,
+                              "estimator.int8": 52.3, "pre": 28.5,
+                              "runs": {"detector.int8": [144, 102.63],
+                                       "estimator.fp16": [60.04]}}
+    assert _tune_times(None) is None and _tune_times({"detector": {"int8": "x"}}) == {}

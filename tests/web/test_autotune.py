@@ -52,8 +52,17 @@ def test_another_model_must_be_clearly_faster_than_the_built_one():
     key = lambda: run_js({"m": "autotune.js"},  # noqa: E731
                          f"return m.decide({json.dumps(cfg)}, {json.dumps(t)}).key;")
     assert key() == "det=int8,est=fp32,every=2"
-    t["estimator"]["int8"] = 8.0  # a third faster: worth switching
+    t["estimator"]["int8"] = 8.0  # a third faster: within what fresh tunes of one device spread
+    assert key() == "det=int8,est=fp32,every=2"
+    t["estimator"]["int8"] = 5.9  # twice as fast: worth leaving the built estimator for
     assert key() == "det=int8,est=int8,every=2"
+
+
+def test_a_built_model_that_cannot_keep_the_grid_gives_way_to_one_that_can():
+    # limit 56 ms; est=fp32 (38.4 ms) fits at no cadence, est=int8 (25.6 ms) from every 4th on
+    cfg = {**CFG, "primary": {"det": "int8", "est": "fp32"}}
+    r = _decide(_timings(3.2), cfg)
+    assert r["key"] == "det=int8,est=int8,every=4" and r["fits"]
 
 
 def test_untimed_choice_is_left_out():
@@ -88,10 +97,12 @@ def _threaded(f4: float, f1: float = 1.6) -> dict:
 
 
 def test_more_threads_are_chosen_when_clearly_faster_and_scale_the_other_models():
-    r = _decide(_threaded(0.6), THREADED)
+    t = _threaded(0.6)
+    t["estimator"]["int8"] = 5  # over twice as fast as the built fp32 (12): it is chosen
+    r = _decide(t, THREADED)
     assert r["threads"] == 4 and r["key"] == "det=int8,est=int8,every=2,threads=4"
     # the int8 estimator was timed at 2 threads only: scaled by the pairing's ratio at 4
-    assert r["frameMs"] == pytest.approx(3 + 8 * 0.6 + 20 * 0.6 / 2)
+    assert r["frameMs"] == pytest.approx(3 + 5 * 0.6 + 20 * 0.6 / 2)
     assert "4 threads" in r["text"]
 
 
@@ -109,7 +120,7 @@ def test_the_running_count_is_kept_within_the_margin():
 
 def test_a_pinned_count_is_kept_however_fast_another_is():
     r = _decide(_threaded(0.3), {**THREADED, "pinThreads": True})
-    assert r["threads"] == 2 and r["key"] == "det=int8,est=int8,every=2,threads=2"
+    assert r["threads"] == 2 and r["key"] == "det=int8,est=fp32,every=2,threads=2"
 
 
 def test_a_count_that_fits_at_the_default_cadence_wins_over_the_margin():

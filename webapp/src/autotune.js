@@ -18,9 +18,14 @@
 // gets its result soon after the last grab, from fewer frames (the app lists them).
 
 export const STORAGE_KEY = 'hemoedge-autotune';
-// Another model than the built pairing's must be this much faster to be chosen: two models
-// timed within a few % of each other would otherwise flip from one fresh profile to the next.
-// Another thread count than the running one must make the whole frame this much faster.
+// Another model than the built pairing's is ranked as if it took MODEL_SWITCH times its time:
+// it replaces the built one, whose accuracy the build measured, only when it is at least that
+// much faster (or when the built one cannot keep the grid where it can). On a 4x throttled CPU
+// the three estimators' best runs differed by 10-40 % between fresh tunes of one device (each
+// run +-20 %), so any margin near their true difference (~20 %) chose at random: 5-7 of 10
+// tunes agreed with a 7.5 % margin on the frame. Another thread count than the running one
+// must make the whole frame SWITCH_MARGIN faster.
+export const MODEL_SWITCH = 2;
 export const SWITCH_MARGIN = 0.15;
 export const THREAD_CHOICES = [1, 2, 4];
 
@@ -52,7 +57,7 @@ export function settings(cfg, timings) {
         for (const n of cfg.cadences) {
           const frameMs = timings.pre + e + d / n;
           out.push({ det, est, detectEvery: n, threads, frameMs, detFrameMs: timings.pre + e + d,
-            trades: n > cfg.defaultCadence });
+            preMs: timings.pre, detMs: d, estMs: e, trades: n > cfg.defaultCadence });
         }
       }
     }
@@ -67,8 +72,9 @@ export function decide(cfg, timings) {
   const limit = cfg.headroom * cfg.intervalMs;
   const p = cfg.primary || {};
   const here = p.threads || timings.numThreads; // the running worker's count
-  const rank = (x) => x.frameMs * ((x.det === p.det ? 1 : 1 + SWITCH_MARGIN / 2) *
-    (x.est === p.est ? 1 : 1 + SWITCH_MARGIN / 2) * (x.threads === here ? 1 : 1 + SWITCH_MARGIN));
+  const rank = (x) => (x.preMs + x.estMs * (x.est === p.est ? 1 : MODEL_SWITCH) +
+    x.detMs / x.detectEvery * (x.det === p.det ? 1 : MODEL_SWITCH)) *
+    (x.threads === here ? 1 : 1 + SWITCH_MARGIN);
   const byCost = (a, b) => rank(a) - rank(b) || a.detectEvery - b.detectEvery ||
     (a.det + a.est).localeCompare(b.det + b.est) || (a.threads || 0) - (b.threads || 0);
   const fits = all.filter((s) => s.frameMs <= limit);
