@@ -197,14 +197,17 @@ async function run() {
     $('lab-device').textContent = `${device.userAgent}; ${device.hardwareConcurrency} logical cores` +
       (device.deviceMemory ? `, ${device.deviceMemory} GB` : '') + `; WebGPU: ${gpu}`;
     if (S.video) { step('loading the test video'); camera = await loadTestCamera(S.video); }
+    // most threads first, as bench web does: a 2-thread page after a 1-thread one in the same
+    // browser lost a core there (docs/bench-web.md, "The 2-thread anomaly")
+    const order = [...S.threads].sort((a, b) => b - a);
     step('first visit: caching the app');
-    await openApp(S.threads[S.threads.length - 1], 'first visit'); // later pages start warm
+    await openApp(order[0], 'first visit'); // later pages start warm
     const pages = [];
     let last = null;
-    const total = S.repeats * S.threads.length;
+    const total = S.repeats * order.length;
     $('lab-progress').max = total;
     for (let rep = 0; rep < S.repeats; rep++) {
-      for (const t of S.threads) {
+      for (const t of order) {
         last = await measurePage(S, rep, t, camera);
         pages.push(last.page);
         $('lab-progress').value = pages.length;
