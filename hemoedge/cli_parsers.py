@@ -340,6 +340,12 @@ def add_results(sub: Any, handler: Handler) -> None:
     s.add_argument("--max-first-visit-mb", type=_positive_float,
                    help="web: first-visit MB on the wire at most this (bench web's "
                         "web.first_visit.bytes; without it, the model files' bytes)")
+    s.add_argument("--max-hb-shift", type=_positive_float,
+                   help="per patient: 95th percentile of |Hb - the fp32 pipeline's Hb| at "
+                        "most this, g/dL (eval's acc.ref.e2e.abs_delta.p95)")
+    s.add_argument("--min-band-agreement", type=float,
+                   help="share of patients (0-1) whose severity band the pairing keeps "
+                        "(eval's acc.ref.e2e.band_agreement)")
     s.add_argument("--task", choices=("regression", "classification"), default="regression",
                    help="sweep results: rank the Hb regressors or the anaemia classifiers")
     s.add_argument("--max-hb-mae", type=_positive_float, help="absolute end-to-end Hb MAE limit, g/dL")

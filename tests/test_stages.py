@@ -104,7 +104,8 @@ def test_stage_module_configs_parse_back_with_every_field_set(tmp_path):
         st.choose(ChooseConfig(results=res, constraints=Constraints(
             target="cpu", max_frame_ms=30.0, max_hb_mae_delta=0.1, max_bytes=1e7,
             task="classification", max_hb_mae=1.2, max_hb_mae_over_best=0.2, min_auroc=0.8,
-            max_auroc_drop=0.05, max_first_visit_mb=9.0), device_class="mid-range-phone",
+            max_auroc_drop=0.05, max_first_visit_mb=9.0, max_hb_shift=0.1,
+            min_band_agreement=0.99), device_class="mid-range-phone",
             device="pixel-7", ep="webgpu")),
         st.gate(GateConfig(results=res, baseline=tmp_path / "base.json",
                            budgets=tmp_path / "b.toml", md=tmp_path / "g.md",

@@ -33,6 +33,10 @@ class Constraints:
     # MB a first visit downloads: bench web's web.first_visit.bytes (on the wire: the app, the
     # WASM and both models, compressed) where measured, else the two model files' bytes
     max_first_visit_mb: float | None = None
+    # fidelity to the fp32 pipeline, per patient (what a mean hides): the 95th percentile of
+    # |Hb - fp32 pipeline's Hb|, g/dL, and the share of patients whose severity band stays
+    max_hb_shift: float | None = None
+    min_band_agreement: float | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -43,6 +47,9 @@ class Constraints:
             v = getattr(self, name)
             if v is not None and not math.isfinite(v):
                 raise ResultsError(f"choose: --{name.replace('_', '-')} must be finite, got {v}")
+        if self.min_band_agreement is not None and not 0 <= self.min_band_agreement <= 1:
+            raise ResultsError("choose: --min-band-agreement is a share of patients, 0-1, got "
+                               f"{self.min_band_agreement}")
 
     @property
     def frame_metric(self) -> str:
@@ -60,7 +67,16 @@ CHECKS = (
     ("--max-auroc-drop", "max_auroc_drop", "auroc_drop", "max", "classification"),
     ("--max-bytes", "max_bytes", "bytes", "max", None),
     ("--max-first-visit-mb", "max_first_visit_mb", "first_visit_mb", "max", None),
+    ("--max-hb-shift", "max_hb_shift", "hb_shift", "max", "regression"),
+    ("--min-band-agreement", "min_band_agreement", "band_agreement", "min", "regression"),
 )
+# per-patient fidelity figures, most machine-independent first: the reference arithmetic
+# (acc.ref.*, the same on every CPU) end to end, this machine's kernels end to end, then the
+# estimator alone on ground-truth crops
+SHIFT_METRICS = ("acc.ref.e2e.abs_delta.p95", "acc.e2e.abs_delta.p95",
+                 "acc.ref.hb_abs_delta.p95", "acc.hb_abs_delta.p95")
+BAND_METRICS = ("acc.ref.e2e.band_agreement", "acc.e2e.band_agreement",
+                "acc.ref.band_agreement", "acc.band_agreement")
 CHECK = {flag: (fld, attr, kind, task) for flag, fld, attr, kind, task in CHECKS}
 EPS = 1e-9  # a figure equal to its limit up to float rounding meets it
 OVER_BEST = "--max-hb-mae-over-best"
@@ -87,6 +103,9 @@ class Candidate:
     specificity: float | None = None
     first_visit_mb: float | None = None  # MB downloaded on a first visit (see Constraints)
     first_visit_source: str = "missing"  # "wire" (bench web) or "model files"
+    hb_shift: float | None = None  # g/dL, p95 per patient against fp32 (SHIFT_METRICS)
+    band_agreement: float | None = None  # share of patients in fp32's band (BAND_METRICS)
+    fidelity_source: str = "missing"  # the metric hb_shift came from
 
     @property
     def feasible(self) -> bool:
@@ -130,6 +149,14 @@ def candidate(results: Results, variant: str, frame: Metric,
         cand.first_visit_mb, cand.first_visit_source = fv.value / 1e6, "wire"
     elif size is not None:
         cand.first_visit_mb, cand.first_visit_source = size / 1e6, "model files"
+    for attr, names in (("hb_shift", SHIFT_METRICS), ("band_agreement", BAND_METRICS)):
+        for name in names:
+            m = lookup(results, name, variant, threads=None, same=(BACKBONE,))
+            if m is not None:
+                setattr(cand, attr, m.value)
+                if attr == "hb_shift":
+                    cand.fidelity_source = name
+                break
     mae, cand.hb_mae_source = first_of(results, ("acc.e2e.hb_mae", "acc.hb_mae"), variant)
     cand.hb_mae = mae.value if mae is not None else None
     auc, cand.cls_source = first_of(results, ("acc.e2e.cls.auroc", "acc.cls.auroc"), variant)

@@ -212,6 +212,15 @@ def choose(results: Results, constraints: Constraints) -> Choice:
                      f"pipeline" + (f" <= {c.max_hb_mae_over_best}"
                                     if c.max_hb_mae_over_best is not None else ""))
         reasons.append(line)
+        if best.hb_shift is not None or best.band_agreement is not None:
+            reasons.append(
+                "per patient against the fp32 pipeline: p95 |dHb| "
+                + (f"{best.hb_shift:.3f} g/dL" if best.hb_shift is not None else "n/a")
+                + (f" <= {c.max_hb_shift}" if c.max_hb_shift is not None else "")
+                + ", severity band kept for "
+                + (f"{best.band_agreement:.1%}" if best.band_agreement is not None else "n/a")
+                + (f" >= {c.min_band_agreement:.1%}" if c.min_band_agreement is not None else "")
+                + f" ({best.fidelity_source})")
     else:
         line = _accuracy(best) + (f" >= {c.min_auroc}" if c.min_auroc is not None else "")
         line += (f"; AUROC drop vs fp32 {best.auroc_drop:+.3f}" if best.auroc_drop is not None

@@ -249,12 +249,14 @@ def test_single_artifact_output_unchanged(results):
     assert all(x.backbone is None and x.task == "regression" and x.hb_mae_over_best is None
                for x in [ch.recommended, *ch.runners_up])
     out = format_choice(ch)
-    assert out.splitlines()[:5] == [
+    assert out.splitlines()[:6] == [
         "target web; constraints: --max-hb-mae-delta 0.05",
         "recommended: det=int8,est=fp32",
         "  - fastest of 9 pairing(s) meeting every constraint on target web: 41.2 ms per frame "
         "(p50, threads=2)",
         "  - Hb MAE delta +0.006 g/dL (e2e) <= 0.05; Hb MAE 1.156 g/dL (e2e)",
+        "  - per patient against the fp32 pipeline: p95 |dHb| 0.018 g/dL, severity band kept "
+        "for 99.7% (acc.ref.e2e.abs_delta.p95)",
         "  - size 13.40 MB"]
     # a loose --max-hb-mae-over-best has nothing to compare against with one artifact
     tight = choose(results, Constraints(target="web", max_hb_mae_over_best=0.0))
@@ -358,3 +360,27 @@ def test_unknown_device_class_is_bad_input(results, tmp_path):
     with pytest.raises(ResultsError, match=r"no web figures for device class 'low-end-phone'.*"
                                            r"there are: desktop, mid-range-phone"):
         cli(Namespace(results=[str(path)], target="web", device_class="low-end-phone"))
+
+
+def test_per_patient_fidelity_constraints(results):
+    """--max-hb-shift / --min-band-agreement: what a mean hides, on the machine-independent
+    reference figure where eval recorded one."""
+    ch = choose(results, Constraints(target="web"))
+    best = ch.recommended
+    assert best.variant == "det=int8,est=fp32"
+    assert best.fidelity_source == "acc.ref.e2e.abs_delta.p95"  # the reference before kernels
+    assert any(r.startswith("per patient against the fp32 pipeline: p95 |dHb| ")
+               for r in ch.reasons), ch.reasons
+    results.add("acc.ref.e2e.abs_delta.p95", best.variant, 0.5, "g/dL", "lower")
+    ch = choose(results, Constraints(target="web", max_hb_shift=0.2))
+    assert ch.recommended.variant != best.variant
+    assert "--max-hb-shift" in {x.variant: x.violations for x in ch.rejected}[best.variant]
+    assert ch.recommended.hb_shift <= 0.2
+    ch = choose(results, Constraints(target="web", min_band_agreement=1.0))
+    assert ch.ok and ch.recommended.variant == "det=fp32,est=fp32"  # the only one with no delta
+    assert ch.recommended.band_agreement == 1.0
+    ch = choose(results, Constraints(target="web", max_hb_shift=1e-6,
+                                     min_band_agreement=1.0, max_frame_ms=1.0))
+    assert not ch.ok
+    with pytest.raises(ResultsError, match="share of patients, 0-1"):
+        Constraints(min_band_agreement=1.5)
