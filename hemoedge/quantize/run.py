@@ -278,8 +278,8 @@ def make_int8(art: Artifact, role: str, inputs: Inputs, cfg: QuantizeConfig,
         if cfg.float_decode and role == "detector":
             seed += [(n, DECODE_REASON) for n in sorted(decode_head_nodes(graph))]
         if cfg.float_output:
-            seed += [(n, OUTPUT_REASON) for n in output_nodes(graph)
-                     if n not in {name for name, _ in seed}]
+            kept = {name for name, _ in seed}
+            seed += [(n, OUTPUT_REASON) for n in output_nodes(graph) if n not in kept]
         max_bytes = (None if cfg.max_size_ratio is None
                      else int(cfg.max_size_ratio * src.stat().st_size))
         # the tail bisection only considers nodes without sizeable weights: keeping those in
@@ -340,13 +340,17 @@ def _output_correction(src: Path, result: sensitivity.SearchResult, inputs: Inpu
 def stem_nodes(graph) -> list[str]:
     """The compute nodes that read the graph input directly (the first conv of a CNN)."""
     inputs = {i.name for i in graph.input} - {i.name for i in graph.initializer}
-    return sorted(n.name for n in graph.node if n.name and inputs & set(n.input))
+    return _nodes_touching(graph, inputs, "input")
 
 
 def output_nodes(graph) -> list[str]:
     """The compute nodes that write a graph output (the regression head of the estimator)."""
-    outputs = {o.name for o in graph.output}
-    return sorted(n.name for n in graph.node if n.name and outputs & set(n.output))
+    return _nodes_touching(graph, {o.name for o in graph.output}, "output")
+
+
+def _nodes_touching(graph, tensors: set[str], side: str) -> list[str]:
+    """Names of the nodes with one of `tensors` among their inputs or outputs (`side`)."""
+    return sorted(n.name for n in graph.node if n.name and tensors & set(getattr(n, side)))
 
 
 def decode_head_nodes(graph) -> list[str]:

@@ -124,13 +124,22 @@ class Candidate:
         return self.hb_mae - self.hb_mae_delta
 
 
-def first_of(results: Results, names: tuple[str, ...], variant: str) -> tuple[Metric | None, str]:
-    """The first of `names` measured for `variant` (same backbone) and its source."""
+def first_named(results: Results, names: tuple[str, ...],
+                variant: str) -> tuple[Metric | None, str]:
+    """The first of `names` measured for `variant` (same backbone) and that name."""
     for name in names:
         m = lookup(results, name, variant, threads=None, same=(BACKBONE,))
         if m is not None:
-            return m, "est-only" if not name.startswith("acc.e2e.") else "e2e"
+            return m, name
     return None, "missing"
+
+
+def first_of(results: Results, names: tuple[str, ...], variant: str) -> tuple[Metric | None, str]:
+    """The first of `names` measured for `variant` (same backbone) and its source."""
+    m, name = first_named(results, names, variant)
+    if m is None:
+        return None, "missing"
+    return m, "est-only" if not name.startswith("acc.e2e.") else "e2e"
 
 
 def candidate(results: Results, variant: str, frame: Metric,
@@ -149,14 +158,10 @@ def candidate(results: Results, variant: str, frame: Metric,
         cand.first_visit_mb, cand.first_visit_source = fv.value / 1e6, "wire"
     elif size is not None:
         cand.first_visit_mb, cand.first_visit_source = size / 1e6, "model files"
-    for attr, names in (("hb_shift", SHIFT_METRICS), ("band_agreement", BAND_METRICS)):
-        for name in names:
-            m = lookup(results, name, variant, threads=None, same=(BACKBONE,))
-            if m is not None:
-                setattr(cand, attr, m.value)
-                if attr == "hb_shift":
-                    cand.fidelity_source = name
-                break
+    shift, cand.fidelity_source = first_named(results, SHIFT_METRICS, variant)
+    cand.hb_shift = shift.value if shift is not None else None
+    band, _ = first_named(results, BAND_METRICS, variant)
+    cand.band_agreement = band.value if band is not None else None
     mae, cand.hb_mae_source = first_of(results, ("acc.e2e.hb_mae", "acc.hb_mae"), variant)
     cand.hb_mae = mae.value if mae is not None else None
     auc, cand.cls_source = first_of(results, ("acc.e2e.cls.auroc", "acc.cls.auroc"), variant)

@@ -270,14 +270,9 @@ async function tuneTimings({ budgetMs, phase }) {
     const w = performance.now();
     await s.run({ [sp.input_name]: x });
     out.warmupMs[`${role}.${prec}`] = Math.round(performance.now() - w); // a new session's first run
-    const ts = [];
-    while (ts.length < maxRuns && (ts.length === 0 || performance.now() < end)) {
-      const t = performance.now();
-      await s.run({ [sp.input_name]: x });
-      ts.push(performance.now() - t);
+    for (let n = 0; n < maxRuns && (n === 0 || performance.now() < end); n++) {
+      await timeOnce(out, role, prec, { sp, x });
     }
-    out.runs[`${role}.${prec}`] = ts.map((v) => Math.round(v * 100) / 100);
-    out[role][prec] = Math.min(...ts); // the least-disturbed run: robust to other load
   };
   // the built pairing first (its sessions exist), then the other choices while the budget lasts:
   // a choice is loaded only when its predicted create + 2 runs fit what is left (sessions
@@ -319,22 +314,25 @@ const tuneInput = (role, prec) => { // a grey input of the model's shape
   const sp = specOf(role, prec);
   return { sp, x: new ort.Tensor('float32', new Float32Array(sp.input_shape.reduce((a, b) => a * b, 1)).fill(0.5), sp.input_shape) };
 };
+// One timed session.run, appended to out.runs; the model's figure is its fastest run so far
+// (the least disturbed by other load).
+async function timeOnce(out, role, prec, { sp, x }) {
+  const t = performance.now();
+  await sessions[role][prec].run({ [sp.input_name]: x });
+  const ms = performance.now() - t;
+  const key = `${role}.${prec}`;
+  (out.runs[key] = out.runs[key] || []).push(Math.round(ms * 100) / 100);
+  out[role][prec] = Math.min(out[role][prec] ?? Infinity, ms);
+}
 async function interleavedRuns(out, end) {
-  const keys = Object.keys(out.runs).filter((k) => {
-    const [role, prec] = k.split('.');
-    return sessions[role] && sessions[role][prec] && out[role][prec] > 0;
-  });
-  if (keys.length < 2) return;
+  const models = Object.keys(out.runs).map((k) => k.split('.'))
+    .filter(([role, prec]) => sessions[role] && sessions[role][prec] && out[role][prec] > 0)
+    .map(([role, prec]) => ({ role, prec, input: tuneInput(role, prec) }));
+  if (models.length < 2) return;
   for (let round = 0; round < EXTRA_ROUNDS; round++) {
-    for (const key of keys) {
-      const [role, prec] = key.split('.');
+    for (const { role, prec, input } of models) {
       if (performance.now() + 1.5 * out[role][prec] > end) return; // sessions cannot be interrupted
-      const { sp, x } = tuneInput(role, prec);
-      const t = performance.now();
-      await sessions[role][prec].run({ [sp.input_name]: x });
-      const ms = performance.now() - t;
-      out.runs[key].push(Math.round(ms * 100) / 100);
-      out[role][prec] = Math.min(out[role][prec], ms);
+      await timeOnce(out, role, prec, input);
     }
   }
 }
